@@ -1,0 +1,78 @@
+"""Orbax checkpoints of a ``TrainState``, with fallback past unreadable ones.
+
+Orbax writes each checkpoint to a temporary directory and renames it when the
+write is complete, so an interrupted save never looks like a finished one. A
+checkpoint that exists but cannot be read (truncated or garbled files) is
+reported by step and skipped in favour of the previous one; it is never
+deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import warnings
+
+import jax
+import orbax.checkpoint as ocp
+
+from genjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint could be restored."""
+
+
+class Checkpointer:
+    """Saves and restores ``TrainState`` under ``directory`` (one sub-directory per step)."""
+
+    def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3):
+        self.directory = pathlib.Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+            ),
+        )
+
+    def steps(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def save(self, state: TrainState) -> int:
+        step = int(state.step)
+        if step in self.steps():
+            return step
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
+        return step
+
+    def restore_latest(self, like: TrainState) -> TrainState | None:
+        """Restores the newest readable checkpoint into the structure of ``like``.
+
+        Returns ``None`` when there is no checkpoint. Raises ``CheckpointError``
+        naming every step that was tried when none can be read.
+        """
+        steps = self.steps()
+        if not steps:
+            return None
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+        failures = []
+        for step in reversed(steps):
+            try:
+                state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as e:  # orbax raises many types for unreadable data
+                msg = f"checkpoint at step {step} in {self.directory / str(step)} is unreadable ({type(e).__name__}: {e})"
+                warnings.warn(msg + "; falling back to the previous checkpoint", stacklevel=2)
+                failures.append(msg)
+                continue
+            if int(state.step) != step:
+                failures.append(f"checkpoint at step {step} holds step {int(state.step)}")
+                continue
+            return state
+        raise CheckpointError("no usable checkpoint: " + "; ".join(failures))
+
+    def close(self) -> None:
+        self.manager.close()

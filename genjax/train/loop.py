@@ -1,0 +1,339 @@
+"""``fit``: the training loop every family uses.
+
+One root key per run is split once per purpose (``init``, ``data``, ``train``,
+``eval``). Step ``s`` uses ``fold_in(train_key, s)``; batches come from the
+``data`` key and the epoch. Steps run ``steps_per_dispatch`` at a time inside one
+``lax.scan``; chunk boundaries sit at absolute step numbers (multiples of
+``steps_per_dispatch`` and every log / eval / checkpoint point), so a run resumed
+from a checkpoint executes exactly the same computations as the uninterrupted
+run and ends with bit-identical parameters.
+
+Order at a stopping point: metrics are logged, evaluation runs, then the
+checkpoint is written. A checkpoint at step ``s`` thus implies every metrics line
+up to ``s`` is on disk; on resume, lines after the restored step are dropped, so
+the log never holds duplicated or missing steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genjax import _checks
+from genjax.data.pipeline import BatchSampler
+from genjax.train.checkpoint import Checkpointer
+from genjax.train.state import TrainState, raw_key
+from genjax.train.step import Transform, make_multi_step, make_train_step, with_transform
+from genjax.types import Params, PRNGKeyArray
+
+EvalFn = Callable[[Params, PRNGKeyArray], Mapping[str, Any]]
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN/Inf loss or gradient."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    history: list[dict]
+    out_dir: pathlib.Path | None
+    resumed_from: int | None
+    wall_time_s: float
+
+
+def split_run_key(seed_or_key) -> dict[str, jax.Array]:
+    """The run's keys by purpose: ``init``, ``data``, ``train``, ``eval``."""
+    if isinstance(seed_or_key, (int, np.integer)):
+        key = jax.random.PRNGKey(int(seed_or_key))
+    else:
+        key = raw_key(seed_or_key)
+    k = jax.random.split(key, 4)
+    return {"init": k[0], "data": k[1], "train": k[2], "eval": k[3]}
+
+
+def _to_host(tree):
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+def _jsonable(v):
+    v = np.asarray(v)
+    if v.dtype == bool:
+        return bool(v) if v.ndim == 0 else v.tolist()
+    if v.ndim == 0:
+        f = float(v)
+        return f if math.isfinite(f) else str(f)
+    return v.tolist()
+
+
+class MetricsLog:
+    """Append-only JSONL file of metric records, each with an integer ``step``."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        """Drops records after ``step`` (atomically, via a temporary file)."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from an interrupted write
+            if rec.get("step", 0) <= step:
+                keep.append(line)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(l + "\n" for l in keep))
+        os.replace(tmp, self.path)
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        with open(self.path, "a") as f:
+            for r in records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+
+
+def _check_writable(out_dir: pathlib.Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"out_dir {str(out_dir)!r} is not writable: {e}") from e
+
+
+def _stops(start: int, end: int, intervals: list[int]) -> list[int]:
+    """Absolute step numbers in (start, end] where a chunk must end."""
+    points = {end}
+    for n in intervals:
+        if n:
+            points.update(range((start // n + 1) * n, end, n))
+    return sorted(p for p in points if start < p <= end)
+
+
+def fit(
+    model,
+    train_data: np.ndarray,
+    *,
+    num_steps: int,
+    batch_size: int,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 1e-3,
+    seed: int | jax.Array = 0,
+    out_dir: str | os.PathLike | None = None,
+    transform: Transform | None = None,
+    eval_fn: EvalFn | None = None,
+    log_every: int = 100,
+    eval_every: int | None = None,
+    checkpoint_every: int | None = 1000,
+    steps_per_dispatch: int = 100,
+    ema_decay: float | None = None,
+    on_nonfinite: str = "raise",
+    resume: bool = False,
+    data_on_device: bool = True,
+    max_to_keep: int = 3,
+    progress: bool = True,
+    init_params: Params | None = None,
+) -> FitResult:
+    """Trains ``model`` (any object with the model API) on ``train_data``.
+
+    Args:
+      model: has ``init(key, batch)`` and ``loss(params, key, batch)``; optionally
+        ``check_batch(batch)``, which ``fit`` calls on the first (transformed) batch
+        before any work.
+      train_data: ``(n, *data_shape)`` array, held on the host (numpy).
+      num_steps: total number of optimizer steps of the run (a resumed run stops
+        at the same total).
+      batch_size: examples per step.
+      optimizer: an optax optimizer; default ``optax.adam(learning_rate)``.
+      seed: int seed or PRNG key of the run.
+      out_dir: run directory for ``metrics.jsonl`` and ``checkpoints/``; None
+        keeps everything in memory.
+      transform: ``transform(key, batch) -> batch`` applied inside the step
+        (e.g. ``genjax.data.dynamic_binarize``).
+      eval_fn: ``eval_fn(params, key) -> dict`` run every ``eval_every`` steps and at
+        the end; the EMA parameters are passed when EMA is on.
+      log_every: steps between metric records (each the mean over its window).
+      checkpoint_every: steps between checkpoints (one is always written at the end).
+      steps_per_dispatch: steps fused in one ``lax.scan`` per host dispatch.
+      ema_decay: keep an exponential moving average of the parameters.
+      on_nonfinite: "raise" stops with ``NonFiniteError`` naming the step (the last
+        checkpoint stays the last good one); "skip" drops such updates and counts them.
+      resume: continue from the newest checkpoint in ``out_dir``. Without it, an
+        ``out_dir`` that already holds checkpoints is an error (nothing is overwritten).
+      data_on_device: copy ``train_data`` to the device once and gather batches there.
+      init_params: start from these parameters instead of ``model.init``.
+
+    Returns:
+      ``FitResult`` with the final state and the metric records.
+
+    Raises:
+      ValueError: bad arguments or data (before any training).
+      NonFiniteError: a NaN/Inf loss or gradient with ``on_nonfinite="raise"``.
+    """
+    t_start = time.perf_counter()
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    log_every = _checks.positive_int("log_every", log_every)
+    steps_per_dispatch = _checks.positive_int("steps_per_dispatch", steps_per_dispatch)
+    if eval_every is not None:
+        _checks.positive_int("eval_every", eval_every)
+    if checkpoint_every is not None:
+        _checks.positive_int("checkpoint_every", checkpoint_every)
+    _checks.one_of("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    train_data = np.asarray(train_data)
+    if train_data.ndim < 1 or len(train_data) == 0:
+        raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
+    if batch_size > len(train_data):
+        raise ValueError(f"batch_size={batch_size} is larger than train_data ({len(train_data)} examples)")
+    if optimizer is None:
+        optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
+
+    keys = split_run_key(seed)
+    sampler = BatchSampler(keys["data"], len(train_data), batch_size)
+    first = jnp.asarray(train_data[sampler.indices(0)])
+    checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
+    if hasattr(model, "check_batch"):
+        model.check_batch(checked, name="train_data")
+    else:
+        _checks.finite("train_data", checked)
+
+    out = pathlib.Path(out_dir) if out_dir is not None else None
+    ckpt = log = None
+    if out is not None:
+        _check_writable(out)
+        ckpt = Checkpointer(out / "checkpoints", max_to_keep=max_to_keep)
+        log = MetricsLog(out / "metrics.jsonl")
+        if ckpt.steps() and not resume:
+            raise ValueError(
+                f"out_dir {str(out)!r} already holds a run (checkpoints at steps {ckpt.steps()}); "
+                "pass resume=True to continue it or choose another out_dir"
+            )
+
+    params = model.init(keys["init"], first) if init_params is None else init_params
+    state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
+    resumed_from = None
+    if ckpt is not None and resume:
+        restored = ckpt.restore_latest(state)
+        if restored is not None:
+            state, resumed_from = restored, int(restored.step)
+            log.truncate_after(resumed_from)
+        elif log.path.exists():
+            log.truncate_after(0)  # no checkpoint: start over with a clean log
+    elif log is not None and log.path.exists():
+        log.truncate_after(0)
+
+    loss_fn = with_transform(model.loss, transform)
+    step_fn = make_train_step(loss_fn, optimizer, ema_decay=ema_decay, skip_nonfinite=on_nonfinite == "skip", jit=False)
+    multi = make_multi_step(step_fn)
+    if data_on_device:
+        device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
+        take = jax.jit(lambda data, idx: jnp.take(data, idx, axis=0))
+        gather = lambda idx: take(device_data, idx)
+    else:
+        gather = lambda idx: jnp.asarray(train_data[idx])
+
+    start = int(state.step)
+    history = log.read() if log is not None else []
+    if start >= num_steps:
+        return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start)
+
+    stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
+    bar = _progress(progress, start, num_steps)
+    window: list[dict] = []
+    skipped = 0
+    step = start
+    try:
+        for stop in stops:
+            count = stop - step
+            batches = gather(sampler.indices_for(step, count))
+            state, metrics = multi(state, batches)
+            metrics = _to_host(metrics)
+            finite = metrics.pop("finite")
+            if not finite.all():
+                bad = int(np.argmin(finite))
+                if on_nonfinite == "raise":
+                    names = [k for k, v in metrics.items() if not np.isfinite(v[bad])]
+                    last = ckpt.steps()[-1] if ckpt is not None and ckpt.steps() else None
+                    raise NonFiniteError(
+                        f"non-finite value at step {step + bad}: {', '.join(names) or 'gradients'} "
+                        f"= {[_jsonable(metrics[k][bad]) for k in names]}; "
+                        + (f"last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint was written")
+                    )
+                skipped += int((~finite).sum())
+            window.append(metrics)
+            step = stop
+            if bar is not None:
+                bar.update(count)
+                bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}")
+            records = []
+            if step % log_every == 0 or step == num_steps:
+                merged = {k: np.concatenate([w[k] for w in window]) for k in window[0]}
+                rec = {"step": step, "kind": "train"}
+                rec.update({k: _jsonable(np.mean(v)) for k, v in merged.items()})
+                if on_nonfinite == "skip":
+                    rec["skipped_updates"] = skipped
+                records.append(rec)
+                window = []
+            if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
+                eval_params = state.ema_params if state.ema_params is not None else state.params
+                ev = eval_fn(eval_params, jax.random.fold_in(keys["eval"], step))
+                records.append({"step": step, "kind": "eval", **{k: _jsonable(v) for k, v in ev.items()}})
+            history.extend(records)
+            if log is not None:
+                log.append(records)
+            if ckpt is not None and ((checkpoint_every and step % checkpoint_every == 0) or step == num_steps):
+                ckpt.save(state)
+    finally:
+        if bar is not None:
+            bar.close()
+        if ckpt is not None:
+            ckpt.close()
+    return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start)
+
+
+def _progress(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
+
+
+def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimizer=None, ema: bool | None = None):
+    """The newest checkpoint's ``TrainState`` of a run directory, for sampling / evaluation.
+
+    Needs the model (to build the structure to restore into) and an example batch.
+    """
+    out = pathlib.Path(out_dir)
+    ckpt = Checkpointer(out / "checkpoints")
+    try:
+        if not ckpt.steps():
+            raise FileNotFoundError(f"no checkpoint in {str(out / 'checkpoints')!r}")
+        params = model.init(jax.random.PRNGKey(0), example_batch)
+        tx = optimizer if optimizer is not None else optax.adam(1e-3)
+        like = TrainState.create(params, tx, jax.random.PRNGKey(0), ema=bool(ema))
+        return ckpt.restore_latest(like)
+    finally:
+        ckpt.close()

@@ -1,0 +1,92 @@
+"""Train-step factories: one jitted step, and K steps fused in one ``lax.scan``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from genjax.train.state import TrainState
+from genjax.types import Batch, LossFn, Metrics, PRNGKeyArray
+
+StepFn = Callable[[TrainState, Batch], "tuple[TrainState, Metrics]"]
+Transform = Callable[[PRNGKeyArray, Batch], Batch]
+
+
+def with_transform(loss_fn: LossFn, transform: Transform | None) -> LossFn:
+    """``loss_fn`` applied to ``transform(key, batch)`` (e.g. dynamic binarization).
+
+    The step key is split in two: one for the transform, one for the loss.
+    """
+    if transform is None:
+        return loss_fn
+
+    def wrapped(params, key, batch):
+        k_t, k_l = jax.random.split(key)
+        return loss_fn(params, k_l, transform(k_t, batch))
+
+    return wrapped
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    ema_decay: float | None = None,
+    skip_nonfinite: bool = False,
+    jit: bool = True,
+) -> StepFn:
+    """Builds ``step(state, batch) -> (state, metrics)``.
+
+    The step key is ``fold_in(state.key, state.step)``. Metrics gain ``loss``,
+    ``grad_norm`` and ``finite`` (False when the loss or any gradient is NaN/Inf).
+    With ``skip_nonfinite`` such an update is dropped (params, optimizer state and
+    EMA stay as they were; the step counter still advances). With ``jit`` the step
+    is ``jax.jit``-compiled with the state donated.
+
+    Args:
+      loss_fn: ``(params, key, batch) -> (scalar loss, metrics)``.
+      tx: optax optimizer, built once.
+      ema_decay: if set, ``ema = decay * ema + (1 - decay) * params`` after each update.
+      skip_nonfinite: drop non-finite updates instead of applying them.
+      jit: compile the step.
+    """
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        key = jax.random.fold_in(state.key, state.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key, batch)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema_params
+        if ema_decay is not None and ema is not None:
+            ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        if skip_nonfinite:
+            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+            params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+            if ema is not None:
+                ema = keep(ema, state.ema_params)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite}
+        return new_state, metrics
+
+    return jax.jit(step, donate_argnums=0) if jit else step
+
+
+def make_multi_step(step: StepFn, *, jit: bool = True) -> Callable[[TrainState, Batch], "tuple[TrainState, Metrics]"]:
+    """K steps in one dispatch: ``multi(state, batches)`` scans ``step`` over the
+    leading axis of ``batches`` (``(K, b, ...)``) and returns stacked ``(K,)`` metrics.
+
+    ``step`` should be the un-jitted step (``make_train_step(..., jit=False)``);
+    K is the static leading size of ``batches`` (one compilation per distinct K).
+    """
+
+    def multi(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(step, state, batches)
+
+    return jax.jit(multi, donate_argnums=0) if jit else multi
