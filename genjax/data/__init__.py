@@ -1,7 +1,7 @@
 """Data: toy 2-D densities, image sets (bundled digits, MNIST family from files or a
 checksummed download), transforms and key-driven batching. Imports nothing else of genjax."""
 
-from genjax.data.download import ChecksumError, DownloadError, data_dir, download, fetch
+from genjax.data.download import ChecksumError, DownloadError, data_dir, fetch
 from genjax.data.images import (
     IMAGE_DATASETS,
     ImageData,
@@ -32,7 +32,6 @@ __all__ = [
     "TOY_DENSITIES",
     "ToyDensity",
     "data_dir",
-    "download",
     "dynamic_binarize",
     "fetch",
     "get_toy_density",

@@ -46,7 +46,7 @@ import zlib
 
 import numpy as np
 
-from genjax.data import download as _dl
+import genjax.data.download as _dl
 
 __all__ = [
     "IMAGE_DATASETS",

@@ -18,13 +18,23 @@ from genjax.types import Array, PRNGKeyArray
 
 
 # ---------------------------------------------------------------------- transforms
+def _rbg_key(key: PRNGKeyArray) -> jax.Array:
+    """An ``rbg`` generator key derived deterministically from a threefry key."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return jax.random.wrap_key_data(jax.random.split(key, 2).reshape(4), impl="rbg")
+
+
 def dynamic_binarize(key: PRNGKeyArray, x: Array) -> Array:
     """Resamples binary data ``b ~ Bernoulli(x)`` (x in [0, 1]), same shape and dtype.
 
     Used with a fresh key per minibatch, as in the IWAE paper's "dynamically
-    binarized MNIST".
+    binarized MNIST". The uniforms come from XLA's ``rbg`` bit generator seeded
+    from ``key`` (deterministic for a given key and backend): for image-sized
+    draws it is about twice as fast as threefry on CPU, where threefry made
+    binarization half the cost of a small VAE step.
     """
-    return jax.random.bernoulli(key, x).astype(x.dtype)
+    return jax.random.bernoulli(_rbg_key(key), x).astype(x.dtype)
 
 
 def uniform_dequantize(key: PRNGKeyArray, x: Array, *, num_levels: int) -> Array:

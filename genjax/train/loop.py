@@ -70,6 +70,8 @@ def _jsonable(v):
     v = np.asarray(v)
     if v.dtype == bool:
         return bool(v) if v.ndim == 0 else v.tolist()
+    if v.ndim == 0 and np.issubdtype(v.dtype, np.integer):
+        return int(v)
     if v.ndim == 0:
         f = float(v)
         return f if math.isfinite(f) else str(f)
@@ -231,7 +233,10 @@ def fit(
                 "pass resume=True to continue it or choose another out_dir"
             )
 
-    params = model.init(keys["init"], first) if init_params is None else init_params
+    if init_params is None:
+        params = model.init(keys["init"], first)
+    else:  # copied: the step donates its state, which would delete the caller's arrays
+        params = jax.tree_util.tree_map(jnp.copy, init_params)
     state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
     resumed_from = None
     if ckpt is not None and resume:

@@ -1,0 +1,254 @@
+"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``list``.
+
+    genjax train vae                       # VAE on the bundled 8x8 digits
+    genjax train vae --data mnist --steps 20000 --latent-dim 32
+    genjax sample runs/vae-digits --num 64
+    genjax eval runs/vae-digits --num-samples 5000
+
+A run directory holds ``config.json`` (everything needed to rebuild the model and
+the data), ``metrics.jsonl``, ``checkpoints/`` and the pictures. Errors are
+printed as one line (``genjax: error: ...``) with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+DEFAULT_DATA = "digits"
+
+
+def _optimizer(config: dict):
+    import optax
+
+    return optax.adam(config["lr"])
+
+
+def _add_model_options(p: argparse.ArgumentParser, spec) -> None:
+    g = p.add_argument_group(f"{spec.name} options")
+    for name, o in spec.options.items():
+        flag = "--" + name.replace("_", "-")
+        kw = dict(dest=f"opt_{name}", default=None, help=f"{o.help} (default: {o.default})")
+        if o.choices:
+            kw["choices"] = o.choices
+        g.add_argument(flag, type=o.type, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genjax import registry
+
+    parser = argparse.ArgumentParser(prog="genjax", description="Deep generative models as pure JAX functions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,list}")
+
+    train = sub.add_parser("train", help="train a model; writes runs/<name>/")
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)))
+    for name, spec in sorted(registry.MODELS.items()):
+        p = models.add_parser(name, help=spec.description, description=spec.description)
+        p.add_argument("--data", default=DEFAULT_DATA, help=f"data set (default {DEFAULT_DATA}); `genjax list` shows all")
+        p.add_argument("--data-dir", default=None, help="directory holding data files (default: $GENJAX_DATA_DIR or the cache)")
+        p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {spec.defaults['steps']})")
+        p.add_argument("--batch-size", type=int, default=None, help=f"default {spec.defaults['batch_size']}")
+        p.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {spec.defaults['lr']})")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", default="runs", help="parent directory of run directories (default runs)")
+        p.add_argument("--name", default=None, help="run name (default <model>-<data>, made unique)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from its last checkpoint")
+        p.add_argument("--checkpoint-every", type=int, default=1000)
+        p.add_argument("--log-every", type=int, default=250)
+        p.add_argument("--steps-per-dispatch", type=int, default=250, help="steps fused in one lax.scan")
+        p.add_argument("--ema-decay", type=float, default=None)
+        p.add_argument("--eval-samples", type=int, default=1000, help="importance samples of the final test estimate")
+        p.add_argument("--no-progress", action="store_true")
+        _add_model_options(p, spec)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run and write a picture")
+    s.add_argument("run_dir")
+    s.add_argument("--num", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
+
+    e = sub.add_parser("eval", help="evaluate a trained run on its test split; writes RUN_DIR/eval.json")
+    e.add_argument("run_dir")
+    e.add_argument("--num-samples", type=int, default=5000, help="importance samples per example (VAE)")
+    e.add_argument("--max-examples", type=int, default=None, help="evaluate the first N test examples only")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--data-dir", default=None)
+
+    sub.add_parser("list", help="list models and data sets")
+    return parser
+
+
+def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
+    d, i = parent / name, 2
+    while d.exists():
+        d, i = parent / f"{name}-{i}", i + 1
+    return d
+
+
+def cmd_train(args) -> int:
+    from genjax import _checks, registry
+    from genjax.train import fit
+
+    spec = registry.get_model_spec(args.model)
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+    opts = registry.resolve_options(spec, given)
+    config = {
+        "model": args.model,
+        "data": args.data,
+        "steps": args.steps if args.steps is not None else spec.defaults["steps"],
+        "batch_size": args.batch_size if args.batch_size is not None else spec.defaults["batch_size"],
+        "lr": args.lr if args.lr is not None else spec.defaults["lr"],
+        "seed": args.seed,
+        "ema_decay": args.ema_decay,
+        "options": opts,
+    }
+    _checks.positive_int("--steps", config["steps"])
+    _checks.positive_int("--batch-size", config["batch_size"])
+    _checks.positive_float("--lr", config["lr"])
+    _checks.positive_int("--eval-samples", args.eval_samples)
+    if args.data not in registry.dataset_names():
+        raise ValueError(f"unknown data set {args.data!r}; valid choices: {', '.join(registry.dataset_names())}")
+
+    parent = pathlib.Path(args.out)
+    name = args.name or f"{args.model}-{args.data}"
+    if args.resume:
+        run_dir = parent / name
+        if (run_dir / "config.json").exists():
+            saved = json.loads((run_dir / "config.json").read_text())
+            if saved.get("model") != args.model or saved.get("data") != args.data:
+                raise ValueError(
+                    f"--resume: run directory {str(run_dir)!r} holds model {saved.get('model')!r} on "
+                    f"{saved.get('data')!r}, not {args.model!r} on {args.data!r}"
+                )
+            config = saved  # resume with the run's own config
+    else:
+        run_dir = parent / name if args.name and not (parent / name).exists() else _unique_dir(parent, name)
+        if args.name and (parent / name).exists():
+            raise ValueError(f"--name: run directory {str(parent / name)!r} already exists; pass --resume or another name")
+
+    data = registry.load_data(config["data"], data_dir=args.data_dir, seed=config["seed"])
+    model = spec.build(data, config["options"])
+    transform = spec.transform(model, data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps -> {run_dir}", file=sys.stderr)
+
+    import jax
+
+    def eval_fn(params, key):
+        return {k: v for k, v in spec.evaluate(model, params, data, key, num_samples=args.eval_samples).items() if not isinstance(v, str)}
+
+    t0 = time.perf_counter()
+    result = fit(
+        model,
+        data.train,
+        num_steps=config["steps"],
+        batch_size=config["batch_size"],
+        optimizer=_optimizer(config),
+        seed=config["seed"],
+        out_dir=run_dir,
+        transform=transform,
+        eval_fn=eval_fn,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        steps_per_dispatch=args.steps_per_dispatch,
+        ema_decay=config["ema_decay"],
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    params = result.state.ema_params if result.state.ema_params is not None else result.state.params
+    written = spec.artifacts(model, params, data, run_dir, jax.random.PRNGKey(config["seed"] + 1))
+    final = [r for r in result.history if r["kind"] == "eval"]
+    summary = {
+        "run_dir": str(run_dir),
+        "steps": int(result.state.step),
+        "final_train_loss": next((r["loss"] for r in reversed(result.history) if r["kind"] == "train"), None),
+        **(final[-1] if final else {}),
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "files": ["config.json", "metrics.jsonl", "checkpoints/"] + written,
+    }
+    summary.pop("kind", None)
+    summary.pop("step", None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _load_run(run_dir: str, data_dir=None):
+    from genjax import registry
+    from genjax.train import restore_params
+
+    rd = pathlib.Path(run_dir)
+    if not (rd / "config.json").exists():
+        raise FileNotFoundError(f"run_dir {str(rd)!r} has no config.json: not a genjax run directory")
+    config = json.loads((rd / "config.json").read_text())
+    spec = registry.get_model_spec(config["model"])
+    data = registry.load_data(config["data"], data_dir=data_dir, seed=config["seed"])
+    model = spec.build(data, config["options"])
+    state = restore_params(rd, model, data.train[:2], optimizer=_optimizer(config), ema=config.get("ema_decay") is not None)
+    params = state.ema_params if state.ema_params is not None else state.params
+    return rd, config, spec, data, model, params, int(state.step)
+
+
+def cmd_sample(args) -> int:
+    import jax
+    import numpy as np
+
+    from genjax import _checks, viz
+
+    _checks.positive_int("--num", args.num)
+    rd, config, spec, data, model, params, step = _load_run(args.run_dir)
+    key = jax.random.PRNGKey(args.seed)
+    out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
+    if out.suffix == ".npy":
+        np.save(out, np.asarray(model.sample(params, key, args.num)))
+    elif data.kind == "image":
+        x = np.asarray(model.sample(params, key, args.num, mean=True)).reshape(-1, *data.shape)
+        viz.save_image_grid(out, x, scale=max(1, 128 // data.shape[0]))
+    else:
+        x = np.asarray(model.sample(params, key, args.num))
+        viz.scatter_2d(x, reference=data.test, marks=data.toy.modes if data.toy else None).save(out)
+    print(f"wrote {args.num} samples of {config['model']} (step {step}) to {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import jax
+
+    from genjax import _checks
+
+    _checks.positive_int("--num-samples", args.num_samples)
+    if args.max_examples is not None:
+        _checks.positive_int("--max-examples", args.max_examples)
+    rd, config, spec, data, model, params, step = _load_run(args.run_dir, args.data_dir)
+    t0 = time.perf_counter()
+    metrics = spec.evaluate(model, params, data, jax.random.PRNGKey(args.seed), num_samples=args.num_samples, max_examples=args.max_examples)
+    metrics = {"model": config["model"], "data": config["data"], "step": step, **metrics, "eval_time_s": round(time.perf_counter() - t0, 2)}
+    (rd / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            from genjax import registry
+
+            print(registry.describe())
+            return 0
+        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command](args)
+    except KeyboardInterrupt:
+        print("genjax: interrupted (the last checkpoint is intact; resume with --resume)", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
+        msg = " ".join(str(e).split())
+        print(f"genjax: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

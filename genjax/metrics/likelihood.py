@@ -1,0 +1,26 @@
+"""Likelihood units: nats <-> bits per dimension, with the dequantization convention."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def bits_per_dim(nll_nats, num_dims: int, *, num_levels: int | None = None) -> np.ndarray:
+    """Bits per dimension of a negative log-likelihood in nats.
+
+    ``bpd = nll / (D ln 2)``. For continuous models evaluated on data rescaled to
+    [0, 1] from ``num_levels`` discrete levels (uniform dequantization), the density
+    of the data on the integer grid {0..L-1} is ``p([0,1]) / L^D``, so
+    ``bpd = nll / (D ln 2) + log2(L)``: pass ``num_levels`` to add that offset.
+    For discrete (e.g. binary) models leave ``num_levels`` as None.
+    """
+    if num_dims <= 0:
+        raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}")
+    bpd = np.asarray(nll_nats, np.float64) / (num_dims * math.log(2.0))
+    if num_levels is not None:
+        if num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2, got {num_levels!r}")
+        bpd = bpd + math.log2(num_levels)
+    return bpd
