@@ -54,7 +54,7 @@ class ChecksumError(DownloadError):
 
 
 # dataset -> filename -> sha256 of the file as stored/served.
-# Source: /work/shared/data/*/PROVENANCE.md (the canonical distribution files).
+# Source: the PROVENANCE.md files of the project's shared data (canonical distribution files).
 FILES: dict[str, dict[str, str]] = {
     "mnist": {
         "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",

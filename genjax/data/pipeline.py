@@ -46,7 +46,9 @@ def uniform_dequantize(key: PRNGKeyArray, x: Array, *, num_levels: int) -> Array
     """
     num_levels = _checks.positive_int("num_levels", num_levels)
     k = jnp.round(x * (num_levels - 1))
-    return (k + jax.random.uniform(key, x.shape, x.dtype)) / num_levels
+    y = (k + jax.random.uniform(key, x.shape, x.dtype)) / num_levels
+    # float rounding can land exactly on the bin's upper edge: keep the interval half-open
+    return jnp.minimum(y, jnp.nextafter((k + 1.0) / num_levels, jnp.zeros((), x.dtype)))
 
 
 def to_signed(x: Array) -> Array:

@@ -4,12 +4,15 @@ Orbax writes each checkpoint to a temporary directory and renames it when the
 write is complete, so an interrupted save never looks like a finished one. A
 checkpoint that exists but cannot be read (truncated or garbled files) is
 reported by step and skipped in favour of the previous one; it is never
-deleted or overwritten.
+deleted or overwritten. When the resumed run reaches that step again, the
+unreadable one is moved to ``<directory>-unreadable/<step>`` so the new state
+can be saved under its step.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import warnings
 
@@ -36,6 +39,7 @@ class Checkpointer:
                 max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
             ),
         )
+        self._unreadable: set[int] = set()
 
     def steps(self) -> list[int]:
         self.manager.reload()
@@ -44,7 +48,9 @@ class Checkpointer:
     def save(self, state: TrainState) -> int:
         step = int(state.step)
         if step in self.steps():
-            return step
+            if step not in self._unreadable:
+                return step
+            self._set_aside(step)
         self.manager.save(step, args=ocp.args.StandardSave(state))
         self.manager.wait_until_finished()
         return step
@@ -67,12 +73,27 @@ class Checkpointer:
                 msg = f"checkpoint at step {step} in {self.directory / str(step)} is unreadable ({type(e).__name__}: {e})"
                 warnings.warn(msg + "; falling back to the previous checkpoint", stacklevel=2)
                 failures.append(msg)
+                self._unreadable.add(step)
                 continue
             if int(state.step) != step:
                 failures.append(f"checkpoint at step {step} holds step {int(state.step)}")
+                self._unreadable.add(step)
                 continue
             return state
         raise CheckpointError("no usable checkpoint: " + "; ".join(failures))
+
+    def _set_aside(self, step: int) -> None:
+        """Moves the unreadable checkpoint of ``step`` out of the manager's directory (kept, not deleted)."""
+        src = self.directory / str(step)
+        dest_dir = self.directory.with_name(self.directory.name + "-unreadable")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest, n = dest_dir / str(step), 1
+        while dest.exists():
+            dest, n = dest_dir / f"{step}.{n}", n + 1
+        os.replace(src, dest)
+        warnings.warn(f"moved the unreadable checkpoint at step {step} to {dest} to save step {step} again", stacklevel=3)
+        self._unreadable.discard(step)
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.close()

@@ -209,6 +209,7 @@ def fit(
         raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
     if batch_size > len(train_data):
         raise ValueError(f"batch_size={batch_size} is larger than train_data ({len(train_data)} examples)")
+    _checks.finite("train_data", train_data)  # all of it: a NaN outside the first batch surfaces only mid-run
     if optimizer is None:
         optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
 
@@ -228,15 +229,13 @@ def fit(
         ckpt = Checkpointer(out / "checkpoints", max_to_keep=max_to_keep)
         log = MetricsLog(out / "metrics.jsonl")
         if ckpt.steps() and not resume:
+            ckpt.close()
             raise ValueError(
                 f"out_dir {str(out)!r} already holds a run (checkpoints at steps {ckpt.steps()}); "
                 "pass resume=True to continue it or choose another out_dir"
             )
 
-    if init_params is None:
-        params = model.init(keys["init"], first)
-    else:  # copied: the step donates its state, which would delete the caller's arrays
-        params = jax.tree_util.tree_map(jnp.copy, init_params)
+    params = model.init(keys["init"], first) if init_params is None else init_params
     state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
     resumed_from = None
     if ckpt is not None and resume:

@@ -17,7 +17,8 @@ class TrainState(flax.struct.PyTreeNode):
 
     ``key`` is the raw ``uint32[2]`` train key of the run; the step at ``step = s``
     uses ``jax.random.fold_in(key, s)``, so a run resumed from a checkpoint replays
-    the same random stream. ``ema_params`` is ``None`` without EMA.
+    the same random stream. ``ema_params`` is ``None`` without EMA. ``create``
+    copies ``params``, so the caller's arrays survive the donating train step.
     """
 
     step: jax.Array
@@ -30,6 +31,7 @@ class TrainState(flax.struct.PyTreeNode):
     def create(
         cls, params: Params, tx: optax.GradientTransformation, key: PRNGKeyArray, *, ema: bool = False
     ) -> "TrainState":
+        params = jax.tree_util.tree_map(jnp.copy, params)  # the jitted step donates its state
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,

@@ -1,0 +1,82 @@
+"""Shared fixtures: a seeded ``key`` (the seed is shown on failure), the eager/jit
+``variant`` and the location of the real data files.
+
+Promotion is left at JAX's defaults: ``jax_numpy_rank_promotion="raise"`` and
+``jax_numpy_dtype_promotion="strict"`` break distrax/flax/optax internals on the
+pinned versions, so the tests check shapes and dtypes explicitly instead.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+
+# Tiny shapes: XLA:CPU compile time dominates the suite, and LLVM's optimization
+# passes buy nothing here (about half the wall time on a loaded 2-core CPU). Set
+# before the backend starts; GENJAX_TEST_FULL_OPT=1 keeps the default pipeline.
+if not os.environ.get("GENJAX_TEST_FULL_OPT"):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+
+import jax  # noqa: E402
+import numpy as np
+import pytest
+
+#: Set ``GENJAX_TEST_SEED`` to replay a failure with the seed it printed.
+SEED_ENV = "GENJAX_TEST_SEED"
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A random seed per test (or ``$GENJAX_TEST_SEED``), recorded for the report."""
+    env = os.environ.get(SEED_ENV)
+    value = int(env) if env else random.randrange(2**31)
+    request.node.user_properties.append(("seed", value))
+    print(f"{request.node.nodeid}: seed={value} (replay with {SEED_ENV}={value})")
+    return value
+
+
+@pytest.fixture
+def key(seed) -> jax.Array:
+    """``jax.random.PRNGKey(seed)`` with a fresh random seed per test."""
+    return jax.random.PRNGKey(seed)
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    """A NumPy generator from the same seed, for test inputs (cheaper than eager jax.random)."""
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Adds the test's seed to the failure report (also shown under ``-q``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, value in item.user_properties:
+            if name == "seed":
+                report.sections.append(("genjax seed", f"seed={value}; replay with {SEED_ENV}={value}"))
+
+
+@pytest.fixture(params=[lambda f: f, jax.jit], ids=["eager", "jit"])
+def variant(request):
+    """Runs a function as is and under ``jax.jit`` (pytest analogue of chex.variants)."""
+    return request.param
+
+
+def real_data_dir() -> pathlib.Path:
+    """``$GENJAX_DATA_DIR`` if set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("GENJAX_DATA_DIR")
+    if env:
+        return pathlib.Path(env).expanduser()
+    return pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def data_dir() -> pathlib.Path:
+    """The real data directory; skips the test when it does not exist."""
+    d = real_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real data directory {d} not found (set GENJAX_DATA_DIR)")
+    return d
