@@ -163,7 +163,12 @@ def fit(
     Args:
       model: has ``init(key, batch)`` and ``loss(params, key, batch)``; optionally
         ``check_batch(batch)``, which ``fit`` calls on the first (transformed) batch
-        before any work.
+        before any work. A model with its own update rule (two-player GANs) instead
+        provides ``make_train_step(optimizer, *, transform, ema_decay, skip_nonfinite)``
+        returning an un-jitted ``step(state, batch) -> (state, metrics)`` with the
+        same contract as ``make_train_step`` (metrics include ``loss`` and ``finite``);
+        ``optimizer`` is then whatever that model expects (its ``init(params)`` builds
+        ``state.opt_state``).
       train_data: ``(n, *data_shape)`` array, held on the host (numpy).
       num_steps: total number of optimizer steps of the run (a resumed run stops
         at the same total).
@@ -248,8 +253,12 @@ def fit(
     elif log is not None and log.path.exists():
         log.truncate_after(0)
 
-    loss_fn = with_transform(model.loss, transform)
-    step_fn = make_train_step(loss_fn, optimizer, ema_decay=ema_decay, skip_nonfinite=on_nonfinite == "skip", jit=False)
+    skip = on_nonfinite == "skip"
+    if hasattr(model, "make_train_step"):  # models with their own update rule (e.g. two-player GANs)
+        step_fn = model.make_train_step(optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip)
+    else:
+        loss_fn = with_transform(model.loss, transform)
+        step_fn = make_train_step(loss_fn, optimizer, ema_decay=ema_decay, skip_nonfinite=skip, jit=False)
     multi = make_multi_step(step_fn)
     if data_on_device:
         device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
