@@ -7,8 +7,6 @@ import pathlib
 import numpy as np
 import pytest
 
-from conftest import real_data_dir
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -19,9 +17,9 @@ def _load(name):
     return mod
 
 
-def test_vae_mnist_smoke(tmp_path, monkeypatch):
-    data = real_data_dir()
-    if data is None or not (data / "mnist").is_dir():
+def test_vae_mnist_smoke(tmp_path, monkeypatch, data_dir):
+    data = data_dir
+    if not (data / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
     monkeypatch.setenv("GENJAX_DATA_DIR", str(data))
     mod = _load("vae_mnist")

@@ -1,0 +1,67 @@
+"""Generative adversarial networks (seed §19.3): the seed's min-max GAN, DCGAN, WGAN,
+WGAN-GP and a StyleGAN-style generator, two-player training and mode-collapse diagnostics.
+
+Data convention: generators end in ``tanh``, so pass data in ``[-1, 1]``
+(``genjax.data.to_signed(x)`` for ``[0, 1]`` images), unless the model was built with
+``output="linear"``.
+
+Examples:
+  >>> import genjax.gan as gan
+  >>> model = gan.seed_gan(data_dim=2, latent_dim=2)
+  >>> tx = gan.gan_adam(2e-4)               # one Adam per player
+"""
+
+from genjax.gan.constructors import dcgan, mlp_gan, seed_gan, stylegan, wgan, wgan_gp
+from genjax.gan.diagnostics import (
+    ModeCoverage,
+    class_histogram,
+    histogram_kl_to_uniform,
+    mixture_diagnostics,
+    mode_coverage,
+)
+from genjax.gan.models import GAN, LOSSES, MLPDiscriminator, MLPGenerator, batch_x
+from genjax.gan.objectives import (
+    clip_weights,
+    gradient_penalty,
+    hinge_d_loss,
+    hinge_g_loss,
+    minimax_d_loss,
+    minimax_g_loss,
+    non_saturating_g_loss,
+    r1_penalty,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)
+from genjax.gan.step import GANOptimizer, gan_adam, make_gan_train_step
+
+__all__ = [
+    "GAN",
+    "GANOptimizer",
+    "LOSSES",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "ModeCoverage",
+    "batch_x",
+    "class_histogram",
+    "clip_weights",
+    "dcgan",
+    "gan_adam",
+    "gradient_penalty",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "histogram_kl_to_uniform",
+    "make_gan_train_step",
+    "minimax_d_loss",
+    "minimax_g_loss",
+    "mixture_diagnostics",
+    "mlp_gan",
+    "mode_coverage",
+    "non_saturating_g_loss",
+    "r1_penalty",
+    "seed_gan",
+    "stylegan",
+    "wasserstein_critic_loss",
+    "wasserstein_generator_loss",
+    "wgan",
+    "wgan_gp",
+]

@@ -1,0 +1,196 @@
+"""One-line GAN constructors: the seed's MLP GAN, DCGAN, WGAN, WGAN-GP, StyleGAN-style.
+
+Extra keyword arguments go to :class:`~genjax.gan.models.GAN` (``loss_kind``, ``n_critic``,
+``clip``, ``gp_weight``, ``r1_weight``, ``split_critic_batch``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from genjax import _checks
+from genjax.gan.models import GAN, MLPDiscriminator, MLPGenerator
+from genjax.nn.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator, check_resolution, dcgan_features, default_stages
+from genjax.nn.stylegan import ResidualDiscriminator, StyleGenerator
+
+OUTPUTS = ("tanh", "linear")
+ARCHS = ("mlp", "dcgan")
+
+
+def _shape(data_shape) -> tuple[int, ...]:
+    shape = (data_shape,) if isinstance(data_shape, int) else tuple(int(d) for d in data_shape)
+    for d in shape:
+        _checks.positive_int("data_shape entries", d)
+    if not shape:
+        raise ValueError("data_shape must not be empty")
+    return shape
+
+
+def _image_shape(data_shape, what: str) -> tuple[int, int, int]:
+    shape = _shape(data_shape)
+    if len(shape) != 3:
+        raise ValueError(f"data_shape must be (H, W, C) for {what}, got {shape}")
+    return shape
+
+
+def mlp_gan(
+    data_shape: int | Sequence[int],
+    *,
+    latent_dim: int = 100,
+    g_hidden: Sequence[int] = (128, 256),
+    d_hidden: Sequence[int] = (256, 128),
+    output: str = "tanh",
+    loss_kind: str = "non_saturating",
+    **gan_kwargs,
+) -> GAN:
+    """An MLP GAN: G ``latent -> g_hidden (ReLU) -> prod(data_shape)`` (tanh or linear),
+    D ``prod(data_shape) -> d_hidden (LeakyReLU 0.2) -> 1`` logit.
+
+    ``output="linear"`` suits unbounded data (2-D mixtures) and turns off the
+    ``[-1, 1]`` data check.
+
+    Examples:
+      >>> gan = mlp_gan(2, latent_dim=2, output="linear")
+      >>> gan.data_shape, gan.log_prob_kind
+      ((2,), 'none')
+    """
+    shape = _shape(data_shape)
+    _checks.one_of("output", output, OUTPUTS)
+    g_hidden = tuple(_checks.positive_int("g_hidden entries", h) for h in g_hidden)
+    d_hidden = tuple(_checks.positive_int("d_hidden entries", h) for h in d_hidden)
+    return GAN(
+        generator=MLPGenerator(shape, g_hidden, "relu", output),
+        discriminator=MLPDiscriminator(d_hidden, "leaky_relu"),
+        data_shape=shape,
+        latent_dim=latent_dim,
+        loss_kind=loss_kind,
+        output_range=(-1.0, 1.0) if output == "tanh" else None,
+        **gan_kwargs,
+    )
+
+
+def seed_gan(data_dim: int = 784, latent_dim: int = 100, *, loss_kind: str = "non_saturating", **gan_kwargs) -> GAN:
+    """The seed chapter's GAN (§19.3), layer for layer.
+
+    G: ``latent_dim -> 128 -> 256 -> data_dim``, ReLU, tanh output. D: ``data_dim -> 256
+    -> 128 -> 1``, LeakyReLU(0.2) (a logit; the chapter's final sigmoid lives in the
+    loss). The chapter's training code minimises ``-log D(x) - log(1 - D(G(z)))`` for D
+    and ``-log D(G(z))`` for G, i.e. ``loss_kind="non_saturating"`` (the default); its
+    min-max formula with G minimising ``log(1 - D(G(z)))`` is ``loss_kind="minimax"``.
+    """
+    return mlp_gan(
+        data_dim, latent_dim=latent_dim, g_hidden=(128, 256), d_hidden=(256, 128), output="tanh", loss_kind=loss_kind, **gan_kwargs
+    )
+
+
+def dcgan(
+    data_shape: Sequence[int],
+    *,
+    latent_dim: int = 100,
+    width: int = 64,
+    features: Sequence[int] | None = None,
+    d_features: Sequence[int] | None = None,
+    g_norm: str = "batch",
+    d_norm: str = "layer",
+    loss_kind: str = "non_saturating",
+    **gan_kwargs,
+) -> GAN:
+    """A DCGAN for ``(H, W, C)`` images in ``[-1, 1]`` (see ``genjax.nn.dcgan`` for the
+    normalisation choice).
+
+    Default widths: ``k`` stride-2 stages (28x28 -> 2 stages from 7x7, 32x32 -> 3 from
+    4x4, 8x8 -> 2 from 2x2); generator ``(width * 2^(k-1), ..., width)``, discriminator
+    ``(width, ..., width * 2^(k-1))``.
+
+    Raises:
+      ValueError: an image size the generator cannot produce (H, W not divisible by
+        ``2**len(features)``), unknown norms.
+    """
+    shape = _image_shape(data_shape, "a DCGAN")
+    h, w, _ = shape
+    width = _checks.positive_int("width", width)
+    _checks.one_of("g_norm", g_norm, NORMS)
+    _checks.one_of("d_norm", d_norm, NORMS)
+    g_feat = tuple(features) if features is not None else dcgan_features(h, w, width)
+    check_resolution(shape, len(g_feat), what="DCGAN generator")
+    d_feat = tuple(d_features) if d_features is not None else tuple(width * 2**i for i in range(len(g_feat)))
+    return GAN(
+        generator=DCGANGenerator(shape, g_feat, g_norm),
+        discriminator=DCGANDiscriminator(d_feat, d_norm),
+        data_shape=shape,
+        latent_dim=latent_dim,
+        loss_kind=loss_kind,
+        **gan_kwargs,
+    )
+
+
+def _arch(arch: str, data_shape, kwargs: dict) -> GAN:
+    _checks.one_of("arch", arch, ARCHS)
+    return mlp_gan(data_shape, **kwargs) if arch == "mlp" else dcgan(data_shape, **kwargs)
+
+
+def wgan(data_shape, *, arch: str = "mlp", clip: float = 0.01, n_critic: int = 5, **kwargs) -> GAN:
+    """WGAN (Arjovsky et al., 2017): critic loss ``f(G(z)) - f(x)``, weights clipped to
+    ``[-clip, clip]`` after every critic update, ``n_critic`` critic updates per
+    generator update. The paper trains with RMSProp (lr 5e-5).
+
+    Args:
+      arch: "mlp" (:func:`mlp_gan` networks) or "dcgan".
+    """
+    return _arch(arch, data_shape, dict(loss_kind="wasserstein", clip=clip, n_critic=n_critic, **kwargs))
+
+
+def wgan_gp(data_shape, *, arch: str = "mlp", gp_weight: float = 10.0, n_critic: int = 5, **kwargs) -> GAN:
+    """WGAN-GP (Gulrajani et al., 2017): the WGAN critic loss plus
+    ``gp_weight * (||grad f(x_hat)|| - 1)^2`` on random interpolates; the paper uses
+    Adam(1e-4, b1=0.5, b2=0.9), ``n_critic = 5`` and a critic without batch norm."""
+    return _arch(arch, data_shape, dict(loss_kind="wgan_gp", gp_weight=gp_weight, n_critic=n_critic, **kwargs))
+
+
+def stylegan(
+    data_shape: Sequence[int],
+    *,
+    latent_dim: int = 64,
+    w_dim: int = 64,
+    mapping_layers: int = 4,
+    width: int = 32,
+    channels: Sequence[int] | None = None,
+    d_channels: Sequence[int] | None = None,
+    style_mixing_prob: float = 0.9,
+    r1_weight: float = 10.0,
+    loss_kind: str = "non_saturating",
+    **gan_kwargs,
+) -> GAN:
+    """A small StyleGAN2-style GAN: :class:`~genjax.nn.stylegan.StyleGenerator` (mapping
+    network, constant input, modulated/demodulated convolutions, noise inputs, style
+    mixing with probability ``style_mixing_prob``) against a residual discriminator
+    with the R1 penalty (gamma ``r1_weight``) and the non-saturating loss.
+
+    Default widths: ``k = 2`` upsampling stages for 28x28 (7x7 base), 3 for 32x32;
+    generator channels ``(width * 2^k, ..., width)``, discriminator ``(width, ...,
+    width * 2^(k-1))``. Sample with ``truncation_psi`` for the truncation trick.
+
+    Raises:
+      ValueError: an image size the generator cannot produce from ``channels``.
+    """
+    shape = _image_shape(data_shape, "a StyleGAN")
+    h, w, _ = shape
+    width = _checks.positive_int("width", width)
+    _checks.positive_int("w_dim", w_dim)
+    _checks.positive_int("mapping_layers", mapping_layers)
+    k = default_stages(h, w) if channels is None else len(tuple(channels)) - 1
+    chans = tuple(channels) if channels is not None else tuple(width * 2 ** (k - i) for i in range(k + 1))
+    if not chans:
+        raise ValueError("channels must have at least one entry")
+    check_resolution(shape, len(chans) - 1, what="StyleGAN generator")
+    d_chans = tuple(d_channels) if d_channels is not None else tuple(width * 2**i for i in range(max(k, 1)))
+    return GAN(
+        generator=StyleGenerator(shape, w_dim, mapping_layers, chans),
+        discriminator=ResidualDiscriminator(d_chans, hidden=2 * w_dim),
+        data_shape=shape,
+        latent_dim=latent_dim,
+        loss_kind=loss_kind,
+        r1_weight=r1_weight,
+        style_mixing_prob=style_mixing_prob,
+        **gan_kwargs,
+    )

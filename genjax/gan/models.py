@@ -1,0 +1,358 @@
+"""Generative adversarial networks (seed chapter §19.3) as a frozen dataclass of modules.
+
+Generator ``G: z -> x`` with ``z ~ N(0, I_latent_dim)``; discriminator (critic)
+``D: x -> l(x)``, a logit (``D(x) = sigmoid(l(x))``) or an unbounded critic score.
+Params are ``{"generator": ..., "discriminator": ...}`` (each a linen variables dict).
+``d_loss`` / ``g_loss`` are the two players' objectives; ``make_train_step`` (in
+``genjax.gan.step``) alternates them. GANs define no density: ``log_prob_kind = "none"``.
+
+Data convention: generators end in ``tanh``, so data must lie in ``[-1, 1]``; pass
+``genjax.data.to_signed(x)`` for ``[0, 1]`` images (or give ``fit`` a transform).
+``check_batch`` rejects concrete data outside ``output_range``. Models built with a
+linear output (``output_range=None``) take data of any range (e.g. 2-D mixtures).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import _checks
+from genjax.gan import objectives as obj
+from genjax.nn.mlp import MLP
+from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
+from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+
+LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
+_LOGISTIC = ("minimax", "non_saturating")
+
+
+def batch_x(batch: Batch) -> Array:
+    """The data array of a batch: the batch itself, or ``batch["x"]`` for a dict batch."""
+    if isinstance(batch, dict):
+        if "x" not in batch:
+            raise ValueError(f"batch is a dict without an 'x' entry (keys: {sorted(batch)})")
+        return batch["x"]
+    return batch
+
+
+class MLPGenerator(nn.Module):
+    """``(b, latent_dim) -> (b, *out_shape)``: dense layers (ReLU), then ``tanh`` or linear.
+
+    With ``hidden=(128, 256)`` and ``tanh`` this is the seed chapter's generator.
+    """
+
+    out_shape: tuple[int, ...]
+    hidden: Sequence[int] = (128, 256)
+    activation: str = "relu"
+    output: str = "tanh"
+
+    @nn.compact
+    def __call__(self, z: Array) -> Array:
+        x = MLP(tuple(self.hidden), int(np.prod(self.out_shape)), self.activation, name="mlp")(z)
+        x = jnp.tanh(x) if self.output == "tanh" else x
+        return x.reshape(z.shape[0], *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """``(b, *data_shape) -> (b,)`` logits: flatten, dense layers (LeakyReLU 0.2), dense 1.
+
+    With ``hidden=(256, 128)`` this is the seed chapter's discriminator without its final
+    sigmoid (the losses take logits).
+    """
+
+    hidden: Sequence[int] = (256, 128)
+    activation: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        return MLP(tuple(self.hidden), 1, self.activation, name="mlp")(x.reshape(x.shape[0], -1))[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """A two-player generative model (see the module docstring).
+
+    Attributes:
+      generator: module ``(b, latent_dim) -> (b, *data_shape)``; a
+        :class:`~genjax.nn.stylegan.StyleGenerator` enables style mixing and truncation.
+      discriminator: module ``(b, *data_shape) -> (b,)`` (or ``(b, 1)``) logits / scores.
+        It must treat examples independently (no batch statistics) for ``wgan_gp``/R1.
+      data_shape: shape of one example, e.g. ``(2,)`` or ``(28, 28, 1)``.
+      latent_dim: dimension of ``z``.
+      loss_kind: "minimax" (the seed's min-max: D ``-[log D(x) + log(1 - D(G(z)))]``, G
+        minimises ``log(1 - D(G(z)))``), "non_saturating" (G minimises
+        ``-log D(G(z))``, as the seed's training code does), "wasserstein" (WGAN, needs
+        ``clip``), "wgan_gp" (WGAN with gradient penalty) or "hinge".
+      n_critic: discriminator updates per generator update.
+      clip: WGAN weight clipping ``[-clip, clip]`` after every discriminator update.
+      gp_weight: gradient-penalty weight (``wgan_gp`` only).
+      r1_weight: gamma of the R1 penalty ``(gamma / 2) E ||grad l(x_real)||^2`` (any loss).
+      style_mixing_prob: probability that a generated training example mixes two styles
+        (StyleGenerator only); the crossover layer is uniform in ``1..num_layers-1``.
+      split_critic_batch: with ``n_critic > 1``, split each batch into ``n_critic``
+        equal sub-batches, one per critic step (the WGAN algorithm's fresh real data);
+        the generator step then generates as many examples as one sub-batch. When False
+        every critic step sees the same real batch with fresh ``z``.
+      output_range: the generator's output range, checked against concrete data by
+        ``check_batch``; None disables the check (linear outputs).
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    data_shape: tuple[int, ...]
+    latent_dim: int
+    loss_kind: str = "non_saturating"
+    n_critic: int = 1
+    clip: float | None = None
+    gp_weight: float = 10.0
+    r1_weight: float = 0.0
+    style_mixing_prob: float = 0.0
+    split_critic_batch: bool = False
+    output_range: tuple[float, float] | None = (-1.0, 1.0)
+
+    log_prob_kind = "none"
+
+    def __post_init__(self):
+        _checks.one_of("loss_kind", self.loss_kind, LOSSES)
+        _checks.positive_int("latent_dim", self.latent_dim)
+        _checks.positive_int("n_critic", self.n_critic)
+        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
+        for d in self.data_shape:
+            _checks.positive_int("data_shape entries", d)
+        if self.clip is not None:
+            _checks.positive_float("clip", self.clip)
+        if self.loss_kind == "wasserstein" and self.clip is None:
+            raise ValueError(
+                "loss_kind='wasserstein' needs clip (WGAN weight clipping, e.g. 0.01) to keep the critic "
+                "Lipschitz; or use loss_kind='wgan_gp'"
+            )
+        if self.loss_kind == "wgan_gp":
+            _checks.positive_float("gp_weight", self.gp_weight)
+        if not (isinstance(self.r1_weight, (int, float)) and self.r1_weight >= 0):
+            raise ValueError(f"r1_weight must be a non-negative number, got {self.r1_weight!r}")
+        if not (isinstance(self.style_mixing_prob, (int, float)) and 0.0 <= self.style_mixing_prob <= 1.0):
+            raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob!r}")
+        if self.style_mixing_prob > 0 and not self.is_style:
+            raise ValueError("style_mixing_prob > 0 needs a StyleGenerator generator")
+
+    @property
+    def is_style(self) -> bool:
+        return isinstance(self.generator, StyleGenerator)
+
+    # ------------------------------------------------------------------ checks
+    def check_batch(self, batch: Batch, *, name: str = "x") -> None:
+        """Raises ``ValueError`` unless ``batch`` is ``(b, *data_shape)`` floats; when
+        concrete, also unless finite and inside ``output_range``."""
+        x = batch_x(batch)
+        _checks.batch_shape(name, x, self.data_shape)
+        _checks.finite(name, x)
+        if self.output_range is not None and _checks.is_concrete(x):
+            lo, hi = self.output_range
+            a = np.asarray(x)
+            if a.min() < lo - 1e-6 or a.max() > hi + 1e-6:
+                raise ValueError(
+                    f"{name} has values in [{a.min():.3g}, {a.max():.3g}] but the generator's output "
+                    f"range is [{lo}, {hi}] (tanh); rescale the data (genjax.data.to_signed for [0, 1] "
+                    "images) or build the model with a linear output"
+                )
+
+    def _check_z(self, z: Array) -> None:
+        if np.ndim(z) != 2 or np.shape(z)[1] != self.latent_dim:
+            raise ValueError(
+                f"z must have shape (batch, latent_dim={self.latent_dim}), got shape {tuple(np.shape(z))}"
+            )
+
+    # ------------------------------------------------------------------ networks
+    def init(self, key: PRNGKeyArray, batch: Batch) -> Params:
+        """``{"generator": ..., "discriminator": ...}`` from an example batch.
+
+        Raises:
+          ValueError: bad batch shape, or a generator whose output is not
+            ``(b, *data_shape)`` or a discriminator whose output is not ``(b,)``.
+        """
+        x = batch_x(batch)
+        _checks.batch_shape("batch", x, self.data_shape)
+        k_g, k_d, k_n = jax.random.split(key, 3)
+        z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
+        g_vars = self.generator.init({"params": k_g, "noise": k_n}, z)
+        out = jax.eval_shape(lambda v: self.generator.apply(v, z, rngs={"noise": k_n}), g_vars)
+        if out.shape != (x.shape[0], *self.data_shape):
+            raise ValueError(
+                f"the generator produces examples of shape {out.shape[1:]}, but data_shape is "
+                f"{self.data_shape}"
+            )
+        d_vars = self.discriminator.init(k_d, x)
+        d_out = jax.eval_shape(lambda v: self.discriminator.apply(v, x), d_vars)
+        if d_out.shape not in ((x.shape[0],), (x.shape[0], 1)):
+            raise ValueError(f"the discriminator must output (batch,) logits, got shape {d_out.shape}")
+        return {"generator": g_vars, "discriminator": d_vars}
+
+    def discriminate(self, params: Params, x: Array) -> Array:
+        """Discriminator logits / critic scores ``(b,)`` of ``x (b, *data_shape)``."""
+        out = self.discriminator.apply(params["discriminator"], x)
+        return out.reshape(x.shape[0])
+
+    def generate(
+        self,
+        params: Params,
+        key: PRNGKeyArray,
+        z: Array,
+        *,
+        mix_z: Array | None = None,
+        crossover: Array | None = None,
+        psi: float | None = None,
+        w_avg: Array | None = None,
+        noise: bool = True,
+    ) -> Array:
+        """``G(z)``, shape ``(b, *data_shape)``; ``key`` drives the generator's noise inputs.
+
+        Style mixing and truncation need a StyleGenerator (see
+        :class:`~genjax.nn.stylegan.StyleGenerator`); ``noise`` is ignored by generators
+        without noise inputs.
+        """
+        self._check_z(z)
+        rngs = {"noise": key}
+        if not self.is_style:
+            if mix_z is not None or psi is not None:
+                raise ValueError("style mixing and truncation (psi) need a StyleGenerator generator")
+            return self.generator.apply(params["generator"], z, rngs=rngs)
+        return self.generator.apply(
+            params["generator"], z, mix_z=mix_z, crossover=crossover, psi=psi, w_avg=w_avg, noise=noise, rngs=rngs
+        )
+
+    def _train_fakes(self, params: Params, key: PRNGKeyArray, num: int) -> Array:
+        """Generated training examples: fresh ``z``, and style mixing with probability p."""
+        k_z, k_mix, k_cross, k_noise = jax.random.split(key, 4)
+        z = jax.random.normal(k_z, (num, self.latent_dim))
+        if not (self.is_style and self.style_mixing_prob > 0):
+            return self.generate(params, k_noise, z)
+        crossover = style_mixing_crossover(
+            k_cross, num, prob=self.style_mixing_prob, num_layers=self.generator.num_layers
+        )
+        z2 = jax.random.normal(k_mix, (num, self.latent_dim))
+        return self.generate(params, k_noise, z, mix_z=z2, crossover=crossover)
+
+    # ------------------------------------------------------------------ objectives
+    def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
+        """Discriminator loss (mean over the batch) and metrics.
+
+        Fakes are generated with fresh ``z`` (no gradient to the generator). Metrics:
+        ``d_loss``; ``d_real`` / ``d_fake`` (mean logit / critic score); ``p_real`` /
+        ``p_fake`` (mean ``sigmoid``, logistic losses); ``gp`` and ``r1`` when used.
+        """
+        x = batch_x(batch)
+        self.check_batch(x, name="batch")
+        k_fake, k_gp = jax.random.split(key)
+        fake = jax.lax.stop_gradient(self._train_fakes(params, k_fake, x.shape[0]))
+        critic = lambda v: self.discriminate(params, v)
+        real_s, fake_s = critic(x), critic(fake)
+        if self.loss_kind in _LOGISTIC:
+            per = obj.minimax_d_loss(real_logits=real_s, fake_logits=fake_s)
+        elif self.loss_kind == "hinge":
+            per = obj.hinge_d_loss(real_scores=real_s, fake_scores=fake_s)
+        else:
+            per = obj.wasserstein_critic_loss(real_scores=real_s, fake_scores=fake_s)
+        metrics = {"d_real": jnp.mean(real_s), "d_fake": jnp.mean(fake_s)}
+        if self.loss_kind in _LOGISTIC:
+            metrics.update(p_real=jnp.mean(jax.nn.sigmoid(real_s)), p_fake=jnp.mean(jax.nn.sigmoid(fake_s)))
+        if self.loss_kind == "wgan_gp":
+            gp = obj.gradient_penalty(k_gp, critic, real=x, fake=fake)
+            per = per + self.gp_weight * gp
+            metrics["gp"] = jnp.mean(gp)
+        if self.r1_weight > 0:
+            r1 = obj.r1_penalty(critic, real=x)
+            per = per + 0.5 * self.r1_weight * r1
+            metrics["r1"] = jnp.mean(r1)
+        loss = jnp.mean(per)
+        return loss, {"d_loss": loss, **metrics}
+
+    def g_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
+        """Generator loss on as many fresh fakes as ``batch`` has examples, and metrics.
+
+        The batch only sets that number (its shape is checked; its values are unused).
+        """
+        x = batch_x(batch)
+        _checks.batch_shape("batch", x, self.data_shape)
+        fake_s = self.discriminate(params, self._train_fakes(params, key, x.shape[0]))
+        if self.loss_kind == "minimax":
+            per = obj.minimax_g_loss(fake_logits=fake_s)
+        elif self.loss_kind == "non_saturating":
+            per = obj.non_saturating_g_loss(fake_logits=fake_s)
+        else:
+            per = obj.wasserstein_generator_loss(fake_scores=fake_s)
+        loss = jnp.mean(per)
+        return loss, {"g_loss": loss}
+
+    # ------------------------------------------------------------------ sampling
+    def mean_w(self, params: Params, key: PRNGKeyArray, *, num: int = 4096) -> Array:
+        """``w_avg = mean_i mapping(z_i)`` over ``num`` draws, shape ``(w_dim,)``.
+
+        StyleGAN tracks a running mean of ``w`` during training; computing it at
+        sampling time from the current (or EMA) parameters is the pure equivalent.
+        """
+        if not self.is_style:
+            raise ValueError("mean_w needs a StyleGenerator generator")
+        num = _checks.positive_int("num", num)
+        z = jax.random.normal(key, (num, self.latent_dim))
+        return jnp.mean(self.generator.apply(params["generator"], z, method="mapping"), axis=0)
+
+    def synthesize(self, params: Params, key: PRNGKeyArray, ws: Array, *, noise: bool = True) -> Array:
+        """StyleGenerator synthesis from per-layer styles ``ws (b, num_layers, w_dim)``."""
+        if not self.is_style:
+            raise ValueError("synthesize needs a StyleGenerator generator")
+        return self.generator.apply(params["generator"], ws, noise, method="synthesis", rngs={"noise": key})
+
+    def sample(
+        self,
+        params: Params,
+        key: PRNGKeyArray,
+        num: int,
+        *,
+        truncation_psi: float | None = None,
+        w_avg: Array | None = None,
+        w_avg_samples: int = 4096,
+        noise: bool = True,
+    ) -> Array:
+        """``num`` samples ``G(z)``, ``z ~ N(0, I)``, shape ``(num, *data_shape)``, one batch.
+
+        Args:
+          params: model parameters (pass EMA parameters for the smoothed generator).
+          key: PRNG key.
+          num: number of samples.
+          truncation_psi: StyleGAN truncation ``w <- w_avg + psi (w - w_avg)``: 1 is no
+            truncation, 0 maps every ``z`` to ``w_avg``.
+          w_avg: the mean ``w``; default ``mean_w`` over ``w_avg_samples`` draws.
+          noise: StyleGenerator noise inputs on (True) or zeroed.
+        """
+        num = _checks.positive_int("num", num)
+        k_z, k_noise, k_avg = jax.random.split(key, 3)
+        z = jax.random.normal(k_z, (num, self.latent_dim))
+        if truncation_psi is not None and w_avg is None:
+            if not self.is_style:
+                raise ValueError("truncation_psi needs a StyleGenerator generator")
+            w_avg = self.mean_w(params, k_avg, num=w_avg_samples)
+        return self.generate(params, k_noise, z, psi=truncation_psi, w_avg=w_avg, noise=noise)
+
+    def log_prob(self, params: Params, key: PRNGKeyArray, x: Array) -> Array:
+        """Always raises: a GAN defines no density (``log_prob_kind = "none"``)."""
+        raise ValueError(
+            "a GAN has no density: G pushes N(0, I) through a network onto a low-dimensional "
+            "manifold, so log p(x) is undefined (log_prob_kind='none'); compare GANs with sample "
+            "metrics (genjax.gan.diagnostics, FID) instead"
+        )
+
+    # ------------------------------------------------------------------ training
+    def make_train_step(self, optimizer, *, transform=None, ema_decay=None, skip_nonfinite=False):
+        """The un-jitted two-player step ``step(state, batch) -> (state, metrics)``;
+        see :func:`genjax.gan.step.make_gan_train_step`."""
+        from genjax.gan.step import make_gan_train_step
+
+        return make_gan_train_step(
+            self, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite
+        )

@@ -1,0 +1,109 @@
+"""GAN model contract: construction checks, bad input, no density, loss wiring."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import genjax.gan as gan
+from genjax.gan import objectives as obj
+from genjax.types import AdversarialModel, GenerativeModel
+
+
+def tiny_gan(**overrides) -> gan.GAN:
+    kwargs = dict(latent_dim=2, g_hidden=(8,), d_hidden=(8,))
+    kwargs.update(overrides)
+    return gan.mlp_gan(kwargs.pop("data_shape", 3), **kwargs)
+
+
+@pytest.fixture
+def x(rng):
+    return jnp.asarray(rng.uniform(-0.9, 0.9, (4, 3)), jnp.float32)
+
+
+def test_bad_construction_raises():
+    with pytest.raises(ValueError, match="unknown loss_kind 'lsgan'; valid choices"):
+        tiny_gan(loss_kind="lsgan")
+    with pytest.raises(ValueError, match="n_critic must be a positive integer, got 0"):
+        tiny_gan(n_critic=0)
+    with pytest.raises(ValueError, match="needs clip"):
+        tiny_gan(loss_kind="wasserstein")
+    with pytest.raises(ValueError, match="needs a StyleGenerator"):
+        tiny_gan(style_mixing_prob=0.5)
+    with pytest.raises(ValueError, match="unknown output"):
+        tiny_gan(output="sigmoid")
+    with pytest.raises(ValueError, match="unknown arch"):
+        gan.wgan(3, arch="resnet")
+
+
+def test_bad_input_raises(key, x):
+    model = tiny_gan()
+    params = model.init(key, x)
+    with pytest.raises(ValueError, match=r"must have shape \(batch, 3\)"):
+        model.check_batch(jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        model.check_batch(x.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"output range is \[-1.0, 1.0\]"):
+        model.check_batch(x * 3.0)
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, latent_dim=2\)"):
+        model.generate(params, key, jnp.zeros((4, 5)))
+    with pytest.raises(ValueError, match="batch must have shape"):
+        model.d_loss(params, key, jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match="truncation_psi needs a StyleGenerator"):
+        model.sample(params, key, 2, truncation_psi=0.5)
+    with pytest.raises(ValueError, match="one optimizer per player"):
+        model.make_train_step(optax.adam(1e-3))
+    tiny_gan(output="linear").check_batch(x * 3.0)  # linear output: any range
+
+
+def test_generator_that_cannot_produce_data_shape(key, x):
+    model = gan.GAN(
+        generator=gan.MLPGenerator((2,), (8,)),
+        discriminator=gan.MLPDiscriminator((8,)),
+        data_shape=(3,),
+        latent_dim=2,
+    )
+    with pytest.raises(ValueError, match=r"generator produces examples of shape \(2,\)"):
+        model.init(key, x)
+
+
+def test_log_prob_raises_and_kind_is_none(key, x):
+    model = tiny_gan()
+    assert model.log_prob_kind == "none"
+    assert isinstance(model, AdversarialModel)
+    assert not isinstance(model, GenerativeModel)  # no single `loss`: callers cannot mistake it
+    with pytest.raises(ValueError, match="a GAN has no density"):
+        model.log_prob(model.init(key, x), key, x)
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge"])
+def test_losses_wire_the_objectives(key, x, loss):
+    """d_loss / g_loss equal the free objectives on the same draws (reproduced by hand)."""
+    model = tiny_gan(loss_kind=loss, clip=0.5 if loss == "wasserstein" else None, r1_weight=0.3)
+    params = model.init(key, x)
+    (d, dm), (g, gm) = jax.jit(lambda p, k: (model.d_loss(p, k, x), model.g_loss(p, k, x)))(params, key)
+    k_fake, k_gp = jax.random.split(key)
+    critic = lambda v: model.discriminate(params, v)
+    fake = model._train_fakes(params, k_fake, 4)
+    r, f = critic(x), critic(fake)
+    d_per = {
+        "minimax": lambda: obj.minimax_d_loss(real_logits=r, fake_logits=f),
+        "non_saturating": lambda: obj.minimax_d_loss(real_logits=r, fake_logits=f),
+        "hinge": lambda: obj.hinge_d_loss(real_scores=r, fake_scores=f),
+        "wasserstein": lambda: obj.wasserstein_critic_loss(real_scores=r, fake_scores=f),
+        "wgan_gp": lambda: obj.wasserstein_critic_loss(real_scores=r, fake_scores=f)
+        + 10.0 * obj.gradient_penalty(k_gp, critic, real=x, fake=fake),
+    }[loss]() + 0.15 * obj.r1_penalty(critic, real=x)
+    np.testing.assert_allclose(d, jnp.mean(d_per), rtol=1e-5, atol=1e-6)
+    f_g = critic(model._train_fakes(params, key, 4))
+    g_per = {
+        "minimax": lambda: obj.minimax_g_loss(fake_logits=f_g),
+        "non_saturating": lambda: obj.non_saturating_g_loss(fake_logits=f_g),
+    }.get(loss, lambda: obj.wasserstein_generator_loss(fake_scores=f_g))()
+    np.testing.assert_allclose(g, jnp.mean(g_per), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dm["d_real"], jnp.mean(r), rtol=1e-5, atol=1e-6)
+    assert ("p_real" in dm) == (loss in ("minimax", "non_saturating"))
+    assert ("gp" in dm) == (loss == "wgan_gp") and "r1" in dm

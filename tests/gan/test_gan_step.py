@@ -1,0 +1,150 @@
+"""The two-player train step: one trace, n_critic honoured, clipping, EMA, skipping
+non-finite updates, and ``fit`` on 8gaussians."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import genjax.data
+import genjax.gan as gan
+import genjax.train
+from genjax.train import TrainState
+
+pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
+
+
+def tiny_gan(**overrides) -> gan.GAN:
+    kwargs = dict(latent_dim=2, g_hidden=(8,), d_hidden=(8,))
+    kwargs.update(overrides)
+    return gan.mlp_gan(2, **kwargs)
+
+
+def _x(rng, n=4):
+    return jnp.asarray(rng.uniform(-0.9, 0.9, (n, 2)), jnp.float32)
+
+
+def _leaves(tree):
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+
+def _changed(a, b) -> bool:
+    return any(not np.array_equal(u, v) for u, v in zip(_leaves(a), _leaves(b)))
+
+
+def test_no_retrace_and_n_critic_updates_per_generator_update(key, rng):
+    model = tiny_gan(loss_kind="wgan_gp", n_critic=3)
+    tx = gan.gan_adam(1e-3)
+    params = model.init(key, _x(rng))
+    state = TrainState.create(params, tx, key)
+    chex.clear_trace_counter()
+    step = jax.jit(chex.assert_max_traces(model.make_train_step(tx), n=1))
+    for _ in range(3):
+        state, metrics = step(state, _x(rng))  # new data, same shapes: no retrace
+    assert int(state.step) == 3
+    # Adam counts its own updates: 3 per generator update for the critic
+    assert int(state.opt_state["discriminator"][0].count) == 9
+    assert int(state.opt_state["generator"][0].count) == 3
+    assert int(metrics["d_updates"]) == 3
+    assert bool(metrics["finite"])
+    assert {"loss", "d_loss", "g_loss", "grad_norm", "d_grad_norm", "d_real", "d_fake", "gp"} <= set(metrics)
+    np.testing.assert_allclose(metrics["loss"], metrics["g_loss"], rtol=0, atol=0)
+    assert _changed(state.params["generator"], params["generator"])
+    assert _changed(state.params["discriminator"], params["discriminator"])
+
+
+def test_wgan_clipping_keeps_critic_weights_in_range(key, rng):
+    c = 0.05
+    model = gan.wgan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,), clip=c, n_critic=2)
+    tx = gan.GANOptimizer(generator=optax.sgd(0.1), discriminator=optax.sgd(1.0))
+    params = model.init(key, _x(rng))
+    assert max(np.abs(p).max() for p in _leaves(params["discriminator"])) > c  # init exceeds c
+    state, _ = jax.jit(model.make_train_step(tx))(TrainState.create(params, tx, key), _x(rng))
+    d = _leaves(state.params["discriminator"])
+    assert max(np.abs(p).max() for p in d) == pytest.approx(c, rel=1e-6)  # within, and active
+    assert all(np.all(np.abs(p) <= c) for p in d)
+
+
+def test_split_critic_batch(key, rng):
+    model = tiny_gan(loss_kind="hinge", n_critic=2, split_critic_batch=True)
+    tx = gan.gan_adam(1e-3)
+    state = TrainState.create(model.init(key, _x(rng)), tx, key)
+    step = model.make_train_step(tx)
+    with pytest.raises(ValueError, match="batch size 5 is not divisible by n_critic=2"):
+        jax.eval_shape(step, state, _x(rng, 5))
+    out, metrics = jax.eval_shape(step, state, _x(rng, 6))
+    assert metrics["d_loss"].shape == ()
+
+
+def test_ema_and_skip_nonfinite(key, rng):
+    model = tiny_gan()
+    tx = gan.gan_adam(1e-2)
+    params = model.init(key, _x(rng))
+    step = jax.jit(model.make_train_step(tx, ema_decay=0.25, skip_nonfinite=True))
+    state, metrics = step(TrainState.create(params, tx, key, ema=True), _x(rng))
+    assert bool(metrics["finite"])
+    chex.assert_trees_all_close(
+        state.ema_params["generator"],
+        jax.tree_util.tree_map(lambda e, p: 0.25 * e + 0.75 * p, params["generator"], state.params["generator"]),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    chex.assert_trees_all_equal(state.ema_params["discriminator"], state.params["discriminator"])
+    # a NaN batch (traced, so not caught by check_batch) makes the critic's update
+    # non-finite: it is dropped (params and optimizer state kept); the generator's loss
+    # does not read the real data, so its finite update still applies (per-player skipping)
+    before = jax.tree_util.tree_map(np.asarray, state)
+    state2, metrics = step(state, _x(rng).at[0, 0].set(jnp.nan))
+    assert not bool(metrics["finite"]) and int(metrics["d_updates"]) == 0
+    assert not np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    assert int(state2.step) == int(before.step) + 1
+    chex.assert_trees_all_equal(state2.params["discriminator"], before.params["discriminator"])
+    chex.assert_trees_all_equal(state2.opt_state["discriminator"], before.opt_state["discriminator"])
+    assert _changed(state2.params["generator"], before.params["generator"])
+    chex.assert_tree_all_finite(state2.params)
+
+
+def test_fit_seed_gan_on_8gaussians(key, seed):
+    data = genjax.data.get_toy_density("8gaussians").sample(key, 64)
+    model = gan.seed_gan(data_dim=2, latent_dim=2)
+    with pytest.raises(ValueError, match="output range"):  # radius 2 does not fit tanh
+        genjax.train.fit(model, np.asarray(data), num_steps=1, batch_size=8, optimizer=gan.gan_adam(), progress=False)
+    x = np.asarray(data) / 2.5  # into [-1, 1]
+    init = model.init(jax.random.PRNGKey(seed), jnp.asarray(x[:8]))
+    result = genjax.train.fit(
+        model,
+        x,
+        num_steps=4,
+        batch_size=8,
+        optimizer=gan.gan_adam(1e-3),
+        seed=seed,
+        steps_per_dispatch=2,
+        log_every=2,
+        checkpoint_every=None,
+        ema_decay=0.9,
+        progress=False,
+        init_params=init,
+    )
+    assert int(result.state.step) == 4 and len(result.history) == 2
+    for rec in result.history:
+        for k in ("loss", "d_loss", "g_loss", "grad_norm", "d_real", "d_fake", "p_real"):
+            assert np.isfinite(rec[k]), (k, rec)
+    assert _changed(result.state.params["generator"], init["generator"])
+    assert _changed(result.state.params["discriminator"], init["discriminator"])
+    samples = model.sample(result.state.ema_params, key, 16)
+    assert samples.shape == (16, 2) and np.all(np.abs(np.asarray(samples)) <= 1.0)
+
+
+def test_stylegan_step_is_finite_and_trains_both_players(key):
+    model = gan.stylegan((8, 8, 1), latent_dim=3, w_dim=4, mapping_layers=1, channels=(4, 4), d_channels=(4,))
+    x = jnp.asarray(np.linspace(-0.9, 0.9, 2 * 64).reshape(2, 8, 8, 1), jnp.float32)
+    params = jax.jit(model.init)(key, x)
+    tx = gan.gan_adam(1e-3)
+    state, metrics = jax.jit(model.make_train_step(tx))(TrainState.create(params, tx, key), x)
+    assert bool(metrics["finite"]) and np.isfinite(float(metrics["r1"]))
+    assert _changed(state.params["generator"], params["generator"])
+    assert _changed(state.params["discriminator"], params["discriminator"])
