@@ -1,0 +1,50 @@
+"""Explicit name -> constructor registries for data sets and models (used by the CLI).
+
+Nothing registers itself on import: each family's specs are a dict written in
+``genjax/registry/<family>.py`` and merged here by name, and an unknown name is an
+error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from genjax.data import images as image_data
+from genjax.data import synthetic
+from genjax.registry import vae as _vae
+from genjax.registry.core import DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data
+
+MODELS: dict[str, ModelSpec] = {**_vae.SPECS}
+
+__all__ = ["DataBundle", "MODELS", "ModelSpec", "Option", "dataset_names", "describe", "get_model_spec",
+           "image_scale", "int_tuple", "load_data", "resolve_options"]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def resolve_options(spec: ModelSpec, given: dict) -> dict:
+    """The spec's defaults updated with ``given``; unknown keys and bad choices are errors."""
+    unknown = set(given) - set(spec.options)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for model {spec.name!r}; valid: {sorted(spec.options)}"
+        )
+    opts = {k: o.default for k, o in spec.options.items()}
+    opts.update({k: v for k, v in given.items() if v is not None})
+    for k, o in spec.options.items():
+        if o.choices is not None and opts[k] is not None and opts[k] not in o.choices:
+            raise ValueError(f"unknown {k} {opts[k]!r} for model {spec.name!r}; valid choices: {', '.join(o.choices)}")
+    return opts
+
+
+def describe() -> str:
+    lines = ["models:"]
+    lines += [f"  {n:<10} {s.description}" for n, s in sorted(MODELS.items())]
+    lines.append("data sets:")
+    exact = set(synthetic.EXACT_LOG_PROB_DENSITIES)
+    for n in dataset_names():
+        kind = "image" if n in image_data.IMAGE_DATASETS else ("toy 2-D, exact log p(x)" if n in exact else "toy 2-D")
+        lines.append(f"  {n:<16} {kind}")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Shared pieces of the registries: data bundles, model specs and their options."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from genjax.data import images as image_data
+from genjax.data import synthetic
+
+
+# ---------------------------------------------------------------------- data
+@dataclasses.dataclass(frozen=True)
+class DataBundle:
+    """A train/test pair of host arrays and what is known about them."""
+
+    name: str
+    kind: str  # "image" or "toy"
+    train: np.ndarray  # (n, *shape) float32
+    test: np.ndarray
+    num_levels: int | None  # discrete intensity levels of image data (2 = binary)
+    toy: synthetic.ToyDensity | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def binary(self) -> bool:
+        return self.num_levels == 2
+
+    @property
+    def num_dims(self) -> int:
+        return int(np.prod(self.shape))
+
+
+TOY_TRAIN_SIZE, TOY_TEST_SIZE = 20000, 5000
+
+
+def dataset_names() -> list[str]:
+    return sorted(image_data.IMAGE_DATASETS) + sorted(synthetic.TOY_DENSITIES)
+
+
+def load_data(name: str, *, data_dir=None, download: bool = True, seed: int = 0) -> DataBundle:
+    """Loads a data set by name: an image set (``digits``, ``mnist``, ...) or a toy 2-D density.
+
+    Image test splits: ``test`` (binarized-mnist: ``test``; its ``valid`` split is unused here).
+    Toy densities: 20000 train and 5000 test samples drawn from fixed keys derived from ``seed``.
+    """
+    if name in image_data.IMAGE_DATASETS:
+        if name == "digits":
+            train, test = image_data.load_digits("train", seed=seed), image_data.load_digits("test", seed=seed)
+        else:
+            train = image_data.load_image_dataset(name, "train", data_dir=data_dir, download=download)
+            test = image_data.load_image_dataset(name, "test", data_dir=data_dir, download=download)
+        return DataBundle(name, "image", np.asarray(train.x), np.asarray(test.x), train.num_levels)
+    if name in synthetic.TOY_DENSITIES:
+        toy = synthetic.get_toy_density(name)
+        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2024))
+        return DataBundle(
+            name,
+            "toy",
+            np.asarray(toy.sample(k_train, TOY_TRAIN_SIZE)),
+            np.asarray(toy.sample(k_test, TOY_TEST_SIZE)),
+            None,
+            toy,
+        )
+    raise ValueError(f"unknown data set {name!r}; valid choices: {', '.join(dataset_names())}")
+
+
+# ---------------------------------------------------------------------- models
+@dataclasses.dataclass(frozen=True)
+class Option:
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How the CLI builds, trains, pictures and evaluates one model name."""
+
+    name: str
+    family: str
+    description: str
+    options: dict[str, Option]
+    build: Callable[[DataBundle, dict], Any]  # (data, options) -> model
+    transform: Callable[[Any, DataBundle], Any]  # (model, data) -> transform or None
+    artifacts: Callable[..., list[str]]  # (model, params, data, out_dir, key) -> written files
+    evaluate: Callable[..., dict]  # (model, params, data, key, *, num_samples, max_examples) -> metrics
+    defaults: dict = dataclasses.field(default_factory=dict)  # training defaults (steps, batch_size, lr)
+    make_optimizer: Callable[[dict], Any] | None = None  # (run config) -> optimizer; default optax.adam(lr)
+
+
+def int_tuple(s: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in str(s).split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers such as '256,128', got {s!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise ValueError(f"expected positive comma-separated integers such as '256,128', got {s!r}")
+    return vals
+
+
+
+
+def image_scale(data: DataBundle) -> int:
+    """Pixel magnification for pictures of ``data`` (about 128 px per image side)."""
+    return max(1, 128 // max(data.shape[0], 1)) if data.kind == "image" else 1
