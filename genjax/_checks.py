@@ -78,3 +78,12 @@ def binary(name: str, x) -> None:
                 f"[{a.min():.3g}, {a.max():.3g}]. Binarize it (genjax.data.dynamic_binarize) "
                 "or use likelihood='gaussian'"
             )
+
+
+def batch_x(batch):
+    """The data array of a batch: the batch itself, or ``batch["x"]`` for a dict batch."""
+    if isinstance(batch, dict):
+        if "x" not in batch:
+            raise ValueError(f"batch is a dict without an 'x' entry (keys: {sorted(batch)})")
+        return batch["x"]
+    return batch

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import _checks
+from genjax._checks import batch_x
 from genjax.gan import objectives as obj
 from genjax.nn.mlp import MLP
 from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
@@ -30,15 +31,6 @@ from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
 _LOGISTIC = ("minimax", "non_saturating")
-
-
-def batch_x(batch: Batch) -> Array:
-    """The data array of a batch: the batch itself, or ``batch["x"]`` for a dict batch."""
-    if isinstance(batch, dict):
-        if "x" not in batch:
-            raise ValueError(f"batch is a dict without an 'x' entry (keys: {sorted(batch)})")
-        return batch["x"]
-    return batch
 
 
 class MLPGenerator(nn.Module):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
-
-def bits_per_dim(nll_nats, num_dims: int, *, num_levels: int | None = None) -> np.ndarray:
+def bits_per_dim(nll_nats, num_dims: int, *, num_levels: int | None = None):
     """Bits per dimension of a negative log-likelihood in nats.
 
     ``bpd = nll / (D ln 2)``. For continuous models evaluated on data rescaled to
@@ -18,7 +16,8 @@ def bits_per_dim(nll_nats, num_dims: int, *, num_levels: int | None = None) -> n
     """
     if num_dims <= 0:
         raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}")
-    bpd = np.asarray(nll_nats, np.float64) / (num_dims * math.log(2.0))
+    # plain arithmetic: works on floats, numpy arrays and traced jax arrays alike
+    bpd = nll_nats / (num_dims * math.log(2.0))
     if num_levels is not None:
         if num_levels < 2:
             raise ValueError(f"num_levels must be >= 2, got {num_levels!r}")

@@ -20,21 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import _checks
+from genjax._checks import batch_x
 from genjax.nn.conv import ConvDecoder, ConvEncoder
 from genjax.nn.mlp import MLP
 from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 from genjax.vae import objectives as obj
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
-
-
-def batch_x(batch: Batch) -> Array:
-    """The data array of a batch: the batch itself, or ``batch["x"]`` for a dict batch."""
-    if isinstance(batch, dict):
-        if "x" not in batch:
-            raise ValueError(f"batch is a dict without an 'x' entry (keys: {sorted(batch)})")
-        return batch["x"]
-    return batch
 
 
 class MLPEncoder(nn.Module):
