@@ -6,27 +6,17 @@ practice), so an untrained flow is the base distribution (up to ActNorm).
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import flax.linen as nn
 import jax
 
-from genjax.nn.mlp import get_activation
+from genjax.nn.mlp import MLP, get_activation
 
 
-class MLPConditioner(nn.Module):
+class MLPConditioner(MLP):
     """``(..., d_in) -> (..., out_dim)``: ``hidden`` dense layers, then a zero-initialised dense layer."""
 
-    hidden: Sequence[int]
-    out_dim: int
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = get_activation(self.activation)
-        for i, width in enumerate(self.hidden):
-            x = act(nn.Dense(width, name=f"dense_{i}")(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros, name="out")(x)
+    zero_out: bool = True
 
 
 class ConvConditioner(nn.Module):

@@ -28,16 +28,19 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 class MLP(nn.Module):
     """``hidden`` dense layers with ``activation``, then a linear layer of ``out_dim``.
 
-    Input ``(..., d_in)`` -> output ``(..., out_dim)``.
+    Input ``(..., d_in)`` -> output ``(..., out_dim)``. With ``zero_out`` the last
+    layer starts at zero (a residual / coupling conditioner then starts as identity).
     """
 
     hidden: Sequence[int]
     out_dim: int
     activation: str = "relu"
+    zero_out: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = get_activation(self.activation)
         for i, width in enumerate(self.hidden):
             x = act(nn.Dense(width, name=f"dense_{i}")(x))
-        return nn.Dense(self.out_dim, name="out")(x)
+        init = nn.initializers.zeros if self.zero_out else nn.linear.default_kernel_init
+        return nn.Dense(self.out_dim, kernel_init=init, name="out")(x)
