@@ -1,0 +1,505 @@
+"""CLI specs of the GAN family: ``gan``, ``dcgan``, ``wgan``, ``wgan-gp``, ``stylegan``.
+
+Data space. The CLI keeps every array in the data set's own space (images in
+``[0, 1]``), so ``genjax sample`` writes pictures and ``.npy`` arrays that compare
+with the data directly. The tanh generators model ``[-1, 1]``; :class:`DataSpaceGAN`
+wraps the :class:`~genjax.gan.GAN` and maps data ``[0, 1] -> [-1, 1]`` inside the
+jitted train step and samples back (``scale inside build``). 2-D toy data are
+unbounded, so their generators get a linear output and no rescaling.
+
+Evaluation. A GAN has no density (``log_prob_kind: none``). On Gaussian mixtures
+(``8gaussians``, ``25gaussians``) ``evaluate`` reports the mode diagnostics of 2500
+samples (modes captured, high-quality fraction within 3 std, KL of the mode histogram
+to uniform); on other 2-D data, sample moments and the mean true log-density of the
+samples; on images, sample statistics against the test split (no classifier yet: the
+class histogram and FID come with the evaluation issue).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genjax import _checks, viz
+from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
+
+#: Samples scored on Gaussian mixtures (the PacGAN protocol).
+MIXTURE_EVAL_SAMPLES = 2500
+#: Cap on the images compared by the image statistics (test examples and samples).
+IMAGE_EVAL_MAX = 1000
+
+
+# ---------------------------------------------------------------------- the data-space model
+# Compiled once per (model, shapes): a rebuilt model compares equal (frozen dataclasses of
+# linen modules), so ``genjax train`` -> ``sample`` -> ``eval`` in one process reuse them,
+# and sampling runs as one XLA program instead of op by op.
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _jit_sample(gan, params, key, num: int):
+    return gan.sample(params, key, num)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_init(gan, key, x):
+    return gan.init(key, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpaceGAN:
+    """A :class:`~genjax.gan.GAN` seen in the data's space.
+
+    The networks see ``to_model(x) = scale * x + shift`` (inside the jitted step, after
+    any transform); samples come back through the inverse. Images: ``data_range =
+    (0, 1)`` onto the tanh range ``[-1, 1]`` (``scale=2, shift=-1``). 2-D data: ``scale =
+    1 / max|x|`` so the linear-output generator's initial spread, about one unit, already
+    covers the data (as the WGAN-GP toy code rescales its mixtures). Everything else
+    (``generate``, ``mean_w``, ``latent_dim``, ...) is the wrapped GAN's, in its own space.
+    """
+
+    gan: object
+    scale: float = 1.0
+    shift: float = 0.0
+    data_range: tuple[float, float] | None = None  # checked on concrete data; None: unbounded
+
+    log_prob_kind = "none"
+
+    def __getattr__(self, name):
+        if name == "gan":  # not yet set (copy / unpickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.gan, name)
+
+    def to_model(self, x):
+        return x if (self.scale, self.shift) == (1.0, 0.0) else self.scale * x + self.shift
+
+    def to_data(self, y):
+        return y if (self.scale, self.shift) == (1.0, 0.0) else (y - self.shift) / self.scale
+
+    # ------------------------------------------------------------------ model API
+    def check_batch(self, batch, *, name: str = "x") -> None:
+        from genjax.gan import batch_x
+
+        x = batch_x(batch)
+        if self.data_range is not None and _checks.is_concrete(x):
+            a = np.asarray(x)
+            lo, hi = self.data_range
+            if a.size and (a.min() < lo - 1e-6 or a.max() > hi + 1e-6):
+                raise ValueError(f"{name} has values in [{a.min():.3g}, {a.max():.3g}]; this GAN models data in [{lo}, {hi}]")
+        self.gan.check_batch(self.to_model(x), name=name)
+
+    def init(self, key, batch):
+        from genjax.gan import batch_x
+
+        x = self.to_model(batch_x(batch))
+        _checks.batch_shape("batch", x, self.gan.data_shape)
+        return _jit_init(self.gan, key, x[:1])  # parameters depend on shapes only
+
+    def d_loss(self, params, key, batch):
+        return self.gan.d_loss(params, key, self.to_model(batch))
+
+    def g_loss(self, params, key, batch):
+        return self.gan.g_loss(params, key, self.to_model(batch))
+
+    def sample(self, params, key, num: int, *, mean: bool = False, **kwargs):
+        """``num`` samples in the data's space. ``mean`` is accepted for the CLI's call
+        (a VAE's decoder mean) and ignored: ``G(z)`` is already deterministic given ``z``."""
+        del mean
+        num = _checks.positive_int("num", num)
+        if kwargs:
+            return self.to_data(self.gan.sample(params, key, num, **kwargs))
+        return self.to_data(_jit_sample(self.gan, params, key, num))
+
+    def log_prob(self, params, key, x):
+        return self.gan.log_prob(params, key, x)
+
+    def make_train_step(self, optimizer, *, transform=None, ema_decay=None, skip_nonfinite=False):
+        if (self.scale, self.shift) == (1.0, 0.0):
+            t = transform
+        elif transform is None:
+            t = lambda key, batch: self.to_model(batch)
+        else:
+            t = lambda key, batch: self.to_model(transform(key, batch))
+        return self.gan.make_train_step(optimizer, transform=t, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite)
+
+
+# ---------------------------------------------------------------------- building
+GAN_LOSSES = ("non_saturating", "minimax", "hinge")  # the --loss choices of gan and dcgan
+ARCHS = ("auto", "mlp", "dcgan")
+OUTPUTS = ("auto", "tanh", "linear")
+
+
+def _choice(model: str, name: str, value, choices) -> str:
+    if value not in choices:
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"unknown {flag} {value!r} for model {model!r}; valid choices: {', '.join(choices)}")
+    return value
+
+
+def _need_images(model: str, data: DataBundle) -> tuple[int, int, int]:
+    if data.kind != "image" or len(data.shape) != 3:
+        raise ValueError(
+            f"{model} needs image data (H, W, C) such as --data digits or mnist; {data.name!r} has shape {data.shape}"
+        )
+    return data.shape
+
+
+def _wrap(model, data: DataBundle) -> DataSpaceGAN:
+    if model.output_range is not None:  # tanh: data range (0, 1) onto the output range
+        if data.kind != "image":
+            raise ValueError(f"--output tanh needs image data in [0, 1]; {data.name!r} is unbounded 2-D data (use --output linear)")
+        lo, hi = model.output_range
+        return DataSpaceGAN(model, scale=hi - lo, shift=lo, data_range=(0.0, 1.0))
+    extent = float(np.max(np.abs(data.train)))
+    return DataSpaceGAN(model, scale=1.0 / extent if extent > 0 else 1.0)
+
+
+def _latent(opts: dict, data: DataBundle) -> int:
+    """``--latent-dim``, default 100 for images (the seed's) and 2 for 2-D data (PacGAN's)."""
+    if opts["latent_dim"] is not None:
+        return opts["latent_dim"]
+    return 100 if data.kind == "image" else 2
+
+
+def _mlp_kwargs(opts: dict, data: DataBundle, spec_name: str) -> dict:
+    output = _choice(spec_name, "output", opts.get("output", "auto"), OUTPUTS)
+    if output == "auto":
+        output = "tanh" if data.kind == "image" else "linear"
+    return dict(
+        latent_dim=_latent(opts, data), g_hidden=int_tuple(opts["g_hidden"]), d_hidden=int_tuple(opts["d_hidden"]), output=output
+    )
+
+
+def _arch(opts: dict, data: DataBundle, spec_name: str) -> str:
+    arch = _choice(spec_name, "arch", opts["arch"], ARCHS)
+    if arch == "auto":
+        arch = "dcgan" if data.kind == "image" else "mlp"
+    if arch == "dcgan":
+        _need_images(spec_name, data)
+    return arch
+
+
+def _arch_kwargs(opts: dict, data: DataBundle, spec_name: str) -> dict:
+    arch = _arch(opts, data, spec_name)
+    if arch == "mlp":
+        return dict(arch="mlp", **_mlp_kwargs(opts, data, spec_name))
+    return dict(arch="dcgan", latent_dim=_latent(opts, data), width=opts["width"])
+
+
+def _gan_build(data: DataBundle, opts: dict):
+    from genjax import gan
+
+    loss = _choice("gan", "loss", opts["loss"], GAN_LOSSES)
+    return _wrap(gan.mlp_gan(data.shape, loss_kind=loss, n_critic=opts["n_critic"], **_mlp_kwargs(opts, data, "gan")), data)
+
+
+def _dcgan_build(data: DataBundle, opts: dict):
+    from genjax import gan
+
+    shape = _need_images("dcgan", data)
+    loss = _choice("dcgan", "loss", opts["loss"], GAN_LOSSES)
+    model = gan.dcgan(
+        shape, latent_dim=opts["latent_dim"], width=opts["width"], g_norm=opts["g_norm"], d_norm=opts["d_norm"], loss_kind=loss
+    )
+    return _wrap(model, data)
+
+
+def _wgan_build(data: DataBundle, opts: dict):
+    from genjax import gan
+
+    _choice("wgan", "optimizer", opts["optimizer"], ("rmsprop", "adam"))  # used by _wgan_optimizer
+
+    return _wrap(gan.wgan(data.shape, clip=opts["clip"], n_critic=opts["n_critic"], **_arch_kwargs(opts, data, "wgan")), data)
+
+
+def _wgan_gp_build(data: DataBundle, opts: dict):
+    from genjax import gan
+
+    model = gan.wgan_gp(data.shape, gp_weight=opts["gp_weight"], n_critic=opts["n_critic"], **_arch_kwargs(opts, data, "wgan-gp"))
+    return _wrap(model, data)
+
+
+def _stylegan_build(data: DataBundle, opts: dict):
+    from genjax import gan
+
+    shape = _need_images("stylegan", data)
+    model = gan.stylegan(
+        shape,
+        latent_dim=opts["latent_dim"],
+        w_dim=opts["w_dim"],
+        mapping_layers=opts["mapping_layers"],
+        width=opts["width"],
+        style_mixing_prob=opts["style_mixing_prob"],
+        r1_weight=opts["r1_weight"],
+    )
+    return _wrap(model, data)
+
+
+def _no_transform(model, data: DataBundle):
+    return None  # DataSpaceGAN rescales inside its own step
+
+
+# ---------------------------------------------------------------------- optimizers
+def _adam_pair(config: dict, *, b1: float, b2: float):
+    from genjax.gan import gan_adam
+
+    return gan_adam(config["lr"], d_learning_rate=config["options"].get("d_lr"), b1=b1, b2=b2)
+
+
+def _gan_optimizer(config: dict):
+    o = config["options"]
+    return _adam_pair(config, b1=o["beta1"], b2=o["beta2"])
+
+
+def _wgan_optimizer(config: dict):
+    from genjax.gan import GANOptimizer
+
+    o = config["options"]
+    kind = _choice("wgan", "optimizer", o["optimizer"], ("rmsprop", "adam"))
+    if kind == "adam":
+        return _adam_pair(config, b1=0.5, b2=0.9)
+    g_lr = _checks.positive_float("--lr", config["lr"])
+    d_lr = g_lr if o.get("d_lr") is None else _checks.positive_float("--d-lr", o["d_lr"])
+    return GANOptimizer(generator=optax.rmsprop(g_lr), discriminator=optax.rmsprop(d_lr))
+
+
+# ---------------------------------------------------------------------- evaluation
+def _sample_in_chunks(model, params, key, num: int, chunk: int = 500) -> np.ndarray:
+    """``num`` samples drawn ``chunk`` at a time (DCGAN batch norm sees one chunk as its batch)."""
+    out = [np.asarray(model.sample(params, jax.random.fold_in(key, i), min(chunk, num))) for i in range(-(-num // chunk))]
+    return np.concatenate(out)[:num]
+
+
+def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = jnp.asarray(a.reshape(len(a), -1))
+    b = jnp.asarray(b.reshape(len(b), -1))
+    d = jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(np.asarray(d), 0.0)
+
+
+def image_sample_statistics(samples: np.ndarray, test: np.ndarray, train: np.ndarray) -> dict:
+    """Classifier-free statistics of image samples against held-out data (all in [0, 1]).
+
+    * ``mean_image_rmse``: RMS difference of the mean sample and the mean test image.
+    * ``pixel_std_ratio``: mean per-pixel std over samples / the same over test images
+      (well below 1: too little variety).
+    * ``diversity_ratio``: mean pairwise distance between samples / between test images
+      (mode collapse drives it to 0).
+    * ``nn_distance_ratio``: mean distance from each sample to its nearest training
+      image / the same for test images (about 1: as close to the data as held-out
+      data; well above 1: off the data manifold; well below 1: copying training images).
+    * ``pixel_histogram_tv``: total-variation distance of the 20-bin intensity histograms.
+    """
+    n = len(samples)
+    s, t = samples.reshape(n, -1), test.reshape(len(test), -1)
+    pair = lambda x: float(np.sqrt(_sq_dists(x[:500], x[:500]))[np.triu_indices(min(len(x), 500), 1)].mean())
+    nn = lambda x: float(np.sqrt(_sq_dists(x, train).min(axis=1)).mean())
+    h_s = np.histogram(s, bins=20, range=(0.0, 1.0))[0] / s.size
+    h_t = np.histogram(t, bins=20, range=(0.0, 1.0))[0] / t.size
+    return {
+        "mean_image_rmse": float(np.sqrt(np.mean((s.mean(0) - t.mean(0)) ** 2))),
+        "pixel_std_ratio": float(s.std(0).mean() / max(t.std(0).mean(), 1e-12)),
+        "diversity_ratio": pair(s) / max(pair(t), 1e-12),
+        "nn_distance_ratio": nn(s) / max(nn(t), 1e-12),
+        "pixel_histogram_tv": float(0.5 * np.abs(h_s - h_t).sum()),
+    }
+
+
+def _gan_evaluate(model, params, data: DataBundle, key, *, num_samples: int = 5000, max_examples: int | None = None):
+    """GAN metrics (see the module docstring). ``num_samples`` (importance samples of
+    likelihood models) is unused: a GAN has no density."""
+    del num_samples
+    out = {"log_prob_kind": "none (a GAN defines no density; sample-based metrics only)"}
+    if data.kind == "toy":
+        toy = data.toy
+        if toy is not None and toy.modes is not None:
+            from genjax.gan import mixture_diagnostics
+
+            x = _sample_in_chunks(model, params, key, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
+            d = mixture_diagnostics(x, toy)
+            out.update(d)
+            out["num_generated"] = MIXTURE_EVAL_SAMPLES
+            out["protocol"] = (
+                f"{MIXTURE_EVAL_SAMPLES} samples, nearest mode; high quality within {d['threshold_std']:g} std "
+                f"(std {toy.mode_std:g}); captured: >= {d['min_count']} high-quality sample"
+            )
+            return out
+        n = MIXTURE_EVAL_SAMPLES
+        x = _sample_in_chunks(model, params, key, n, chunk=n)
+        ref = data.test[:n]
+        out.update(
+            num_generated=n,
+            mean_error=float(np.linalg.norm(x.mean(0) - ref.mean(0))),
+            cov_error=float(np.linalg.norm(np.cov(x.T) - np.cov(ref.T))),
+        )
+        if toy is not None and toy.has_log_prob:
+            out["data_log_prob_of_samples"] = float(np.mean(np.asarray(toy.log_prob(jnp.asarray(x)))))
+            out["data_log_prob_of_test"] = float(np.mean(np.asarray(toy.log_prob(jnp.asarray(ref)))))
+        return out
+    m = min(len(data.test), IMAGE_EVAL_MAX if max_examples is None else max_examples, IMAGE_EVAL_MAX)
+    test = data.test[:m]
+    x = _sample_in_chunks(model, params, key, m)
+    out.update(image_sample_statistics(x, test, data.train[:2000]))
+    out.update(
+        num_generated=m,
+        num_test_examples=m,
+        classifier_metrics="not computed: the class histogram (genjax.gan.class_histogram) and FID need the "
+        "evaluation issue's classifier",
+    )
+    return out
+
+
+# ---------------------------------------------------------------------- pictures
+def _gan_artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) -> list[str]:
+    from genjax.gan import plots
+
+    out_dir = pathlib.Path(out_dir)
+    k_s, k_m, k_t = jax.random.split(key, 3)
+    if data.kind != "image":
+        x = _sample_in_chunks(model, params, k_s, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
+        marks = data.toy.modes if data.toy is not None else None
+        lim = max(4.5, 1.1 * float(np.abs(data.test).max())) if marks is None else 1.15 * float(np.abs(marks).max()) + 0.5
+        viz.scatter_2d(x, lim=lim, reference=data.test[:MIXTURE_EVAL_SAMPLES], marks=marks).save(out_dir / "samples.png")
+        return ["samples.png"]
+    scale = image_scale(data)
+    x = np.asarray(model.sample(params, k_s, 64))  # one batch of 64 (data space, [0, 1])
+    viz.save_image_grid(out_dir / "samples.png", x.reshape(-1, *data.shape), ncol=8, scale=scale)
+    written = ["samples.png"]
+    if model.is_style:
+        imgs, ncol = plots.style_mixing_grid(model.gan, params, k_m)
+        viz.save_image_grid(out_dir / "style_mixing.png", imgs, ncol=ncol, scale=scale)
+        imgs, ncol = plots.truncation_strip(model.gan, params, k_t)
+        viz.save_image_grid(out_dir / "truncation.png", imgs, ncol=ncol, scale=scale)
+        written += ["style_mixing.png", "truncation.png"]
+    return written
+
+
+# ---------------------------------------------------------------------- specs
+def _opt(type_, default, help_, choices=None):
+    """An option whose choices are checked when the model is built (one-line CLI errors)."""
+    if choices is not None:
+        help_ = f"{help_}; one of {', '.join(choices)}"
+    return Option(type_, default, help_)
+
+
+_COMMON = {
+    "d_lr": _opt(float, None, "discriminator learning rate (None: the same as --lr)"),
+}
+_MLP = {
+    "latent_dim": _opt(int, None, "latent dimension (None: 100 for images, 2 for 2-D data)"),
+    "g_hidden": _opt(str, "128,256", "generator MLP widths (the seed's 128,256)"),
+    "d_hidden": _opt(str, "256,128", "discriminator MLP widths (the seed's 256,128)"),
+    "output": _opt(str, "auto", "generator output: tanh (images, data rescaled to [-1, 1]) or linear (2-D data)", OUTPUTS),
+}
+_ADAM = {
+    "beta1": _opt(float, 0.5, "Adam b1 of both players"),
+    "beta2": _opt(float, 0.999, "Adam b2 of both players"),
+}
+_WIDTH = {"width": _opt(int, 64, "DCGAN base width (the widest layer is width * 2^(stages-1))")}
+
+SPECS: dict[str, ModelSpec] = {
+    "gan": ModelSpec(
+        "gan",
+        "gan",
+        "the seed's MLP GAN (§19.3): G z->128->256 (tanh; linear on 2-D data), D 256->128 LeakyReLU",
+        {
+            **_MLP,
+            "loss": _opt(str, "non_saturating", "generator objective", GAN_LOSSES),
+            "n_critic": _opt(int, 1, "discriminator updates per generator update"),
+            **_ADAM,
+            **_COMMON,
+        },
+        _gan_build,
+        _no_transform,
+        _gan_artifacts,
+        _gan_evaluate,
+        {"steps": 5000, "batch_size": 128, "lr": 5e-4},
+        _gan_optimizer,
+    ),
+    "dcgan": ModelSpec(
+        "dcgan",
+        "gan",
+        "DCGAN (Radford et al. 2016): transposed-conv G with batch norm, strided-conv D; images only",
+        {
+            "latent_dim": _opt(int, 100, "latent dimension"),
+            **_WIDTH,
+            "g_norm": _opt(str, "batch", "generator normalisation", ("batch", "layer", "none")),
+            "d_norm": _opt(str, "layer", "discriminator normalisation", ("layer", "none", "batch")),
+            "loss": _opt(str, "non_saturating", "generator objective", GAN_LOSSES),
+            **_ADAM,
+            **_COMMON,
+        },
+        _dcgan_build,
+        _no_transform,
+        _gan_artifacts,
+        _gan_evaluate,
+        {"steps": 2000, "batch_size": 64, "lr": 2e-4},
+        _gan_optimizer,
+    ),
+    "wgan": ModelSpec(
+        "wgan",
+        "gan",
+        "WGAN (Arjovsky et al. 2017): weight-clipped critic, n_critic updates, RMSProp",
+        {
+            "arch": _opt(str, "auto", "networks: mlp, dcgan, or auto (dcgan for images, mlp for 2-D data)", ARCHS),
+            **_MLP,
+            **_WIDTH,
+            "clip": _opt(float, 0.01, "critic weight clipping"),
+            "n_critic": _opt(int, 5, "critic updates per generator update"),
+            "optimizer": _opt(str, "rmsprop", "optimizer of both players (the paper: rmsprop)", ("rmsprop", "adam")),
+            **_COMMON,
+        },
+        _wgan_build,
+        _no_transform,
+        _gan_artifacts,
+        _gan_evaluate,
+        {"steps": 3000, "batch_size": 64, "lr": 5e-5},
+        _wgan_optimizer,
+    ),
+    "wgan-gp": ModelSpec(
+        "wgan-gp",
+        "gan",
+        "WGAN-GP (Gulrajani et al. 2017): gradient-penalty critic, n_critic updates, Adam(b1=0.5, b2=0.9)",
+        {
+            "arch": _opt(str, "auto", "networks: mlp, dcgan, or auto (dcgan for images, mlp for 2-D data)", ARCHS),
+            **_MLP,
+            **_WIDTH,
+            "gp_weight": _opt(float, 10.0, "gradient-penalty weight"),
+            "n_critic": _opt(int, 5, "critic updates per generator update"),
+            "beta1": _opt(float, 0.5, "Adam b1 of both players"),
+            "beta2": _opt(float, 0.9, "Adam b2 of both players"),
+            **_COMMON,
+        },
+        _wgan_gp_build,
+        _no_transform,
+        _gan_artifacts,
+        _gan_evaluate,
+        {"steps": 3000, "batch_size": 64, "lr": 1e-4},
+        _gan_optimizer,
+    ),
+    "stylegan": ModelSpec(
+        "stylegan",
+        "gan",
+        "StyleGAN2-style G (mapping net, modulated convs, noise, style mixing) vs an R1 residual D; images only",
+        {
+            "latent_dim": _opt(int, 64, "latent dimension"),
+            "w_dim": _opt(int, 64, "intermediate latent (w) dimension"),
+            "mapping_layers": _opt(int, 4, "depth of the mapping network"),
+            "width": _opt(int, 32, "base width (channels double per coarser stage)"),
+            "style_mixing_prob": _opt(float, 0.9, "probability of style mixing per generated training example"),
+            "r1_weight": _opt(float, 1.0, "R1 penalty gamma"),
+            "beta1": _opt(float, 0.0, "Adam b1 of both players (StyleGAN2: 0)"),
+            "beta2": _opt(float, 0.99, "Adam b2 of both players (StyleGAN2: 0.99)"),
+            **_COMMON,
+        },
+        _stylegan_build,
+        _no_transform,
+        _gan_artifacts,
+        _gan_evaluate,
+        {"steps": 2000, "batch_size": 32, "lr": 1e-3},
+        _gan_optimizer,
+    ),
+}
