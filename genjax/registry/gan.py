@@ -398,7 +398,7 @@ _ADAM = {
     "beta1": _opt(float, 0.5, "Adam b1 of both players"),
     "beta2": _opt(float, 0.999, "Adam b2 of both players"),
 }
-_WIDTH = {"width": _opt(int, 64, "DCGAN base width (the widest layer is width * 2^(stages-1))")}
+_WIDTH = {"width": _opt(int, 32, "DCGAN base width (the widest layer is width * 2^(stages-1)); 64 is the paper's")}
 
 SPECS: dict[str, ModelSpec] = {
     "gan": ModelSpec(
@@ -416,7 +416,7 @@ SPECS: dict[str, ModelSpec] = {
         _no_transform,
         _gan_artifacts,
         _gan_evaluate,
-        {"steps": 5000, "batch_size": 128, "lr": 5e-4},
+        {"steps": 10000, "batch_size": 128, "lr": 5e-4},
         _gan_optimizer,
     ),
     "dcgan": ModelSpec(
