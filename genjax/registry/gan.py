@@ -320,6 +320,8 @@ def _gan_evaluate(model, params, data: DataBundle, key, *, num_samples: int = 50
 
             x = _sample_in_chunks(model, params, key, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
             d = mixture_diagnostics(x, toy)
+            if not np.isfinite(d["kl_to_uniform"]):  # no high-quality sample at all; keep the JSON strict
+                d["kl_to_uniform"] = "inf"
             out.update(d)
             out["num_generated"] = MIXTURE_EVAL_SAMPLES
             out["protocol"] = (
@@ -335,8 +337,11 @@ def _gan_evaluate(model, params, data: DataBundle, key, *, num_samples: int = 50
             mean_error=float(np.linalg.norm(x.mean(0) - ref.mean(0))),
             cov_error=float(np.linalg.norm(np.cov(x.T) - np.cov(ref.T))),
         )
-        if toy is not None and toy.has_log_prob:
-            out["data_log_prob_of_samples"] = float(np.mean(np.asarray(toy.log_prob(jnp.asarray(x)))))
+        if toy is not None and toy.has_log_prob:  # mean true log-density of the samples (precision)
+            lp = np.asarray(toy.log_prob(jnp.asarray(x)))
+            inside = np.isfinite(lp)
+            out["fraction_in_support"] = float(inside.mean())
+            out["data_log_prob_of_samples"] = float(lp[inside].mean()) if inside.any() else None
             out["data_log_prob_of_test"] = float(np.mean(np.asarray(toy.log_prob(jnp.asarray(ref)))))
         return out
     m = min(len(data.test), IMAGE_EVAL_MAX if max_examples is None else max_examples, IMAGE_EVAL_MAX)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not us
 
 # (model, data, tiny options, pictures the run must write)
 RUNS = [
-    ("gan", "8gaussians", ["--latent-dim", "2", "--g-hidden", "8", "--d-hidden", "8"], ["samples.png"]),
+    ("gan", "checkerboard", ["--latent-dim", "2", "--g-hidden", "8", "--d-hidden", "8"], ["samples.png"]),
     ("dcgan", "digits", ["--latent-dim", "4", "--width", "4"], ["samples.png"]),
     ("wgan", "digits", ["--latent-dim", "4", "--width", "4", "--n-critic", "2"], ["samples.png"]),
     ("wgan-gp", "25gaussians", ["--latent-dim", "2", "--g-hidden", "8", "--d-hidden", "8", "--n-critic", "2"], ["samples.png"]),
@@ -79,8 +79,12 @@ def test_train_sample_eval(model, data, opts, pictures, tmp_path, capsys):
         for k in ("mean_image_rmse", "pixel_std_ratio", "diversity_ratio", "nn_distance_ratio", "pixel_histogram_tv"):
             assert np.isfinite(ev[k]) and ev[k] >= 0, k
         assert 0 <= ev["pixel_histogram_tv"] <= 1
+    elif data == "checkerboard":  # 2-D data without modes: moments and the true density of the samples
+        assert ev["num_generated"] == 2500 and 0.0 <= ev["fraction_in_support"] <= 1.0
+        assert ev["data_log_prob_of_test"] == pytest.approx(-np.log(32.0), rel=1e-5)
+        assert np.isfinite(ev["mean_error"]) and np.isfinite(ev["cov_error"])
     else:
-        modes = 8 if data == "8gaussians" else 25
+        modes = 25
         assert ev["num_modes"] == modes and ev["num_generated"] == 2500
         assert 0 <= ev["modes_captured"] <= modes and 0.0 <= ev["hq_fraction"] <= 1.0
         assert sum(ev["mode_counts"]) == round(ev["hq_fraction"] * 2500)
@@ -104,6 +108,7 @@ def test_train_sample_eval(model, data, opts, pictures, tmp_path, capsys):
         (["train", "wgan", "--arch", "resnet"], r"unknown --arch 'resnet' for model 'wgan'; valid choices: auto, mlp, dcgan"),
         (["train", "wgan", "--optimizer", "sgd"], r"unknown --optimizer 'sgd' for model 'wgan'"),
         (["train", "gan", "--output", "sigmoid"], r"unknown --output 'sigmoid'"),
+        (["train", "gan", "--output", "tanh", "--data", "8gaussians"], r"--output tanh needs image data in \[0, 1\]"),
         (["train", "dcgan", "--g-norm", "group"], r"unknown g_norm 'group'"),
         (["train", "dcgan", "--data", "8gaussians"], r"dcgan needs image data \(H, W, C\)"),
         (["train", "stylegan", "--data", "two-moons"], r"stylegan needs image data"),

@@ -46,7 +46,8 @@ def test_gan_mixture_smoke(tmp_path):
         assert all(0 <= m <= 25 for m in seeds["modes_captured"])
         assert r["modes_captured"]["mean"] == pytest.approx(np.mean(seeds["modes_captured"]))
         assert r["hq_percent"]["mean"] == pytest.approx(np.mean(seeds["hq_percent"]), abs=0.01)
-        assert r["all_finite"] and r["trace"][-1]["step"] == 20
+        # 20 discriminator updates each: 20 generator steps (n_critic 1) or 4 (n_critic 5)
+        assert r["all_finite"] and r["trace"][-1]["step"] == (20 if r["objective"] == "non_saturating" else 4)
         assert (tmp_path / "w" / f"grid_{r['objective']}.png").is_file()
     assert out["best"]["grid"]["objective"] in ("non_saturating", "wgan_gp")
 
@@ -62,13 +63,12 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path):
     states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False)
     chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=8, num_steps=3, ema_decay=None, scale=1.0)
     single = jax.tree_util.tree_map(lambda a: a[1], states)
-    states, _ = chunk(states, jax.random.PRNGKey(1), jax.numpy.zeros(3))  # no curriculum noise
+    states, _ = chunk(states, jax.random.PRNGKey(1))
     leaves = jax.tree_util.tree_leaves(states.params["generator"])
     assert any(not np.allclose(a[0], a[1]) for a in leaves)
     # seed 1 alone on the same data (the chunk draws (2, 3, 8, 2) and takes row 1)
     step = model.make_train_step(tx)
-    k_x, _ = jax.random.split(jax.random.PRNGKey(1))
-    data = density.sample(k_x, 2 * 3 * 8).reshape(2, 3, 8, 2)[1]
+    data = density.sample(jax.random.PRNGKey(1), 2 * 3 * 8).reshape(2, 3, 8, 2)[1]
     alone, _ = jax.lax.scan(step, single, data)
     for a, b in zip(leaves, jax.tree_util.tree_leaves(alone.params["generator"])):
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
