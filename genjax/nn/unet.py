@@ -1,0 +1,167 @@
+"""A small DDPM-style UNet for NHWC images (Ho et al., 2020, at small scale).
+
+``UNet(...)(x, t, y=None)``: ``x (b, H, W, C)``, ``t (b,)`` float conditioning scalar,
+``y (b,)`` int labels or ``None`` -> ``(b, H, W, out_channels or C)``.
+
+* embedding ``emb = TimeEmbedding(t) [+ LabelEmbedding(y)]`` of width ``4 * base``;
+* a 3x3 input conv to ``base`` channels;
+* down path: per level ``i`` (channels ``base * channel_mult[i]``) ``num_res_blocks``
+  residual blocks (GroupNorm -> SiLU -> conv, + Dense(SiLU(emb)) per channel, GroupNorm
+  -> SiLU -> conv, 1x1 conv on the skip when the width changes), then a stride-2 3x3
+  conv, except at the last level; self-attention after each block of the lowest level;
+* middle: residual block, self-attention, residual block;
+* up path: per level (reversed) ``num_res_blocks + 1`` residual blocks on the
+  concatenation with the stored down-path activations, then nearest-neighbour x2
+  upsampling + 3x3 conv, except at the top level;
+* GroupNorm -> SiLU -> 3x3 conv to the output channels, initialised at zero (the
+  network starts as the zero function).
+
+H and W must be divisible by ``2 ** (len(channel_mult) - 1)``: 8x8, 28x28 and 32x32
+all work with ``channel_mult`` of length 3 (28 -> 14 -> 7).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax.nn.embeddings import LabelEmbedding, TimeEmbedding, check_labels, check_time, null_label
+
+
+def _group_norm(channels: int, groups: int, name: str) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
+    return nn.GroupNorm(num_groups=math.gcd(channels, groups), epsilon=1e-6, name=name)
+
+
+def check_image_size(height: int, width: int, num_levels: int) -> None:
+    """Raises ``ValueError`` unless H and W are divisible by ``2 ** (num_levels - 1)``."""
+    f = 2 ** (num_levels - 1)
+    if height % f or width % f:
+        raise ValueError(
+            f"UNet: image size {height}x{width} must be divisible by 2**(len(channel_mult) - 1) = {f}; "
+            "pad the images or use a shorter channel_mult"
+        )
+
+
+class ResBlock(nn.Module):
+    """``(b, H, W, C_in), (b, E) -> (b, H, W, features)`` residual block with time shift."""
+
+    features: int
+    num_groups: int = 8
+
+    @nn.compact
+    def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
+        h = nn.silu(_group_norm(x.shape[-1], self.num_groups, "norm_0")(x))
+        h = nn.Conv(self.features, (3, 3), padding="SAME", name="conv_0")(h)
+        h = h + nn.Dense(self.features, name="emb")(nn.silu(emb))[:, None, None, :]
+        h = nn.silu(_group_norm(self.features, self.num_groups, "norm_1")(h))
+        h = nn.Conv(self.features, (3, 3), padding="SAME", name="conv_1")(h)
+        skip = x if x.shape[-1] == self.features else nn.Conv(self.features, (1, 1), name="skip")(x)
+        return skip + h
+
+
+class AttentionBlock(nn.Module):
+    """Residual multi-head self-attention over the H*W positions, ``(b, H, W, C) -> same``.
+
+    ``out = x + P(softmax(Q K^T / sqrt(d_head)) V)`` with ``Q, K, V`` dense projections
+    of ``GroupNorm(x)`` (heads split along channels, ``d_head = C / num_heads``) and
+    ``P`` a dense output projection.
+    """
+
+    num_heads: int = 1
+    num_groups: int = 8
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, hgt, wid, c = x.shape
+        if c % self.num_heads:
+            raise ValueError(f"AttentionBlock: channels {c} not divisible by num_heads={self.num_heads}")
+        dh = c // self.num_heads
+        h = _group_norm(c, self.num_groups, "norm")(x).reshape(b, hgt * wid, c)
+        q = nn.Dense(c, name="q")(h).reshape(b, -1, self.num_heads, dh)
+        k = nn.Dense(c, name="k")(h).reshape(b, -1, self.num_heads, dh)
+        v = nn.Dense(c, name="v")(h).reshape(b, -1, self.num_heads, dh)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(dh)
+        w = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, hgt * wid, c)
+        out = nn.Dense(c, name="proj")(out)
+        return x + out.reshape(b, hgt, wid, c)
+
+
+class UNet(nn.Module):
+    """Time- (and optionally class-) conditional UNet, ``(b, H, W, C) -> (b, H, W, C_out)``.
+
+    Attributes:
+      base: channels of the first level.
+      channel_mult: per-level channel multipliers; ``len(channel_mult) - 1`` halvings.
+      num_res_blocks: residual blocks per level on the way down (``+ 1`` on the way up).
+      num_classes: label conditioning (``None``: unconditional). Labels lie in
+        ``[0, num_classes]``; ``num_classes`` is the null label, used when ``y=None``.
+      out_channels: output channels (default: the input's).
+      num_heads: attention heads at the lowest resolution.
+      num_groups: GroupNorm groups (reduced to a divisor of each width).
+    """
+
+    base: int = 32
+    channel_mult: Sequence[int] = (1, 2, 2)
+    num_res_blocks: int = 1
+    num_classes: int | None = None
+    out_channels: int | None = None
+    num_heads: int = 1
+    num_groups: int = 8
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
+        if np.ndim(x) != 4:
+            raise ValueError(f"UNet: x must have shape (batch, H, W, C) (NHWC), got shape {np.shape(x)}")
+        b, hgt, wid, c = np.shape(x)
+        levels = len(self.channel_mult)
+        if levels < 1:
+            raise ValueError("UNet: channel_mult must have at least one entry")
+        check_image_size(hgt, wid, levels)
+        check_time(t, b)
+        if y is not None:
+            check_labels(y, b, self.num_classes)
+        emb_dim = 4 * self.base
+        emb = TimeEmbedding(emb_dim, dim=self.base + self.base % 2, name="time_emb")(t)
+        if self.num_classes is not None:
+            if y is None:
+                y = np.full((b,), null_label(self.num_classes), np.int32)
+            emb = emb + LabelEmbedding(self.num_classes, emb_dim, name="label_emb")(y)
+
+        g = self.num_groups
+        h = nn.Conv(self.base, (3, 3), padding="SAME", name="conv_in")(x)
+        stack = [h]
+        for i, mult in enumerate(self.channel_mult):
+            for j in range(self.num_res_blocks):
+                h = ResBlock(self.base * mult, g, name=f"down_{i}_res_{j}")(h, emb)
+                if i == levels - 1:
+                    h = AttentionBlock(self.num_heads, g, name=f"down_{i}_attn_{j}")(h)
+                stack.append(h)
+            if i < levels - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding="SAME", name=f"down_{i}_downsample")(h)
+                stack.append(h)
+
+        h = ResBlock(h.shape[-1], g, name="mid_res_0")(h, emb)
+        h = AttentionBlock(self.num_heads, g, name="mid_attn")(h)
+        h = ResBlock(h.shape[-1], g, name="mid_res_1")(h, emb)
+
+        for i in reversed(range(levels)):
+            for j in range(self.num_res_blocks + 1):
+                h = jnp.concatenate([h, stack.pop()], axis=-1)
+                h = ResBlock(self.base * self.channel_mult[i], g, name=f"up_{i}_res_{j}")(h, emb)
+                if i == levels - 1:
+                    h = AttentionBlock(self.num_heads, g, name=f"up_{i}_attn_{j}")(h)
+            if i > 0:
+                bb, hh, ww, cc = h.shape
+                h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), method="nearest")
+                h = nn.Conv(cc, (3, 3), padding="SAME", name=f"up_{i}_upsample")(h)
+
+        h = nn.silu(_group_norm(h.shape[-1], g, "norm_out")(h))
+        out_c = self.out_channels if self.out_channels is not None else c
+        return nn.Conv(out_c, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="conv_out")(h)
