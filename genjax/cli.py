@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default="runs", help="parent directory of run directories (default runs)")
         p.add_argument("--name", default=None, help="run name (default <model>-<data>, made unique)")
-        p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from its last checkpoint")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from its last checkpoint, with the settings in its config.json")
         p.add_argument("--checkpoint-every", type=int, default=1000)
         p.add_argument("--log-every", type=int, default=250)
         p.add_argument("--steps-per-dispatch", type=int, default=250, help="steps fused in one lax.scan")
@@ -86,6 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Loop settings saved in config.json; a resumed run uses the saved values, so it makes the
+#: same chunks, log records and checkpoints as the uninterrupted run.
+LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_samples")
+
+
+def _write_json_atomic(path: pathlib.Path, obj) -> None:
+    """Writes ``obj`` to ``path`` via a temporary file and a rename: a kill never leaves a torn file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(obj, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
     d, i = parent / name, 2
     while d.exists():
@@ -109,11 +129,20 @@ def cmd_train(args) -> int:
         "seed": args.seed,
         "ema_decay": args.ema_decay,
         "options": opts,
+        "log_every": args.log_every,
+        "checkpoint_every": args.checkpoint_every,
+        "steps_per_dispatch": args.steps_per_dispatch,
+        "eval_samples": args.eval_samples,
     }
     _checks.positive_int("--steps", config["steps"])
     _checks.positive_int("--batch-size", config["batch_size"])
     _checks.positive_float("--lr", config["lr"])
     _checks.positive_int("--eval-samples", args.eval_samples)
+    _checks.positive_int("--log-every", args.log_every)
+    _checks.positive_int("--checkpoint-every", args.checkpoint_every)
+    _checks.positive_int("--steps-per-dispatch", args.steps_per_dispatch)
+    if args.ema_decay is not None and not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay!r}")
     if args.data not in registry.dataset_names():
         raise ValueError(f"unknown data set {args.data!r}; valid choices: {', '.join(registry.dataset_names())}")
 
@@ -128,7 +157,9 @@ def cmd_train(args) -> int:
                     f"--resume: run directory {str(run_dir)!r} holds model {saved.get('model')!r} on "
                     f"{saved.get('data')!r}, not {args.model!r} on {args.data!r}"
                 )
-            config = saved  # resume with the run's own config
+            # resume with the run's own config; runs written before the loop settings were
+            # saved keep the flags given now
+            config = {**{k: config[k] for k in LOOP_SETTINGS}, **saved}
     else:
         run_dir = parent / name if args.name and not (parent / name).exists() else _unique_dir(parent, name)
         if args.name and (parent / name).exists():
@@ -138,13 +169,13 @@ def cmd_train(args) -> int:
     model = spec.build(data, config["options"])
     transform = spec.transform(model, data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    _write_json_atomic(run_dir / "config.json", config)
     print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps -> {run_dir}", file=sys.stderr)
 
     import jax
 
     def eval_fn(params, key):
-        return {k: v for k, v in spec.evaluate(model, params, data, key, num_samples=args.eval_samples).items() if not isinstance(v, str)}
+        return {k: v for k, v in spec.evaluate(model, params, data, key, num_samples=config["eval_samples"]).items() if not isinstance(v, str)}
 
     t0 = time.perf_counter()
     result = fit(
@@ -157,9 +188,9 @@ def cmd_train(args) -> int:
         out_dir=run_dir,
         transform=transform,
         eval_fn=eval_fn,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        steps_per_dispatch=args.steps_per_dispatch,
+        log_every=config["log_every"],
+        checkpoint_every=config["checkpoint_every"],
+        steps_per_dispatch=config["steps_per_dispatch"],
         ema_decay=config["ema_decay"],
         resume=args.resume,
         progress=not args.no_progress,
@@ -252,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
         msg = " ".join(str(e).split())
         print(f"genjax: error: {msg}", file=sys.stderr)
+        return 1
+    except Exception as e:  # anything else: still one line, the traceback only on request
+        if os.environ.get("GENJAX_DEBUG"):
+            raise
+        msg = " ".join(str(e).split())
+        print(f"genjax: error: {type(e).__name__}: {msg} (set GENJAX_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -7,13 +7,29 @@ reported by step and skipped in favour of the previous one; it is never
 deleted or overwritten. When the resumed run reaches that step again, the
 unreadable one is moved to ``<directory>-unreadable/<step>`` so the new state
 can be saved under its step.
+
+A checkpoint that cannot be written (disk full, permissions) raises ``OSError``
+naming the step and directory; orbax's partial temporary directory
+(``<step>.orbax-checkpoint-tmp``) is removed, and it is never listed as a
+checkpoint in any case. Checkpoints that hold a different model's state (another
+parameter tree or shapes) raise :class:`CheckpointMismatchError` instead of being
+skipped: every checkpoint of that directory would mismatch the same way.
+
+Fault-injection hook for tests: with ``GENJAX_TEST_SAVE_DELAY_S=<seconds>`` in the
+environment, every save sleeps that long after the data is written and before
+orbax commits (renames) the temporary directory, so a test can kill the process
+in the middle of a checkpoint write.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import pathlib
+import re
+import shutil
 import warnings
 
 import jax
@@ -26,6 +42,40 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint could be restored."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """The checkpoints hold the state of a different model (parameter tree or shapes differ)."""
+
+
+#: Environment variable of the save-delay test hook (seconds; see the module docstring).
+SAVE_DELAY_ENV = "GENJAX_TEST_SAVE_DELAY_S"
+_TMP_SUFFIX = ".orbax-checkpoint-tmp"
+# orbax's messages for a restore target whose tree / shapes / dtypes differ from the stored ones
+_MISMATCH = re.compile(r"tree structures do not match|not compatible with the stored shape|dtype.*(mismatch|not match)", re.I | re.S)
+
+
+@contextlib.contextmanager
+def _save_delay():
+    """The test hook: delays orbax's commit of the temporary directory."""
+    delay = os.environ.get(SAVE_DELAY_ENV)
+    if not delay:
+        yield
+        return
+    from orbax.checkpoint._src.path import atomicity
+
+    cls = atomicity.AtomicRenameTemporaryPath
+    original = cls.finalize
+
+    async def finalize(self):
+        await asyncio.sleep(float(delay))
+        return await original(self)
+
+    cls.finalize = finalize
+    try:
+        yield
+    finally:
+        cls.finalize = original
 
 
 class Checkpointer:
@@ -51,8 +101,17 @@ class Checkpointer:
             if step not in self._unreadable:
                 return step
             self._set_aside(step)
-        self.manager.save(step, args=ocp.args.StandardSave(state))
-        self.manager.wait_until_finished()
+        try:
+            with _save_delay():
+                self.manager.save(step, args=ocp.args.StandardSave(state))
+                self.manager.wait_until_finished()
+        except Exception as e:
+            shutil.rmtree(self.directory / f"{step}{_TMP_SUFFIX}", ignore_errors=True)  # partial, never valid
+            with contextlib.suppress(Exception):
+                self.manager.reload()
+            err = OSError(f"could not write the checkpoint at step {step} to {self.directory}: {type(e).__name__}: {e}")
+            err.errno = getattr(e, "errno", None)
+            raise err from e
         return step
 
     def restore_latest(self, like: TrainState) -> TrainState | None:
@@ -70,6 +129,13 @@ class Checkpointer:
             try:
                 state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # orbax raises many types for unreadable data
+                if isinstance(e, ValueError) and _MISMATCH.search(str(e)):
+                    first = " ".join(str(e).split())[:300]
+                    raise CheckpointMismatchError(
+                        f"checkpoint at step {step} in {self.directory / str(step)} holds the state of a different "
+                        f"model (its parameter tree or shapes differ from this model's: {first}); "
+                        "use the model and options of that run, or another run directory"
+                    ) from e
                 msg = f"checkpoint at step {step} in {self.directory / str(step)} is unreadable ({type(e).__name__}: {e})"
                 warnings.warn(msg + "; falling back to the previous checkpoint", stacklevel=2)
                 failures.append(msg)

@@ -17,10 +17,12 @@ the log never holds duplicated or missing steps.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import pathlib
+import shutil
 import time
 from typing import Any, Callable, Mapping
 
@@ -101,13 +103,21 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
     def append(self, records: list[dict]) -> None:
+        """Appends ``records`` as one write, flushed and fsynced. A failed write (disk
+        full) raises ``OSError`` naming the file; a torn last line it may leave is
+        dropped by ``truncate_after`` on resume."""
         if not records:
             return
-        with open(self.path, "a") as f:
-            for r in records:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        try:
+            with open(self.path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            err = OSError(f"could not append step {records[0].get('step')} to the metrics log {self.path}: {e}")
+            err.errno = e.errno
+            raise err from e
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -123,6 +133,22 @@ def _check_writable(out_dir: pathlib.Path) -> None:
         probe.unlink()
     except OSError as e:
         raise OSError(f"out_dir {str(out_dir)!r} is not writable: {e}") from e
+
+
+def _state_nbytes(state) -> int:
+    return int(sum(np.asarray(l).nbytes for l in jax.tree_util.tree_leaves(state)))
+
+
+def _check_free_space(out_dir: pathlib.Path, state, copies: int) -> None:
+    """Fails before training when ``out_dir``'s file system cannot hold ``copies`` checkpoints."""
+    need = copies * _state_nbytes(state) + (1 << 20)  # + room for metadata and the metrics log
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"out_dir {str(out_dir)!r} has {free} bytes free; the checkpoints of this run need about {need} bytes "
+            f"({copies} copies of a {_state_nbytes(state)}-byte train state, plus 1 MiB): free space or choose another out_dir",
+        )
 
 
 def _stops(start: int, end: int, intervals: list[int]) -> list[int]:
@@ -209,6 +235,9 @@ def fit(
     if checkpoint_every is not None:
         _checks.positive_int("checkpoint_every", checkpoint_every)
     _checks.one_of("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0):
+        raise ValueError(f"ema_decay must be a number in [0, 1) or None, got {ema_decay!r}")
+    max_to_keep = _checks.positive_int("max_to_keep", max_to_keep)
     train_data = np.asarray(train_data)
     if train_data.ndim < 1 or len(train_data) == 0:
         raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
@@ -243,8 +272,14 @@ def fit(
     params = model.init(keys["init"], first) if init_params is None else init_params
     state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
     resumed_from = None
+    if ckpt is not None:
+        try:
+            _check_free_space(out, state, max_to_keep + 1)
+            restored = ckpt.restore_latest(state) if resume else None
+        except BaseException:
+            ckpt.close()
+            raise
     if ckpt is not None and resume:
-        restored = ckpt.restore_latest(state)
         if restored is not None:
             state, resumed_from = restored, int(restored.step)
             log.truncate_after(resumed_from)
