@@ -159,7 +159,7 @@ def cmd_train(args) -> int:
                 )
             # resume with the run's own config; runs written before the loop settings were
             # saved keep the flags given now
-            config = {**{k: config[k] for k in LOOP_SETTINGS}, **saved}
+            config = {**saved, **{k: config[k] for k in LOOP_SETTINGS if k not in saved}}
     else:
         run_dir = parent / name if args.name and not (parent / name).exists() else _unique_dir(parent, name)
         if args.name and (parent / name).exists():
@@ -169,7 +169,8 @@ def cmd_train(args) -> int:
     model = spec.build(data, config["options"])
     transform = spec.transform(model, data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(run_dir / "config.json", config)
+    if not (run_dir / "config.json").exists():  # a resumed run keeps its file untouched
+        _write_json_atomic(run_dir / "config.json", config)
     print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps -> {run_dir}", file=sys.stderr)
 
     import jax

@@ -8,6 +8,12 @@ deleted or overwritten. When the resumed run reaches that step again, the
 unreadable one is moved to ``<directory>-unreadable/<step>`` so the new state
 can be saved under its step.
 
+Every checkpoint records the sha256 of its state's bytes (``custom_metadata`` of the
+step, committed with it); a restored state whose digest differs is treated as
+unreadable. Orbax's own checks miss some damage: a single flipped bit in an OCDBT
+data file can restore as silently different numbers. Checkpoints without a recorded
+digest (written before it existed) are restored unverified.
+
 A checkpoint that cannot be written (disk full, permissions) raises ``OSError``
 naming the step and directory; orbax's partial temporary directory
 (``<step>.orbax-checkpoint-tmp``) is removed, and it is never listed as a
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import pathlib
@@ -33,6 +40,7 @@ import shutil
 import warnings
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from genjax.train.state import TrainState
@@ -53,6 +61,19 @@ SAVE_DELAY_ENV = "GENJAX_TEST_SAVE_DELAY_S"
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
 # orbax's messages for a restore target whose tree / shapes / dtypes differ from the stored ones
 _MISMATCH = re.compile(r"tree structures do not match|not compatible with the stored shape|dtype.*(mismatch|not match)", re.I | re.S)
+
+
+DIGEST_KEY = "genjax_state_sha256"
+
+
+def state_digest(state) -> str:
+    """sha256 over every leaf of ``state`` (path, dtype, shape and bytes, in tree order)."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -88,6 +109,10 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
             ),
+            # one unnamed item, said explicitly: otherwise orbax infers the layout from the
+            # step directories, and one bare directory named like a step made every
+            # checkpoint unreadable ("Must provide `args` of type `Composite`")
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
         self._unreadable: set[int] = set()
 
@@ -103,7 +128,9 @@ class Checkpointer:
             self._set_aside(step)
         try:
             with _save_delay():
-                self.manager.save(step, args=ocp.args.StandardSave(state))
+                self.manager.save(
+                    step, args=ocp.args.StandardSave(state), custom_metadata={DIGEST_KEY: state_digest(state)}
+                )
                 self.manager.wait_until_finished()
         except Exception as e:
             shutil.rmtree(self.directory / f"{step}{_TMP_SUFFIX}", ignore_errors=True)  # partial, never valid
@@ -141,8 +168,20 @@ class Checkpointer:
                 failures.append(msg)
                 self._unreadable.add(step)
                 continue
+            problem = None
             if int(state.step) != step:
-                failures.append(f"checkpoint at step {step} holds step {int(state.step)}")
+                problem = f"holds step {int(state.step)}"
+            else:
+                try:
+                    expected = (self.manager.metadata(step).custom_metadata or {}).get(DIGEST_KEY)
+                except Exception as e:
+                    expected, problem = None, f"has unreadable step metadata ({type(e).__name__}: {e})"
+                if expected is not None and state_digest(state) != expected:
+                    problem = "restored with a different sha256 than was saved (its data files are damaged)"
+            if problem is not None:
+                msg = f"checkpoint at step {step} in {self.directory / str(step)} is unreadable: it {problem}"
+                warnings.warn(msg + "; falling back to the previous checkpoint", stacklevel=2)
+                failures.append(msg)
                 self._unreadable.add(step)
                 continue
             return state
