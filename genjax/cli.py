@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-every", type=int, default=250)
         p.add_argument("--steps-per-dispatch", type=int, default=250, help="steps fused in one lax.scan")
         p.add_argument("--ema-decay", type=float, default=None)
+        p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise",
+                       help="a NaN/Inf loss or gradient stops the run (raise, default; the last checkpoint stays "
+                       "the last good one) or its update is dropped and counted (skip)")
         p.add_argument("--eval-samples", type=int, default=1000, help="importance samples of the final test estimate")
         p.add_argument("--no-progress", action="store_true")
         _add_model_options(p, spec)
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Loop settings saved in config.json; a resumed run uses the saved values, so it makes the
 #: same chunks, log records and checkpoints as the uninterrupted run.
-LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_samples")
+LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_samples", "on_nonfinite")
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
@@ -133,6 +136,7 @@ def cmd_train(args) -> int:
         "checkpoint_every": args.checkpoint_every,
         "steps_per_dispatch": args.steps_per_dispatch,
         "eval_samples": args.eval_samples,
+        "on_nonfinite": args.on_nonfinite,
     }
     _checks.positive_int("--steps", config["steps"])
     _checks.positive_int("--batch-size", config["batch_size"])
@@ -193,6 +197,7 @@ def cmd_train(args) -> int:
         checkpoint_every=config["checkpoint_every"],
         steps_per_dispatch=config["steps_per_dispatch"],
         ema_decay=config["ema_decay"],
+        on_nonfinite=config["on_nonfinite"],
         resume=args.resume,
         progress=not args.no_progress,
     )
