@@ -241,6 +241,21 @@ def test_score_sde_log_prob_matches_gaussian_density(sde, key, rng):
     assert np.abs(got - data_logp).max() < tol
 
 
+def test_score_sde_unit_range_log_prob_adds_the_scaling_jacobian(key, rng):
+    """Images are modelled as 2 x - 1: the density on [0, 1]^D gains D log 2."""
+    sde = sch.VPSDE()
+    net = AnalyticGaussianEps(sde, (0.2, -0.1), 0.5)
+    unit = M.ScoreSDE(net, (2,), sde, data_range="unit")
+    ident = M.ScoreSDE(net, (2,), sde)
+    u = jnp.asarray(rng.uniform(0.1, 0.9, size=(4, 2)), jnp.float32)
+    lp = functools.partial(M.ScoreSDE.log_prob, num_steps=20)
+    got = np.asarray(jax.jit(lambda u: lp(unit, {}, key, u))(u))
+    ref = np.asarray(jax.jit(lambda v: lp(ident, {}, key, v))(2.0 * u - 1.0))
+    np.testing.assert_allclose(got, ref + 2 * math.log(2.0), rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        unit.log_prob({}, key, u + 1.0)
+
+
 def test_log_prob_finite_and_kinds(key):
     x = _toy(key, 4)
     ddpm, ncsn, sde = TINY["ddpm"](), TINY["ncsn"](), TINY["score_sde"]()
