@@ -208,6 +208,7 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         discriminator=disc,
         data_shape=(2,),
         latent_dim=config["latent_dim"],
+        latent_prior=config.get("latent_prior", "normal"),
         output_range=None,
         **kwargs,
     )

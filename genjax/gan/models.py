@@ -1,6 +1,6 @@
 """Generative adversarial networks (seed chapter §19.3) as a frozen dataclass of modules.
 
-Generator ``G: z -> x`` with ``z ~ N(0, I_latent_dim)``; discriminator (critic)
+Generator ``G: z -> x`` with ``z ~ N(0, I_latent_dim)`` (or ``U[-1, 1]^latent_dim``: ``latent_prior``); discriminator (critic)
 ``D: x -> l(x)``, a logit (``D(x) = sigmoid(l(x))``) or an unbounded critic score.
 Params are ``{"generator": ..., "discriminator": ...}`` (each a linen variables dict).
 ``d_loss`` / ``g_loss`` are the two players' objectives; ``make_train_step`` (in
@@ -30,6 +30,7 @@ from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
 from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
+LATENT_PRIORS = ("normal", "uniform")
 _LOGISTIC = ("minimax", "non_saturating")
 
 
@@ -77,6 +78,7 @@ class GAN:
         It must treat examples independently (no batch statistics) for ``wgan_gp``/R1.
       data_shape: shape of one example, e.g. ``(2,)`` or ``(28, 28, 1)``.
       latent_dim: dimension of ``z``.
+      latent_prior: ``"normal"`` (``N(0, I)``) or ``"uniform"`` (``U[-1, 1]^d``, as DCGAN drew ``z``).
       loss_kind: "minimax" (the seed's min-max: D ``-[log D(x) + log(1 - D(G(z)))]``, G
         minimises ``log(1 - D(G(z)))``), "non_saturating" (G minimises
         ``-log D(G(z))``, as the seed's training code does), "wasserstein" (WGAN, needs
@@ -107,6 +109,7 @@ class GAN:
     style_mixing_prob: float = 0.0
     split_critic_batch: bool = False
     output_range: tuple[float, float] | None = (-1.0, 1.0)
+    latent_prior: str = "normal"
 
     log_prob_kind = "none"
 
@@ -114,6 +117,7 @@ class GAN:
         _checks.one_of("loss_kind", self.loss_kind, LOSSES)
         _checks.positive_int("latent_dim", self.latent_dim)
         _checks.positive_int("n_critic", self.n_critic)
+        _checks.one_of("latent_prior", self.latent_prior, LATENT_PRIORS)
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
         for d in self.data_shape:
             _checks.positive_int("data_shape entries", d)
@@ -218,16 +222,22 @@ class GAN:
             params["generator"], z, mix_z=mix_z, crossover=crossover, psi=psi, w_avg=w_avg, noise=noise, rngs=rngs
         )
 
+    def draw_latent(self, key: PRNGKeyArray, num: int) -> Array:
+        """``(num, latent_dim)`` draws of the latent prior: ``N(0, I)`` or ``U[-1, 1]^d``."""
+        if self.latent_prior == "uniform":
+            return jax.random.uniform(key, (num, self.latent_dim), minval=-1.0, maxval=1.0)
+        return jax.random.normal(key, (num, self.latent_dim))
+
     def _train_fakes(self, params: Params, key: PRNGKeyArray, num: int) -> Array:
         """Generated training examples: fresh ``z``, and style mixing with probability p."""
         k_z, k_mix, k_cross, k_noise = jax.random.split(key, 4)
-        z = jax.random.normal(k_z, (num, self.latent_dim))
+        z = self.draw_latent(k_z, num)
         if not (self.is_style and self.style_mixing_prob > 0):
             return self.generate(params, k_noise, z)
         crossover = style_mixing_crossover(
             k_cross, num, prob=self.style_mixing_prob, num_layers=self.generator.num_layers
         )
-        z2 = jax.random.normal(k_mix, (num, self.latent_dim))
+        z2 = self.draw_latent(k_mix, num)
         return self.generate(params, k_noise, z, mix_z=z2, crossover=crossover)
 
     # ------------------------------------------------------------------ objectives
@@ -291,7 +301,7 @@ class GAN:
         if not self.is_style:
             raise ValueError("mean_w needs a StyleGenerator generator")
         num = _checks.positive_int("num", num)
-        z = jax.random.normal(key, (num, self.latent_dim))
+        z = self.draw_latent(key, num)
         return jnp.mean(self.generator.apply(params["generator"], z, method="mapping"), axis=0)
 
     def synthesize(self, params: Params, key: PRNGKeyArray, ws: Array, *, noise: bool = True) -> Array:
@@ -324,7 +334,7 @@ class GAN:
         """
         num = _checks.positive_int("num", num)
         k_z, k_noise, k_avg = jax.random.split(key, 3)
-        z = jax.random.normal(k_z, (num, self.latent_dim))
+        z = self.draw_latent(k_z, num)
         if truncation_psi is not None and w_avg is None:
             if not self.is_style:
                 raise ValueError("truncation_psi needs a StyleGenerator generator")

@@ -107,3 +107,17 @@ def test_losses_wire_the_objectives(key, x, loss):
     np.testing.assert_allclose(dm["d_real"], jnp.mean(r), rtol=1e-5, atol=1e-6)
     assert ("p_real" in dm) == (loss in ("minimax", "non_saturating"))
     assert ("gp" in dm) == (loss == "wgan_gp") and "r1" in dm
+
+
+def test_latent_prior(key):
+    """``latent_prior="uniform"`` draws ``U[-1, 1]^d`` (moments of the uniform), the default
+    ``N(0, I)``; an unknown prior is a clear error."""
+    z = np.asarray(tiny_gan(latent_prior="uniform").draw_latent(key, 20000))
+    assert z.shape == (20000, 2) and z.min() >= -1.0 and z.max() <= 1.0
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=0.02)
+    np.testing.assert_allclose(z.var(0), 1.0 / 3.0, atol=0.02)  # Var U[-1, 1] = 1/3
+    n = np.asarray(tiny_gan().draw_latent(key, 20000))
+    assert np.abs(n).max() > 1.5  # not bounded like the uniform
+    np.testing.assert_allclose(n.var(0), 1.0, atol=0.05)
+    with pytest.raises(ValueError, match="unknown latent_prior 'cauchy'; valid choices"):
+        tiny_gan(latent_prior="cauchy")
