@@ -43,14 +43,23 @@ def _add_model_options(p: argparse.ArgumentParser, spec) -> None:
         g.add_argument(flag, type=o.type, **kw)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``genjax: error: ...``), exit status 2, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"genjax: error: {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''}{': ' if ' ' in self.prog else ''}"
+                     f"{' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genjax import registry
 
-    parser = argparse.ArgumentParser(prog="genjax", description="Deep generative models as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,list}")
+    parser = _Parser(prog="genjax", description="Deep generative models as pure JAX functions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,list}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model; writes runs/<name>/")
-    models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)))
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)),
+                                  parser_class=_Parser)
     for name, spec in sorted(registry.MODELS.items()):
         p = models.add_parser(name, help=spec.description, description=spec.description)
         p.add_argument("--data", default=DEFAULT_DATA, help=f"data set (default {DEFAULT_DATA}); `genjax list` shows all")
@@ -109,6 +118,18 @@ def _write_json_atomic(path: pathlib.Path, obj) -> None:
             tmp.unlink()
 
 
+def _read_config(run_dir: pathlib.Path) -> dict:
+    path = run_dir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"run directory {str(run_dir)!r} has an unreadable config.json ({type(e).__name__}: {e})") from e
+    missing = [k for k in ("model", "data") if k not in config] if isinstance(config, dict) else ["(not a JSON object)"]
+    if missing:
+        raise ValueError(f"run directory {str(run_dir)!r} has a config.json without {missing}: not a genjax run configuration")
+    return config
+
+
 def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
     d, i = parent / name, 2
     while d.exists():
@@ -155,7 +176,7 @@ def cmd_train(args) -> int:
     if args.resume:
         run_dir = parent / name
         if (run_dir / "config.json").exists():
-            saved = json.loads((run_dir / "config.json").read_text())
+            saved = _read_config(run_dir)
             if saved.get("model") != args.model or saved.get("data") != args.data:
                 raise ValueError(
                     f"--resume: run directory {str(run_dir)!r} holds model {saved.get('model')!r} on "
@@ -225,7 +246,7 @@ def _load_run(run_dir: str, data_dir=None):
     rd = pathlib.Path(run_dir)
     if not (rd / "config.json").exists():
         raise FileNotFoundError(f"run_dir {str(rd)!r} has no config.json: not a genjax run directory")
-    config = json.loads((rd / "config.json").read_text())
+    config = _read_config(rd)
     spec = registry.get_model_spec(config["model"])
     data = registry.load_data(config["data"], data_dir=data_dir, seed=config["seed"])
     model = spec.build(data, config["options"])

@@ -135,6 +135,27 @@ def _check_writable(out_dir: pathlib.Path) -> None:
         raise OSError(f"out_dir {str(out_dir)!r} is not writable: {e}") from e
 
 
+def _check_like(name: str, tree, expected) -> None:
+    """Raises unless ``tree`` has ``expected``'s structure, shapes and dtypes (e.g. params of another model)."""
+    def leaves(t):
+        return {jax.tree_util.keystr(p): (tuple(np.shape(v)), str(jnp.result_type(v)))
+                for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+
+    got, want = leaves(tree), leaves(expected)
+    if got == want:
+        return
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    differ = [f"{k}: {got[k]} vs expected {want[k]}" for k in sorted(set(got) & set(want)) if got[k] != want[k]]
+    detail = "; ".join(
+        x for x in (
+            f"missing {missing[:3]}" if missing else "",
+            f"unexpected {extra[:3]}" if extra else "",
+            f"shape/dtype {differ[:3]}" if differ else "",
+        ) if x
+    )
+    raise ValueError(f"{name} do not match this model's parameters (from another model?): {detail}")
+
+
 def _state_nbytes(state) -> int:
     return int(sum(np.asarray(l).nbytes for l in jax.tree_util.tree_leaves(state)))
 
@@ -238,7 +259,14 @@ def fit(
     if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0):
         raise ValueError(f"ema_decay must be a number in [0, 1) or None, got {ema_decay!r}")
     max_to_keep = _checks.positive_int("max_to_keep", max_to_keep)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        if isinstance(seed, bool) or not hasattr(seed, "dtype") or not (
+            jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or (seed.dtype == np.uint32 and np.shape(seed) == (2,))
+        ):
+            raise ValueError(f"seed must be an int or a PRNG key (jax.random.key / PRNGKey), got {seed!r}")
     train_data = np.asarray(train_data)
+    if not (np.issubdtype(train_data.dtype, np.number) or train_data.dtype == bool):
+        raise ValueError(f"train_data must be a numeric array, got dtype {train_data.dtype}")
     if train_data.ndim < 1 or len(train_data) == 0:
         raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
     if batch_size > len(train_data):
@@ -269,6 +297,8 @@ def fit(
                 "pass resume=True to continue it or choose another out_dir"
             )
 
+    if init_params is not None:
+        _check_like("init_params", init_params, jax.eval_shape(model.init, keys["init"], first))
     params = model.init(keys["init"], first) if init_params is None else init_params
     state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
     resumed_from = None

@@ -41,9 +41,9 @@ TINY = {
     "gan": ("gan", "8gaussians", ["--batch-size", "8", "--latent-dim", "2", "--g-hidden", "8", "--d-hidden", "8"]),
     "flows": ("realnvp", "two-moons", ["--batch-size", "8", "--num-layers", "2", "--hidden", "8"]),
     # ---- DIFFUSION SLOT -------------------------------------------------------------
-    # Runs as soon as genjax/registry registers a model of family "diffusion"; put its
-    # tiny options here (widths 8-16, a few diffusion steps) when it lands.
-    "diffusion": ("ddpm", "8gaussians", ["--batch-size", "8"]),
+    # Runs whenever genjax/registry has a model of family "diffusion" (ddpm), read from
+    # the registry above; tiny: width 8, 10 diffusion steps.
+    "diffusion": ("ddpm", "8gaussians", ["--batch-size", "8", "--hidden", "8", "--T", "10"]),
 }
 
 
