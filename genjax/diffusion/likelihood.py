@@ -160,7 +160,11 @@ def vlb_bits_per_dim(
     if _checks.is_concrete(x0):
         a = np.asarray(x0)
         if a.min() < -1.0 - 1e-6 or a.max() > 1.0 + 1e-6:
-            raise ValueError(f"x0 must lie in [-1, 1] for the discretized decoder, got values in [{a.min():.3g}, {a.max():.3g}]")
+            raise ValueError(
+                f"x0 must lie in [-1, 1] for the discretized decoder, got values in [{a.min():.3g}, {a.max():.3g}]"
+            )
     d = math.prod(x0.shape[1:])
-    terms = vlb_terms(key, eps_fn, x0, schedule=schedule, variance=variance, decoder="discretized", num_levels=num_levels)
+    terms = vlb_terms(
+        key, eps_fn, x0, schedule=schedule, variance=variance, decoder="discretized", num_levels=num_levels
+    )
     return terms["total"] / (d * math.log(2.0))

@@ -48,7 +48,9 @@ def _mean_event(v: Array) -> Array:
 
 def _check_output(name: str, out: Array, x: Array) -> None:
     if tuple(np.shape(out)) != tuple(np.shape(x)):
-        raise ValueError(f"{name} must return an array of the input's shape {tuple(np.shape(x))}, got {tuple(np.shape(out))}")
+        raise ValueError(
+            f"{name} must return an array of the input's shape {tuple(np.shape(x))}, got {tuple(np.shape(out))}"
+        )
 
 
 def q_sample(key: PRNGKeyArray, x0: Array, t: Array, schedule: DiscreteSchedule) -> tuple[Array, Array]:
@@ -282,7 +284,9 @@ def vlb_terms(
         mean_q, _, lv_q = q_posterior(schedule, x0, x_t, t)
         kl = _sum_event(_normal_kl(mean_q, _bcast(lv_q, x0), mean_model, lv_model))
         if decoder == "discretized":
-            ll = discretized_gaussian_log_likelihood(x0, means=mean_model, log_scales=0.5 * lv_model, num_levels=num_levels)
+            ll = discretized_gaussian_log_likelihood(
+                x0, means=mean_model, log_scales=0.5 * lv_model, num_levels=num_levels
+            )
         else:
             ll = -0.5 * (_LOG_2PI + lv_model + jnp.square(x0 - mean_model) * jnp.exp(-lv_model))
         nll = -_sum_event(ll)

@@ -14,6 +14,7 @@ trajectory's first axis over the kept frames (the start included; see each sampl
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Sequence
 
 import jax
@@ -169,7 +170,8 @@ def ddim_sample(
     sampling on the sub-sequence.
 
     Args:
-      key: PRNG key (the start ``x_T`` when not given, and the ``eta > 0`` noise).
+      key: PRNG key (the start ``x_T`` when not given, and the ``eta > 0`` noise); may be
+        ``None`` when ``x_T`` is given and ``eta = 0``.
       eps_fn: ``(x (b, *d), t (b,) int32) -> eps_hat (b, *d)``.
       shape: ``(b, *d)``.
       schedule: the discrete schedule (``T`` steps).
@@ -183,9 +185,14 @@ def ddim_sample(
     """
     shape = _check_shape(shape)
     num_steps = _check_ddim_steps(schedule, num_steps)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0 (a Python number: it is static), got {eta!r}")
+    eta = float(eta)
     b = shape[0]
+    if key is None:  # allowed when nothing is random
+        if x_T is None or eta > 0:
+            raise ValueError("key may be None only when x_T is given and eta = 0 (deterministic DDIM)")
+        key = jax.random.PRNGKey(0)  # unused
     key_init, key_steps = jax.random.split(key)
     if x_T is None:
         x_T = jax.random.normal(key_init, shape, jnp.float32)
@@ -211,7 +218,11 @@ def ddim_sample(
             x = x + sigma * jax.random.normal(k, shape, x.dtype)
         return x, (x if return_trajectory else None)
 
-    xs = (jnp.asarray(taus[::-1], jnp.int32), jnp.asarray(prev[::-1], jnp.int32), jax.random.split(key_steps, num_steps))
+    xs = (
+        jnp.asarray(taus[::-1], jnp.int32),
+        jnp.asarray(prev[::-1], jnp.int32),
+        jax.random.split(key_steps, num_steps),
+    )
     x, frames = jax.lax.scan(step, jnp.asarray(x_T, jnp.float32), xs)
     return _finish(x, frames, jnp.asarray(x_T, jnp.float32), return_trajectory)
 

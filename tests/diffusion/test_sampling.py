@@ -162,16 +162,18 @@ def test_ddim_deterministic_and_encode_roundtrip(key, rng):
         x_T5 = ddim_encode(eps_fn, x0, schedule=sched, num_steps=25, inversion_iters=5)
         a = ddim_sample(k1, eps_fn, x0.shape, schedule=sched, num_steps=25, x_T=x_T)
         b = ddim_sample(k2, eps_fn, x0.shape, schedule=sched, num_steps=25, x_T=x_T)
-        c = ddim_sample(k1, eps_fn, x0.shape, schedule=sched, num_steps=25, x_T=x_T5)
+        c = ddim_sample(None, eps_fn, x0.shape, schedule=sched, num_steps=25, x_T=x_T5)
         return x_T, a, b, c
 
     k1, k2 = jax.random.split(key)
     x_T, rec_a, rec_b, rec_iter = roundtrip(k1, k2, x0)
     # eta = 0: the key does not matter once x_T is given
     np.testing.assert_array_equal(np.asarray(rec_a), np.asarray(rec_b))
-    # plain DDIM inversion evaluates eps one step early: O(step) error; with 5 fixed-point
-    # iterations per step the inversion is exact up to float32 round-off
-    np.testing.assert_allclose(rec_a, x0, atol=0.15)
+    # plain DDIM inversion evaluates eps at the pre-step point: an O(step) error (over 20000
+    # draws: mean 0.05, max 0.22 for 25 of 100 steps); with 5 fixed-point iterations per
+    # step the inversion is exact up to float32 round-off
+    err = np.abs(np.asarray(rec_a) - np.asarray(x0))
+    assert err.mean() < 0.08 and err.max() < 0.3, (err.mean(), err.max())
     np.testing.assert_allclose(rec_iter, x0, atol=2e-3)
     # the latent is distributed like the prior N(0, I) (the flow maps the data law to it)
     assert np.abs(np.asarray(x_T).mean(0)).max() < 0.5 and 0.6 < float(np.asarray(x_T).std()) < 1.4
@@ -235,21 +237,28 @@ def test_ode_recovers_gaussian_and_converges_at_order_4(sde, key):
 def test_trajectories_and_shapes(key):
     sched = linear_schedule(10, beta_max=0.3)
     eps_fn = eps_fn_for(sched)
-    x, traj = ddpm_sample(key, eps_fn, (3, 2), schedule=sched, clip_denoised=(-1.0, 1.0), return_trajectory=True)
-    assert x.shape == (3, 2) and traj.shape == (11, 3, 2)
-    np.testing.assert_array_equal(np.asarray(traj[-1]), np.asarray(x))
-    x, traj = ddim_sample(key, eps_fn, (3, 2), schedule=sched, num_steps=4, return_trajectory=True)
-    assert traj.shape == (5, 3, 2)
-    np.testing.assert_array_equal(np.asarray(traj[-1]), np.asarray(x))
     sig = geometric_sigmas(1.0, 0.1, 3)
-    x, traj = annealed_langevin_sample(key, ncsn_score, (3, 2), sigmas=sig, steps_per_sigma=2, return_trajectory=True)
-    assert x.shape == (3, 2) and traj.shape == (4, 3, 2)
-    x, traj = pc_sample(key, sde_score_for(VPSDE()), (3, 2), sde=VPSDE(), num_steps=5, return_trajectory=True)
-    assert traj.shape == (6, 3, 2)
-    np.testing.assert_array_equal(np.asarray(traj[-1]), np.asarray(x))
-    x, traj = ode_sample(key, sde_score_for(VPSDE()), (3, 2), sde=VPSDE(), num_steps=5, return_trajectory=True)
-    assert traj.shape == (6, 3, 2)
-    np.testing.assert_array_equal(np.asarray(traj[-1]), np.asarray(x))
+    vp = VPSDE()
+
+    @jax.jit
+    def run(k):
+        return (
+            ddpm_sample(k, eps_fn, (3, 2), schedule=sched, clip_denoised=(-1.0, 1.0), return_trajectory=True),
+            ddim_sample(k, eps_fn, (3, 2), schedule=sched, num_steps=4, return_trajectory=True),
+            annealed_langevin_sample(k, ncsn_score, (3, 2), sigmas=sig, steps_per_sigma=2, return_trajectory=True),
+            pc_sample(k, sde_score_for(vp), (3, 2), sde=vp, num_steps=5, return_trajectory=True),
+            ode_sample(k, sde_score_for(vp), (3, 2), sde=vp, num_steps=5, return_trajectory=True),
+        )
+
+    (x1, t1), (x2, t2), (x3, t3), (x4, t4), (x5, t5) = run(key)
+    # (frames, b, *d): the start, then one frame per step (per noise level for Langevin)
+    assert t1.shape == (11, 3, 2) and t2.shape == (5, 3, 2) and t3.shape == (4, 3, 2)
+    assert t4.shape == (6, 3, 2) and t5.shape == (6, 3, 2)
+    for x, t in ((x1, t1), (x2, t2), (x4, t4), (x5, t5)):
+        assert x.shape == (3, 2)
+        np.testing.assert_array_equal(np.asarray(t[-1]), np.asarray(x))
+    # Langevin's last frame is before the Tweedie step: x = frame + sigma_L^2 score(frame)
+    np.testing.assert_allclose(x3, t3[-1] + 0.01 * ncsn_score(t3[-1], jnp.full((3,), 0.1)), rtol=1e-4, atol=1e-5)
 
 
 def test_clip_denoised_bounds_the_prediction(key):
@@ -294,6 +303,8 @@ def test_bad_input_raises(key):
         ode_sample(key, sde_score_for(VPSDE()), (2, 2), sde=VPSDE(), num_steps=0)
     with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
         ddim_sample(key, eps_fn, (2, 2), schedule=sched, num_steps=5, eta=-1.0)
+    with pytest.raises(ValueError, match="key may be None only when x_T is given and eta = 0"):
+        ddim_sample(None, eps_fn, (2, 2), schedule=sched, num_steps=5)
     with pytest.raises(ValueError, match=r"x_T must have shape \(2, 2\)"):
         ddim_sample(key, eps_fn, (2, 2), schedule=sched, num_steps=5, x_T=jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="unknown variance 'large'; valid choices: beta, posterior"):

@@ -96,7 +96,8 @@ def _moment_ode(sde, t1, v0):
 
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
 def test_sde_marginals_match_numerical_solution(name):
-    sde = {"vp": VPSDE(), "subvp": SubVPSDE(beta_min=0.2, beta_max=15.0), "ve": VESDE(sigma_min=0.05, sigma_max=5.0)}[name]
+    sde = {"vp": VPSDE(), "subvp": SubVPSDE(beta_min=0.2, beta_max=15.0),
+           "ve": VESDE(sigma_min=0.05, sigma_max=5.0)}[name]
     ts = np.array([0.05, 0.3, 0.7, 1.0])
     mean, std = sde.marginal(jnp.asarray(ts, jnp.float32))
     assert mean.shape == std.shape == (4,)
