@@ -412,15 +412,18 @@ def sample_quality_from_features(
     Raises:
       ValueError: every check of the individual metrics, run before any work.
     """
-    k_pr = _k("k_precision_recall", k_precision_recall)
-    k_dc = _k("k_density_coverage", k_density_coverage)
-    kmax = max(k_pr, k_dc)
-    real = _features("real_features", real_features, min_n=max(kmax + 1, 2), why=f" (n > k = {kmax})")
-    fake = _features("fake_features", fake_features, min_n=max(k_pr + 1, 2), why=f" (n > k = {k_pr})")
+    k_pr, k_dc = _check_settings(
+        _num_rows(real_features),
+        _num_rows(fake_features),
+        k_precision_recall=k_precision_recall,
+        k_density_coverage=k_density_coverage,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        seed=seed,
+    )
+    real = _features("real_features", real_features, min_n=max(k_pr, k_dc) + 1)
+    fake = _features("fake_features", fake_features, min_n=k_pr + 1)
     _same_dim("real_features", real, "fake_features", fake)
-    _checks.positive_int("kid_subsets", kid_subsets)
-    if _checks.positive_int("kid_subset_size", kid_subset_size) < 2:
-        raise ValueError(f"kid_subset_size must be at least 2, got {kid_subset_size}")
     for name, lg, f in (("real_logits", real_logits, real), ("fake_logits", fake_logits, fake)):
         if lg is not None:
             lg_arr = _features(name, lg, min_n=1)
@@ -450,6 +453,34 @@ def sample_quality_from_features(
     return out
 
 
+def _num_rows(x) -> int:
+    return int(np.shape(x)[0]) if np.ndim(x) else 0
+
+
+def _check_settings(
+    num_real: int, num_fake: int, *, k_precision_recall, k_density_coverage, kid_subsets, kid_subset_size, seed
+) -> tuple[int, int]:
+    """Checks the settings and the sample counts they need; returns the two ``k``."""
+    k_pr = _k("k_precision_recall", k_precision_recall)
+    k_dc = _k("k_density_coverage", k_density_coverage)
+    _checks.positive_int("kid_subsets", kid_subsets)
+    if _checks.positive_int("kid_subset_size", kid_subset_size) < 2:
+        raise ValueError(f"kid_subset_size must be at least 2, got {kid_subset_size}")
+    _checks.nonneg_int("seed", seed)
+    kmax = max(k_pr, k_dc)
+    if num_real <= kmax:
+        raise ValueError(
+            f"the real set has {num_real} samples, need more than k = {kmax} (k_precision_recall="
+            f"{k_pr}, k_density_coverage={k_dc}) for the nearest-neighbour metrics"
+        )
+    if num_fake <= k_pr:
+        raise ValueError(
+            f"the fake set has {num_fake} samples, need more than k_precision_recall={k_pr} "
+            "for the nearest-neighbour metrics"
+        )
+    return k_pr, k_dc
+
+
 def _classifier_info(classifier) -> dict[str, Any]:
     return {
         "dataset": classifier.dataset,
@@ -459,7 +490,17 @@ def _classifier_info(classifier) -> dict[str, Any]:
     }
 
 
-def sample_quality(real_images, fake_images, classifier, **kwargs) -> dict[str, Any]:
+def sample_quality(
+    real_images,
+    fake_images,
+    classifier,
+    *,
+    k_precision_recall: int = 3,
+    k_density_coverage: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """All sample-quality metrics of ``fake_images`` against ``real_images``.
 
     The classifier runs once per set (features and logits in one pass); then
@@ -469,9 +510,8 @@ def sample_quality(real_images, fake_images, classifier, **kwargs) -> dict[str, 
       real_images: ``(N, *classifier.input_shape)`` in ``[0, 1]``.
       fake_images: ``(M, *classifier.input_shape)`` in ``[0, 1]``.
       classifier: a :class:`genjax.metrics.features.Classifier`.
-      **kwargs: keyword-only settings of :func:`sample_quality_from_features`
-        (``k_precision_recall``, ``k_density_coverage``, ``kid_subsets``,
-        ``kid_subset_size``, ``seed``).
+      k_precision_recall, k_density_coverage, kid_subsets, kid_subset_size, seed:
+        see :func:`sample_quality_from_features`.
 
     Returns:
       The dict of :func:`sample_quality_from_features` (with ``classifier_score``,
@@ -482,22 +522,32 @@ def sample_quality(real_images, fake_images, classifier, **kwargs) -> dict[str, 
       ValueError: images of the wrong shape or range (from the classifier), or any
         check of the metrics.
     """
-    bad = sorted(set(kwargs) - _QUALITY_KWARGS)
-    if bad:
-        raise ValueError(f"unknown keyword argument(s) {bad}; valid: {sorted(_QUALITY_KWARGS)}")
+    settings = dict(
+        k_precision_recall=k_precision_recall,
+        k_density_coverage=k_density_coverage,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        seed=seed,
+    )
+    # the settings are checked before the classifier runs
+    _check_settings(_num_rows(real_images), _num_rows(fake_images), **settings)
     real_f, real_l = classifier.embed(real_images)
     fake_f, fake_l = classifier.embed(fake_images)
-    out = sample_quality_from_features(real_f, fake_f, real_logits=real_l, fake_logits=fake_l, **kwargs)
+    out = sample_quality_from_features(real_f, fake_f, real_logits=real_l, fake_logits=fake_l, **settings)
     out["classifier"] = _classifier_info(classifier)
     return out
 
 
-_QUALITY_KWARGS = frozenset(
-    {"k_precision_recall", "k_density_coverage", "kid_subsets", "kid_subset_size", "seed"}
-)
-
-
-def real_vs_real_baseline(real_images, classifier, *, seed: int = 0, **kwargs) -> dict[str, Any]:
+def real_vs_real_baseline(
+    real_images,
+    classifier,
+    *,
+    k_precision_recall: int = 3,
+    k_density_coverage: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """:func:`sample_quality` between two disjoint random halves of ``real_images``.
 
     The images are permuted with ``numpy.random.default_rng(seed)``; the first
@@ -508,8 +558,9 @@ def real_vs_real_baseline(real_images, classifier, *, seed: int = 0, **kwargs) -
     Args:
       real_images: ``(N, *classifier.input_shape)`` in ``[0, 1]``.
       classifier: a :class:`genjax.metrics.features.Classifier`.
+      k_precision_recall, k_density_coverage, kid_subsets, kid_subset_size: as for
+        :func:`sample_quality`.
       seed: seed of the split and of KID's subsets.
-      **kwargs: as for :func:`sample_quality`.
 
     Returns:
       The :func:`sample_quality` dict plus ``"split_seed"``.
@@ -519,6 +570,15 @@ def real_vs_real_baseline(real_images, classifier, *, seed: int = 0, **kwargs) -
         raise ValueError(f"real_images needs at least 4 images to split in halves, got shape {x.shape}")
     perm = np.random.default_rng(seed).permutation(x.shape[0])
     half = x.shape[0] // 2
-    out = sample_quality(x[perm[:half]], x[perm[half : 2 * half]], classifier, seed=seed, **kwargs)
+    out = sample_quality(
+        x[perm[:half]],
+        x[perm[half : 2 * half]],
+        classifier,
+        k_precision_recall=k_precision_recall,
+        k_density_coverage=k_density_coverage,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        seed=seed,
+    )
     out["split_seed"] = seed
     return out

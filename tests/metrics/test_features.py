@@ -152,6 +152,10 @@ def test_config_change_means_another_cache_file(trained, monkeypatch):
     assert F.cache_path("digits", data_dir=root, **{**TINY, "feature_dim": 33}) != base
     # eval_batch_size does not change the parameters, so it keeps the file
     assert F.cache_path("digits", data_dir=root, **{**TINY, "eval_batch_size": 7}) == base
+    calls = _count_training(monkeypatch)
+    small = F.get_classifier("digits", data_dir=root, progress=False, **{**TINY, "eval_batch_size": 7})
+    assert calls == [] and small.config["eval_batch_size"] == 7
+    monkeypatch.undo()
     # a changed setting trains (it does not pick up the existing file)
     calls = _count_training(monkeypatch, result=clf)
     F.get_classifier("digits", data_dir=root, progress=False, **{**TINY, "steps": 301})
@@ -243,5 +247,8 @@ def test_sample_quality_ranks_noise_below_real_data(trained, digits_test, rng):
     )
     assert again["fid"] == pytest.approx(bad["fid"], rel=1e-12)
     assert again["classifier_score"] == pytest.approx(bad["classifier_score"], rel=1e-12)
-    with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) \['k'\]"):
-        sq.sample_quality(real, noise, clf, k=3)
+    # settings are checked before the classifier runs (a wrong-shape image set is not reached)
+    with pytest.raises(ValueError, match="k_density_coverage must be a positive integer"):
+        sq.sample_quality(real, np.zeros((3, 28, 28, 1)), clf, k_density_coverage=0)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 8, 8, 1\)"):
+        sq.sample_quality(real, np.zeros((30, 28, 28, 1)), clf)

@@ -298,7 +298,7 @@ def test_sample_quality_from_features_is_the_individual_metrics(rng):
 
 def test_sample_quality_from_features_checks_first(rng):
     real = rng.normal(size=(5, 3))
-    with pytest.raises(ValueError, match=r"real_features has 5 samples, need at least 6"):
+    with pytest.raises(ValueError, match=r"the real set has 5 samples, need more than k = 5"):
         sq.sample_quality_from_features(real, rng.normal(size=(20, 3)))
     with pytest.raises(ValueError, match="fake_logits has 4 rows"):
         sq.sample_quality_from_features(
@@ -306,3 +306,7 @@ def test_sample_quality_from_features_checks_first(rng):
         )
     with pytest.raises(ValueError, match="same feature dimension"):
         sq.sample_quality_from_features(rng.normal(size=(20, 3)), rng.normal(size=(20, 4)))
+    with pytest.raises(ValueError, match="kid_subset_size must be at least 2"):
+        sq.sample_quality_from_features(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), kid_subset_size=1)
+    with pytest.raises(ValueError, match="the fake set has 2 samples, need more than k_precision_recall=3"):
+        sq.sample_quality_from_features(rng.normal(size=(20, 3)), rng.normal(size=(2, 3)))
