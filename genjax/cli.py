@@ -47,8 +47,8 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``genjax: error: ...``), exit status 2, like every other error."""
 
     def error(self, message):
-        self.exit(2, f"genjax: error: {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''}{': ' if ' ' in self.prog else ''}"
-                     f"{' '.join(message.split())} (see {self.prog} --help)\n")
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""  # e.g. "train vae: "
+        self.exit(2, f"genjax: error: {where}{' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
