@@ -242,8 +242,11 @@ def test_dsm_loss_minimum(key, rng):
     assert mz > m2 + 5 * (se2 + sez)
 
 
-@pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VESDE(sigma_min=0.01, sigma_max=5.0)], ids=["vp", "subvp", "ve"])
-@pytest.mark.parametrize("weighting", [False, True], ids=["std2", "likelihood"])
+@pytest.mark.parametrize(
+    "sde,weighting",
+    [(VPSDE(), False), (VPSDE(), True), (SubVPSDE(), True), (VESDE(sigma_min=0.01, sigma_max=5.0), False)],
+    ids=["vp-std2", "vp-likelihood", "subvp-likelihood", "ve-std2"],
+)
 def test_score_sde_loss_minimum(sde, weighting, key, rng):
     n = 6000
     x = data(rng, n)
