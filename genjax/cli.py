@@ -265,14 +265,18 @@ def cmd_sample(args) -> int:
     rd, config, spec, data, model, params, step = _load_run(args.run_dir)
     key = jax.random.PRNGKey(args.seed)
     out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
+    custom = getattr(spec, "sample", None)  # a family's own `genjax sample` (ModelSpec.sample), if any
+    if custom is not None:
+        draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data))
+    else:
+        draw = lambda **kw: np.asarray(model.sample(params, key, args.num, **kw))
     if out.suffix == ".npy":
-        np.save(out, np.asarray(model.sample(params, key, args.num)))
+        np.save(out, draw())
     elif data.kind == "image":
-        x = np.asarray(model.sample(params, key, args.num, mean=True)).reshape(-1, *data.shape)
+        x = draw(mean=True).reshape(-1, *data.shape)
         viz.save_image_grid(out, x, scale=max(1, 128 // data.shape[0]))
     else:
-        x = np.asarray(model.sample(params, key, args.num))
-        viz.scatter_2d(x, reference=data.test, marks=data.toy.modes if data.toy else None).save(out)
+        viz.scatter_2d(draw(), reference=data.test, marks=data.toy.modes if data.toy else None).save(out)
     print(f"wrote {args.num} samples of {config['model']} (step {step}) to {out}")
     return 0
 
