@@ -1,5 +1,15 @@
 """Diffusion models: DDPM/DDIM, NCSN and score SDEs (schedules, objectives, samplers, likelihoods)."""
 
+from genjax.diffusion.models import (
+    DDPM,
+    NCSN,
+    ScoreSDE,
+    ddpm_2d,
+    ddpm_image,
+    ncsn_2d,
+    score_sde_2d,
+    score_sde_image,
+)
 from genjax.diffusion.likelihood import ode_log_prob, vlb_bits_per_dim
 from genjax.diffusion.objectives import (
     discretized_gaussian_log_likelihood,
@@ -32,6 +42,14 @@ from genjax.diffusion.schedules import (
 )
 
 __all__ = [
+    "DDPM",
+    "NCSN",
+    "ScoreSDE",
+    "ddpm_2d",
+    "ddpm_image",
+    "ncsn_2d",
+    "score_sde_2d",
+    "score_sde_image",
     "DiscreteSchedule",
     "SubVPSDE",
     "VESDE",

@@ -378,8 +378,8 @@ def pc_sample(
     Times ``t_0 = T > t_1 > ... > t_N = eps`` evenly spaced. At each ``t_i``:
     ``corrector_steps`` Langevin corrector steps with step
     ``2 a (snr ||z|| / ||score||)^2`` (per-example norms averaged over the batch, as in
-    score_sde, so the step size couples the batch; ``a = 1 - beta(t) dt`` for the VP
-    SDEs, 1 for VE), then one Euler-Maruyama predictor step of the reverse SDE
+    score_sde, so the step size couples the batch; ``a = exp(-beta(t) dt)`` (score_sde's
+    ``1 - beta(t) dt`` to first order, but positive for any step count) for the VP SDEs, 1 for VE), then one Euler-Maruyama predictor step of the reverse SDE
     ``dx = [f - g^2 score] dt + g dW`` down to ``t_{i+1}``. With ``denoise`` the last
     predictor step adds no noise (score_sde's ``x_mean``).
 
@@ -417,7 +417,9 @@ def pc_sample(
         t = jnp.full((b,), t_scalar, jnp.float32)
         k_corr, k_pred = jax.random.split(k)
         if isinstance(sde, (VPSDE, SubVPSDE)):
-            a = 1.0 - sde.beta(t) * dt
+            # score_sde's alpha_i = 1 - beta(t) dt, written exp(-beta(t) dt): equal to first
+            # order, and positive for coarse grids (1 - beta dt < 0 once N < beta_max)
+            a = jnp.exp(-sde.beta(t) * dt)
         else:
             a = jnp.ones((b,), jnp.float32)
 

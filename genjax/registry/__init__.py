@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from genjax.data import images as image_data
 from genjax.data import synthetic
+from genjax.registry import diffusion as _diffusion
 from genjax.registry import flows as _flows
 from genjax.registry import gan as _gan
 from genjax.registry import vae as _vae
 from genjax.registry.core import DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data
 
-MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS}
+MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS, **_diffusion.SPECS}
 
 __all__ = ["DataBundle", "MODELS", "ModelSpec", "Option", "dataset_names", "describe", "get_model_spec",
            "image_scale", "int_tuple", "load_data", "resolve_options"]

@@ -94,6 +94,9 @@ class ModelSpec:
     evaluate: Callable[..., dict]  # (model, params, data, key, *, num_samples, max_examples) -> metrics
     defaults: dict = dataclasses.field(default_factory=dict)  # training defaults (steps, batch_size, lr)
     make_optimizer: Callable[[dict], Any] | None = None  # (run config) -> optimizer; default optax.adam(lr)
+    # (model, params, key, num, data) -> (num, *data.shape) host array for `genjax sample`;
+    # default model.sample(params, key, num) (the VAE passes mean=True on images)
+    sample: Callable[..., Any] | None = None
 
 
 def int_tuple(s: str) -> tuple[int, ...]:

@@ -323,3 +323,11 @@ def test_bad_input_raises(key):
         pc_sample(key, ncsn_score, (2, 2), sde="vp")
     with pytest.raises(ValueError, match="eps must be in"):
         ode_sample(key, sde_score_for(VPSDE()), (2, 2), sde=VPSDE(), eps=1.0)
+
+
+def test_pc_coarse_grid_stays_finite(key):
+    """With fewer steps than beta_max (here 10 < 20), score_sde's ``1 - beta dt`` corrector
+    factor is negative and ``sqrt(2 step)`` NaN; ``exp(-beta dt)`` keeps every sample finite."""
+    vp = VPSDE()
+    x = jax.jit(lambda k: pc_sample(k, sde_score_for(vp), (64, 2), sde=vp, num_steps=10))(key)
+    assert np.all(np.isfinite(np.asarray(x)))
