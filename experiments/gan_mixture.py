@@ -376,6 +376,28 @@ def summary_table(runs: list[dict]) -> list[str]:
     return lines
 
 
+def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Path) -> dict:
+    """``train_and_evaluate``, or its saved result: each finished (data, objective) run is
+    written to ``workdir/<data>_<objective>.json`` (atomically, with the config it used), so
+    an interrupted experiment resumes at the first unfinished run."""
+    path = workdir / f"{data_name}_{objective}.json"
+    fingerprint = json.dumps(config, sort_keys=True, default=str)
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = {}
+        if saved.get("config_fingerprint") == fingerprint:
+            print(f"{data_name} {objective}: reusing the finished run in {path}", flush=True)
+            return saved["result"]
+    result = train_and_evaluate(config, data_name, objective, workdir=workdir, log=lambda s: print(s, flush=True))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"config_fingerprint": fingerprint, "result": result}))
+    os.replace(tmp, path)
+    return result
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -388,11 +410,7 @@ def main(argv=None) -> dict:
     config = get_config(smoke=args.smoke)
     workdir = pathlib.Path(args.workdir)
     t0 = time.time()
-    runs = [
-        train_and_evaluate(config, d, o, workdir=workdir, log=lambda s: print(s, flush=True))
-        for d in args.data
-        for o in args.objectives
-    ]
+    runs = [cached_run(config, d, o, workdir) for d in args.data for o in args.objectives]
     best = {}
     for d in args.data:
         rs = [r for r in runs if r["data"] == d]

@@ -50,6 +50,16 @@ def test_gan_mixture_smoke(tmp_path):
         assert r["all_finite"] and r["trace"][-1]["step"] == (20 if r["objective"] == "non_saturating" else 4)
         assert (tmp_path / "w" / f"grid_{r['objective']}.png").is_file()
     assert out["best"]["grid"]["objective"] in ("non_saturating", "wgan_gp")
+    # finished runs are saved with their config: a rerun (an interrupted experiment) reuses them
+    assert (tmp_path / "w" / "grid_wgan_gp.json").is_file()
+    again = mod.main(["--smoke", "--data", "grid", "--objectives", "non_saturating", "wgan_gp",
+                      "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r2")])
+    assert again["runs"] == json.loads(json.dumps(out["runs"]))
+    saved_run = json.loads((tmp_path / "w" / "grid_wgan_gp.json").read_text())
+    saved_run["config_fingerprint"] = "another config"
+    (tmp_path / "w" / "grid_wgan_gp.json").write_text(json.dumps(saved_run))
+    mod.cached_run(mod.get_config(smoke=True), "grid", "wgan_gp", tmp_path / "w")  # retrains, rewrites
+    assert json.loads((tmp_path / "w" / "grid_wgan_gp.json").read_text())["config_fingerprint"] != "another config"
 
 
 def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path):
