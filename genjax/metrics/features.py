@@ -248,6 +248,25 @@ def cache_path(name: str, *, data_dir=None, seed: int = 0, **overrides) -> pathl
     return root / "classifiers" / f"{name}-{config_hash(name, seed, config)}.msgpack"
 
 
+def fallback_cache_dir() -> pathlib.Path:
+    """Where classifiers are cached when the data directory is read-only (a shared data
+    set): ``$XDG_CACHE_HOME/genjax/classifiers`` or ``~/.cache/genjax/classifiers``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = pathlib.Path(xdg) if xdg and os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
+    return base / "genjax" / "classifiers"
+
+
+def _writable(directory: pathlib.Path) -> bool:
+    """Whether ``directory`` exists writable or could be created (its nearest existing
+    ancestor is writable)."""
+    d = pathlib.Path(directory)
+    while not d.exists():
+        if d.parent == d:
+            return False
+        d = d.parent
+    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+
+
 # --------------------------------------------------------------------------- classifier
 
 
@@ -602,7 +621,8 @@ def get_classifier(
 ) -> Classifier:
     """The cached feature classifier of ``name``, training and saving it if needed.
 
-    Looks for :func:`cache_path` (``<data_dir()>/classifiers/<name>-<hash>.msgpack``);
+    Looks for :func:`cache_path` (``<data_dir()>/classifiers/<name>-<hash>.msgpack``, or the
+    same name under :func:`fallback_cache_dir` when the data directory is read-only);
     loads it when present and its recorded config matches, else trains with
     :func:`train_classifier` and saves it there (atomically). A cache file that fails
     to load (truncated, edited, wrong network) is reported with a warning and
@@ -624,7 +644,11 @@ def get_classifier(
     """
     config = classifier_config(name, **overrides)
     seed = _checks.nonneg_int("seed", seed)
-    path = cache_path(name, data_dir=data_dir, seed=seed, **overrides)
+    primary = cache_path(name, data_dir=data_dir, seed=seed, **overrides)
+    fallback = fallback_cache_dir() / primary.name
+    # a read-only data directory (e.g. a shared, checksummed copy) keeps its classifier in
+    # the user cache instead; a file already in the data directory is still used
+    path = primary if primary.is_file() or _writable(primary.parent) else fallback
     h = config_hash(name, seed, config)
     if not retrain and path.is_file():
         try:

@@ -252,3 +252,20 @@ def test_sample_quality_ranks_noise_below_real_data(trained, digits_test, rng):
         sq.sample_quality(real, np.zeros((3, 28, 28, 1)), clf, k_density_coverage=0)
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 8, 8, 1\)"):
         sq.sample_quality(real, np.zeros((30, 28, 28, 1)), clf)
+
+
+def test_read_only_data_dir_caches_in_the_user_cache(trained, tmp_path, monkeypatch):
+    """A read-only data directory (the shared, checksummed copy) keeps the classifier in
+    ``$XDG_CACHE_HOME/genjax/classifiers``; the next call finds it there without training."""
+    _, clf, _ = trained
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data_dir = tmp_path / "readonly-data"
+    monkeypatch.setattr(F, "_writable", lambda d: not str(d).startswith(str(data_dir)))
+    calls = []
+    monkeypatch.setattr(F, "train_classifier", lambda *a, **k: calls.append(k) or clf)
+    F.get_classifier("digits", data_dir=data_dir, progress=False, **TINY)
+    name = F.cache_path("digits", data_dir=data_dir, **TINY).name
+    assert len(calls) == 1 and (tmp_path / "cache" / "genjax" / "classifiers" / name).is_file()
+    assert not data_dir.exists()
+    F.get_classifier("digits", data_dir=data_dir, progress=False, **TINY)
+    assert len(calls) == 1  # found in the fallback cache
