@@ -22,10 +22,10 @@ statistics of ``genjax.registry.gan.image_sample_statistics`` (mean-image RMSE,
 diversity ratio, nearest-neighbour distance ratio, ...).
 
 Class-histogram coverage (how many of the 10 digits the samples cover, and the KL
-of the class histogram to uniform) needs an MNIST classifier, which the evaluation
-issue adds. The hook is ready: ``class_coverage(model, params, key,
-classify_fn=...)`` calls ``genjax.gan.class_histogram`` on 10k samples; until a
-classifier exists the JSON records ``"class_histogram": "pending: ..."``.
+of the class histogram to uniform) uses the domain classifier of
+``genjax.metrics.features.get_classifier("mnist")`` (trained once with a fixed seed,
+99.2% test accuracy, cached beside the data or in the user cache) on 10k samples; the
+smoke run trains a throw-away 20-step classifier instead.
 
 Command (resumable: re-run the same command after an interruption)::
 
@@ -62,6 +62,7 @@ from genjax import viz  # noqa: E402
 from genjax.data.images import load_mnist  # noqa: E402
 from genjax.data.pipeline import to_signed, to_unit  # noqa: E402
 from genjax.gan import plots  # noqa: E402
+from genjax.metrics.features import get_classifier, train_classifier  # noqa: E402
 from genjax.registry.gan import image_sample_statistics  # noqa: E402
 from genjax.train import fit  # noqa: E402
 
@@ -211,6 +212,10 @@ def main(argv=None) -> dict:
     clock.write_text(json.dumps({"elapsed_s": train_time}))
 
     params = result.state.ema_params
+    if args.smoke:
+        classifier = train_classifier("mnist", steps=20, batch_size=16, progress=False)
+    else:
+        classifier = get_classifier("mnist", progress=not args.no_progress)
     key = jax.random.PRNGKey(config["seed"] + 1)
     k_pic, k_stat, k_cls = jax.random.split(key, 3)
     pictures = write_pictures(model, params, k_pic, workdir)
@@ -225,7 +230,10 @@ def main(argv=None) -> dict:
         "sample_statistics": stats,
         "sample_statistics_note": "classifier-free statistics of EMA samples against the first "
         f"{len(test)} test images (genjax.registry.gan.image_sample_statistics)",
-        "class_histogram": class_coverage(model, params, k_cls, num=config["class_histogram_samples"]),
+        "class_histogram": class_coverage(
+            model, params, k_cls, classify_fn=classifier.logits, num=config["class_histogram_samples"]
+        ),
+        "classifier_test_accuracy": classifier.test_accuracy,
         "final_d_loss": train_recs[-1].get("d_loss") if train_recs else None,
         "final_g_loss": train_recs[-1].get("g_loss") if train_recs else None,
         "pictures": [str(workdir / p) for p in pictures],
