@@ -18,12 +18,17 @@
 
 H and W must be divisible by ``2 ** (len(channel_mult) - 1)``: 8x8, 28x28 and 32x32
 all work with ``channel_mult`` of length 3 (28 -> 14 -> 7).
+
+Mixed precision: ``dtype=jnp.bfloat16`` computes the convolutions, dense layers and
+attention in bfloat16 while the parameters stay float32 (GroupNorm statistics and the
+attention softmax are computed in float32); the output is cast back to at least
+float32. ``dtype=None`` (default) computes in the parameters' dtype.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -33,9 +38,9 @@ import numpy as np
 from genjax.nn.embeddings import LabelEmbedding, TimeEmbedding, check_labels, check_time, null_label
 
 
-def _group_norm(channels: int, groups: int, name: str) -> nn.GroupNorm:
+def _group_norm(channels: int, groups: int, name: str, dtype: Any = None) -> nn.GroupNorm:
     """GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
-    return nn.GroupNorm(num_groups=math.gcd(channels, groups), epsilon=1e-6, name=name)
+    return nn.GroupNorm(num_groups=math.gcd(channels, groups), epsilon=1e-6, dtype=dtype, name=name)
 
 
 def check_image_size(height: int, width: int, num_levels: int) -> None:
@@ -53,15 +58,19 @@ class ResBlock(nn.Module):
 
     features: int
     num_groups: int = 8
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
-        h = nn.silu(_group_norm(x.shape[-1], self.num_groups, "norm_0")(x))
-        h = nn.Conv(self.features, (3, 3), padding="SAME", name="conv_0")(h)
-        h = h + nn.Dense(self.features, name="emb")(nn.silu(emb))[:, None, None, :]
-        h = nn.silu(_group_norm(self.features, self.num_groups, "norm_1")(h))
-        h = nn.Conv(self.features, (3, 3), padding="SAME", name="conv_1")(h)
-        skip = x if x.shape[-1] == self.features else nn.Conv(self.features, (1, 1), name="skip")(x)
+        dt = self.dtype
+        h = nn.silu(_group_norm(x.shape[-1], self.num_groups, "norm_0", dt)(x))
+        h = nn.Conv(self.features, (3, 3), padding="SAME", dtype=dt, name="conv_0")(h)
+        h = h + nn.Dense(self.features, dtype=dt, name="emb")(nn.silu(emb))[:, None, None, :]
+        h = nn.silu(_group_norm(self.features, self.num_groups, "norm_1", dt)(h))
+        h = nn.Conv(self.features, (3, 3), padding="SAME", dtype=dt, name="conv_1")(h)
+        skip = x if x.shape[-1] == self.features else nn.Conv(self.features, (1, 1), dtype=dt, name="skip")(x)
+        if dt is not None:
+            skip = skip.astype(dt)
         return skip + h
 
 
@@ -75,21 +84,27 @@ class AttentionBlock(nn.Module):
 
     num_heads: int = 1
     num_groups: int = 8
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, hgt, wid, c = x.shape
         if c % self.num_heads:
             raise ValueError(f"AttentionBlock: channels {c} not divisible by num_heads={self.num_heads}")
-        dh = c // self.num_heads
-        h = _group_norm(c, self.num_groups, "norm")(x).reshape(b, hgt * wid, c)
-        q = nn.Dense(c, name="q")(h).reshape(b, -1, self.num_heads, dh)
-        k = nn.Dense(c, name="k")(h).reshape(b, -1, self.num_heads, dh)
-        v = nn.Dense(c, name="v")(h).reshape(b, -1, self.num_heads, dh)
+        dh, dt = c // self.num_heads, self.dtype
+        h = _group_norm(c, self.num_groups, "norm", dt)(x).reshape(b, hgt * wid, c)
+        q = nn.Dense(c, dtype=dt, name="q")(h).reshape(b, -1, self.num_heads, dh)
+        k = nn.Dense(c, dtype=dt, name="k")(h).reshape(b, -1, self.num_heads, dh)
+        v = nn.Dense(c, dtype=dt, name="v")(h).reshape(b, -1, self.num_heads, dh)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(dh)
-        w = jax.nn.softmax(logits, axis=-1)
+        if dt is None:
+            w = jax.nn.softmax(logits, axis=-1)
+        else:  # the softmax in float32, the weighted sum back in the compute dtype
+            w = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1).astype(dt)
         out = jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, hgt * wid, c)
-        out = nn.Dense(c, name="proj")(out)
+        out = nn.Dense(c, dtype=dt, name="proj")(out)
+        if dt is not None:
+            x = x.astype(dt)
         return x + out.reshape(b, hgt, wid, c)
 
 
@@ -105,6 +120,8 @@ class UNet(nn.Module):
       out_channels: output channels (default: the input's).
       num_heads: attention heads at the lowest resolution.
       num_groups: GroupNorm groups (reduced to a divisor of each width).
+      dtype: computation dtype (``jnp.bfloat16`` for mixed precision; params stay
+        float32, the output is cast back to at least float32); ``None``: params' dtype.
     """
 
     base: int = 32
@@ -114,6 +131,7 @@ class UNet(nn.Module):
     out_channels: int | None = None
     num_heads: int = 1
     num_groups: int = 8
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
@@ -134,34 +152,36 @@ class UNet(nn.Module):
                 y = np.full((b,), null_label(self.num_classes), np.int32)
             emb = emb + LabelEmbedding(self.num_classes, emb_dim, name="label_emb")(y)
 
-        g = self.num_groups
-        h = nn.Conv(self.base, (3, 3), padding="SAME", name="conv_in")(x)
+        g, dt = self.num_groups, self.dtype
+        out_dtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
+        h = nn.Conv(self.base, (3, 3), padding="SAME", dtype=dt, name="conv_in")(x)
         stack = [h]
         for i, mult in enumerate(self.channel_mult):
             for j in range(self.num_res_blocks):
-                h = ResBlock(self.base * mult, g, name=f"down_{i}_res_{j}")(h, emb)
+                h = ResBlock(self.base * mult, g, dt, name=f"down_{i}_res_{j}")(h, emb)
                 if i == levels - 1:
-                    h = AttentionBlock(self.num_heads, g, name=f"down_{i}_attn_{j}")(h)
+                    h = AttentionBlock(self.num_heads, g, dt, name=f"down_{i}_attn_{j}")(h)
                 stack.append(h)
             if i < levels - 1:
-                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding="SAME", name=f"down_{i}_downsample")(h)
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding="SAME", dtype=dt, name=f"down_{i}_downsample")(h)
                 stack.append(h)
 
-        h = ResBlock(h.shape[-1], g, name="mid_res_0")(h, emb)
-        h = AttentionBlock(self.num_heads, g, name="mid_attn")(h)
-        h = ResBlock(h.shape[-1], g, name="mid_res_1")(h, emb)
+        h = ResBlock(h.shape[-1], g, dt, name="mid_res_0")(h, emb)
+        h = AttentionBlock(self.num_heads, g, dt, name="mid_attn")(h)
+        h = ResBlock(h.shape[-1], g, dt, name="mid_res_1")(h, emb)
 
         for i in reversed(range(levels)):
             for j in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, stack.pop()], axis=-1)
-                h = ResBlock(self.base * self.channel_mult[i], g, name=f"up_{i}_res_{j}")(h, emb)
+                h = ResBlock(self.base * self.channel_mult[i], g, dt, name=f"up_{i}_res_{j}")(h, emb)
                 if i == levels - 1:
-                    h = AttentionBlock(self.num_heads, g, name=f"up_{i}_attn_{j}")(h)
+                    h = AttentionBlock(self.num_heads, g, dt, name=f"up_{i}_attn_{j}")(h)
             if i > 0:
                 bb, hh, ww, cc = h.shape
                 h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), method="nearest")
-                h = nn.Conv(cc, (3, 3), padding="SAME", name=f"up_{i}_upsample")(h)
+                h = nn.Conv(cc, (3, 3), padding="SAME", dtype=dt, name=f"up_{i}_upsample")(h)
 
-        h = nn.silu(_group_norm(h.shape[-1], g, "norm_out")(h))
+        h = nn.silu(_group_norm(h.shape[-1], g, "norm_out", dt)(h))
         out_c = self.out_channels if self.out_channels is not None else c
-        return nn.Conv(out_c, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="conv_out")(h)
+        out = nn.Conv(out_c, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, dtype=dt, name="conv_out")(h)
+        return out if dt is None else out.astype(out_dtype)

@@ -33,7 +33,9 @@ import optax
 
 from genjax import _checks
 from genjax.data.pipeline import BatchSampler
+from genjax.train import sharding as _sharding
 from genjax.train.checkpoint import Checkpointer
+from genjax.train.precision import canonical_dtype, with_compute_dtype
 from genjax.train.state import TrainState, raw_key
 from genjax.train.step import Transform, make_multi_step, make_train_step, with_transform
 from genjax.types import Params, PRNGKeyArray
@@ -204,6 +206,8 @@ def fit(
     max_to_keep: int = 3,
     progress: bool = True,
     init_params: Params | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+    compute_dtype: Any = None,
 ) -> FitResult:
     """Trains ``model`` (any object with the model API) on ``train_data``.
 
@@ -238,6 +242,21 @@ def fit(
         ``out_dir`` that already holds checkpoints is an error (nothing is overwritten).
       data_on_device: copy ``train_data`` to the device once and gather batches there.
       init_params: start from these parameters instead of ``model.init``.
+      mesh: data-parallel training on this ``jax.sharding.Mesh`` (see
+        ``genjax.train.sharding``): each batch is split along the mesh's ``"data"``
+        axis, the train state is replicated. ``batch_size`` must be divisible by the
+        ``"data"`` axis size. Batches, keys and chunks are those of the run without a
+        mesh, so the result matches it to floating-point rounding (sums are reduced
+        in another order), and checkpoints are interchangeable between the two
+        (a run may be resumed with or without a mesh, or on another one). With several
+        processes (``jax.distributed.initialize()``) every process calls ``fit`` with
+        the same arguments and the full ``train_data``; only process 0 writes
+        ``metrics.jsonl``. The returned state stays on the mesh (replicated); ``eval_fn``
+        receives host-copied parameters on the default device. ``None``: one device.
+      compute_dtype: ``"bfloat16"`` for mixed precision: the model's networks compute
+        in bfloat16 while parameters, optimizer state and losses stay float32 (see
+        ``genjax.train.precision.with_compute_dtype``; needs networks with a ``dtype``
+        attribute, e.g. the conv VAE and the UNet models). ``None``: float32.
 
     Returns:
       ``FitResult`` with the final state and the metric records.
@@ -274,6 +293,10 @@ def fit(
     _checks.finite("train_data", train_data)  # all of it: a NaN outside the first batch surfaces only mid-run
     if optimizer is None:
         optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
+    if mesh is not None:
+        _sharding.check_batch_size(batch_size, _sharding.check_mesh(mesh))
+    train_model = with_compute_dtype(model, canonical_dtype(compute_dtype))
+    main_process = jax.process_index() == 0  # with several processes, only process 0 writes the log
 
     keys = split_run_key(seed)
     sampler = BatchSampler(keys["data"], len(train_data), batch_size)
@@ -289,7 +312,7 @@ def fit(
     if out is not None:
         _check_writable(out)
         ckpt = Checkpointer(out / "checkpoints", max_to_keep=max_to_keep)
-        log = MetricsLog(out / "metrics.jsonl")
+        log = MetricsLog(out / "metrics.jsonl") if main_process else None
         if ckpt.steps() and not resume:
             ckpt.close()
             raise ValueError(
@@ -312,25 +335,37 @@ def fit(
     if ckpt is not None and resume:
         if restored is not None:
             state, resumed_from = restored, int(restored.step)
-            log.truncate_after(resumed_from)
-        elif log.path.exists():
+            if log is not None:
+                log.truncate_after(resumed_from)
+        elif log is not None and log.path.exists():
             log.truncate_after(0)  # no checkpoint: start over with a clean log
     elif log is not None and log.path.exists():
         log.truncate_after(0)
+    if mesh is not None:  # checkpoints are restored as single-device arrays, then replicated
+        state = _sharding.replicate(state, mesh)
 
     skip = on_nonfinite == "skip"
-    if hasattr(model, "make_train_step"):  # models with their own update rule (e.g. two-player GANs)
-        step_fn = model.make_train_step(optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip)
+    if hasattr(train_model, "make_train_step"):  # models with their own update rule (e.g. two-player GANs)
+        step_fn = train_model.make_train_step(optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip)
     else:
-        loss_fn = with_transform(model.loss, transform)
+        loss_fn = with_transform(train_model.loss, transform)
         step_fn = make_train_step(loss_fn, optimizer, ema_decay=ema_decay, skip_nonfinite=skip, jit=False)
-    multi = make_multi_step(step_fn)
-    if data_on_device:
-        device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
-        take = jax.jit(lambda data, idx: jnp.take(data, idx, axis=0))
-        gather = lambda idx: take(device_data, idx)
+    if mesh is not None:
+        multi = _sharding.make_sharded_multi_step(step_fn, mesh)
+        if data_on_device:  # a full copy per device; each dispatch gathers a stack split along the batch
+            device_data = _sharding.replicate(train_data, mesh)
+            take_sharded = _sharding.make_sharded_gather(mesh)
+            gather = lambda idx: take_sharded(device_data, idx)
+        else:
+            gather = lambda idx: _sharding.shard_batch(train_data[idx], mesh, stacked=True)
     else:
-        gather = lambda idx: jnp.asarray(train_data[idx])
+        multi = make_multi_step(step_fn)
+        if data_on_device:
+            device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
+            take = jax.jit(lambda data, idx: jnp.take(data, idx, axis=0))
+            gather = lambda idx: take(device_data, idx)
+        else:
+            gather = lambda idx: jnp.asarray(train_data[idx])
 
     start = int(state.step)
     history = log.read() if log is not None else []
@@ -338,7 +373,7 @@ def fit(
         return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start)
 
     stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
-    bar = _progress(progress, start, num_steps)
+    bar = _progress(progress and main_process, start, num_steps)
     window: list[dict] = []
     skipped = 0
     step = start
@@ -376,6 +411,8 @@ def fit(
                 window = []
             if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
                 eval_params = state.ema_params if state.ema_params is not None else state.params
+                if mesh is not None:
+                    eval_params = jax.tree_util.tree_map(jnp.asarray, _sharding.to_local(eval_params))
                 ev = eval_fn(eval_params, jax.random.fold_in(keys["eval"], step))
                 records.append({"step": step, "kind": "eval", **{k: _jsonable(v) for k, v in ev.items()}})
             history.extend(records)
