@@ -1,0 +1,208 @@
+"""benchmarks/: each entry's ``--quick`` mode runs through ``benchmarks.run`` and writes
+JSON with the expected keys; the PyTorch-absent path; the FLOP counts against the
+matmuls in the actual step's jaxpr; targets and the table. Nothing here times anything
+or asserts on a timing.
+
+Entry sizes are shrunk by monkeypatching module constants (batches, seed counts) so
+that the file stays well under a minute on the loaded 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from benchmarks import common, families, fused_steps, many_seeds, run as bench_run, sampling, train_step
+from genjax.gan.constructors import seed_gan
+from genjax.gan.step import gan_adam
+from genjax.train import TrainState, make_train_step
+from genjax.vae.models import seed_vae
+
+META_KEYS = {"device", "jax", "flax", "torch", "cpu_count", "date", "quick", "matmul_peak"}
+
+
+def _run(tmp_path, name: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    assert bench_run.main(["--only", name, "--quick", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert META_KEYS <= set(doc["meta"])
+    assert doc["meta"]["quick"] is True
+    assert doc["meta"]["matmul_peak"]["gflops_per_s"] > 0
+    assert set(doc["entries"]) == {name}
+    entry = doc["entries"][name]
+    assert {"title", "rows", "targets", "notes", "wall_s"} <= set(entry)
+    assert entry["rows"], "an entry must produce rows"
+    for t in entry["targets"]:
+        assert {"name", "value", "threshold", "met", "text"} <= set(t)
+    return entry
+
+
+def _positive(v) -> bool:
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def test_train_step_quick_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_step, "BATCHES", (8,))
+    monkeypatch.setattr(train_step, "MODELS", ("vae",))
+    entry = _run(tmp_path, "train_step")
+    rows = entry["rows"]
+    assert [(r["model"], r["batch"]) for r in rows] == [("seed VAE 784-400-20", 8)]
+    for r in rows:
+        assert _positive(r["genjax ms"]) and _positive(r["% matmul peak"])
+        if train_step.torch_available():  # installed: the separate-process PyTorch figures are there
+            assert r["torch"] == "ok" and _positive(r["torch ms"])
+            np.testing.assert_allclose(r["torch/genjax"], r["torch ms"] / r["genjax ms"], rtol=1e-9, atol=0)
+        else:
+            assert r["torch"].startswith("absent") and r["torch ms"] is None
+    names = [t["name"] for t in entry["targets"]]
+    assert names == ["seed VAE b128 torch/genjax", "seed VAE b128 % matmul peak", "seed VAE b1024 % matmul peak", "seed GAN b128 torch/genjax"]
+    # batch 128/1024 were not run here: the targets say so instead of inventing a value
+    assert all(t["value"] is None and t["met"] is None and "not measured" in t["text"] for t in entry["targets"])
+    out = capsys.readouterr().out
+    assert "== train_step" in out and "torch/genjax" in out
+
+
+def test_train_step_without_torch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_step, "BATCHES", (8,))
+    monkeypatch.setattr(train_step, "MODELS", ("gan",))
+    monkeypatch.setattr(train_step, "torch_available", lambda: False)
+    monkeypatch.setattr(train_step, "TorchWorker", lambda: pytest.fail("no worker may start without torch"))
+    entry = _run(tmp_path, "train_step")
+    assert [r["model"] for r in entry["rows"]] == ["seed MLP GAN"]
+    assert all(t["value"] is None for t in entry["targets"] if "torch/genjax" in t["name"])
+    for r in entry["rows"]:
+        assert r["torch ms"] is None and r["torch/genjax"] is None and r["torch % peak"] is None
+        assert r["torch"].startswith("absent: torch not installed")
+        assert _positive(r["genjax ms"])
+    assert "absent: torch not installed" in capsys.readouterr().out
+
+
+def test_fused_steps_quick_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(fused_steps, "BATCHES", (4,))
+    entry = _run(tmp_path, "fused_steps")
+    (row,) = entry["rows"]
+    assert row["batch"] == 4 and row["K"] == 4
+    np.testing.assert_allclose(row["speedup"], row["per-step ms"] / row["fused ms/step"], rtol=1e-9, atol=0)
+    assert [t["name"] for t in entry["targets"]] == ["fused/per-step speedup b4"]
+    assert entry["targets"][0]["threshold"] == 1.5
+
+
+def test_many_seeds_quick_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(many_seeds, "SEEDS", (8,))
+    monkeypatch.setattr(many_seeds, "BATCH", 4)
+    entry = _run(tmp_path, "many_seeds")
+    assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap")]
+    one = entry["rows"][0]["ms/step"]
+    for r in entry["rows"]:
+        np.testing.assert_allclose(r["x one seed"], r["ms/step"] / one, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / r["seeds"], rtol=1e-9, atol=0)
+    (t,) = entry["targets"]
+    assert t["value"] == entry["rows"][-1]["x one seed"] and t["higher_is_better"] is False
+
+
+def test_sampling_quick_json(tmp_path, monkeypatch):
+    from genjax.flows.constructors import maf
+
+    monkeypatch.setattr(sampling, "QUICK_T", 10)
+    monkeypatch.setattr(sampling, "FLOWS", (("MAF 4-D", lambda: maf(4, num_layers=2, hidden=(8,)), 4),))
+    entry = _run(tmp_path, "sampling")
+    by = {r["sampler"]: r for r in entry["rows"]}
+    assert {"DDPM 2-D, one lax.scan", "DDPM 2-D, Python loop of jitted steps", "DDIM 2-D, one lax.scan",
+            "MAF 4-D sample", "MAF 4-D log_prob (one pass)"} == set(by)
+    assert by["DDPM 2-D, one lax.scan"]["steps"] == 10 and by["DDIM 2-D, one lax.scan"]["steps"] == 10
+    for r in entry["rows"]:
+        np.testing.assert_allclose(r["samples/s"], r["batch"] / (r["ms"] / 1e3), rtol=1e-9, atol=0)
+    assert entry["targets"][0]["threshold"] == 2.0
+
+
+def test_python_loop_ddpm_matches_scan_sampler(key):
+    """The loop baseline computes the same chain as the scan sampler (same keys)."""
+    from genjax.diffusion import ddpm_2d
+
+    model = ddpm_2d(T=6, hidden=(8,), emb_dim=8)
+    params = model.init(key, np.zeros((4, 2), np.float32))
+    scan = model.sample(params, key, 5, sampler="ddpm")
+    loop = sampling.python_loop_ddpm(model, params, key, 5)()
+    np.testing.assert_allclose(np.asarray(loop), np.asarray(scan), rtol=1e-5, atol=1e-5)
+
+
+def test_families_quick_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(families, "QUICK_NAMES", ("vae", "maf"))
+    entry = _run(tmp_path, "families")
+    rows = entry["rows"]
+    assert [(r["model"], r["data"], r["batch"]) for r in rows] == [("vae", "digits", 8), ("maf", "two-moons", 8)]
+    for r in rows:
+        np.testing.assert_allclose(r["samples/s"], r["batch"] / (r["ms/step"] / 1e3), rtol=1e-9, atol=0)
+
+
+def test_unknown_entry_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit):
+        bench_run.main(["--only", "data_parallel", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
+        bench_run.run_entry("nope", common.Settings.make(True), None)
+
+
+# ---------------------------------------------------------------------- FLOP counts
+def _dot_flops(jaxpr, mult: int = 1) -> int:
+    """Matmul FLOPs in a jaxpr: ``2 * prod(out) * prod(contracted)`` per dot_general,
+    scans multiplied by their length, sub-jaxprs entered."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (lc, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += mult * 2 * int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs[d] for d in lc]))
+        length = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else (v,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += _dot_flops(inner, mult * length)
+    return total
+
+
+@pytest.mark.parametrize("batch", [3])
+def test_vae_step_flops_match_the_jaxpr(batch):
+    model, tx = seed_vae(784, 20), optax.adam(1e-3)
+    x = np.zeros((batch, 784), np.float32)
+    state = TrainState.create(model.init(jax.random.PRNGKey(0), x), tx, jax.random.PRNGKey(1))
+    jaxpr = jax.make_jaxpr(make_train_step(model.loss, tx, jit=False))(state, x)
+    assert train_step.step_flops("vae", batch) == _dot_flops(jaxpr.jaxpr)
+
+
+@pytest.mark.parametrize("batch", [5])
+def test_gan_step_flops_match_the_jaxpr(batch):
+    model, tx = seed_gan(784, 100), gan_adam(2e-4, b1=0.5)
+    x = np.zeros((batch, 784), np.float32)
+    state = TrainState.create(model.init(jax.random.PRNGKey(0), x), tx, jax.random.PRNGKey(1))
+    jaxpr = jax.make_jaxpr(model.make_train_step(tx))(state, x)
+    assert train_step.step_flops("gan", batch) == _dot_flops(jaxpr.jaxpr)
+
+
+def test_step_flops_rejects_unknown_model():
+    with pytest.raises(ValueError, match="model must be 'vae' or 'gan'"):
+        train_step.step_flops("flow", 8)
+
+
+# ---------------------------------------------------------------------- targets, table
+def test_target_met_and_gap():
+    hi = common.Target("speedup", 1.2, 1.5)
+    assert hi.met is False and "MISSED by 0.30x" in hi.describe()
+    assert common.Target("speedup", 1.6, 1.5).met is True
+    lo = common.Target("8 seeds", 3.5, 3.0, higher_is_better=False)
+    assert lo.met is False and "MISSED by 0.50x" in lo.describe()
+    none = common.Target("ratio", None, 2.0, note="torch absent")
+    assert none.met is None and "not measured (torch absent)" in none.describe()
+
+
+def test_table_columns_line_up():
+    text = common.format_table([{"a": "x", "b": 1.5}, {"a": "long name", "c": None}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["a", "b", "c"]
+    assert len({len(l) for l in lines}) == 1
+    assert lines[3].split() == ["long", "name", "-", "-"]
