@@ -1,9 +1,10 @@
-"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``list``.
+"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``compare``, ``list``.
 
     genjax train vae                       # VAE on the bundled 8x8 digits
     genjax train vae --data mnist --steps 20000 --latent-dim 32
     genjax sample runs/vae-digits --num 64
     genjax eval runs/vae-digits --num-samples 5000
+    genjax compare --data digits           # VAE, GAN, flow, diffusion on the same data
 
 A run directory holds ``config.json`` (everything needed to rebuild the model and
 the data), ``metrics.jsonl``, ``checkpoints/`` and the pictures. Errors are
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genjax import registry
 
     parser = _Parser(prog="genjax", description="Deep generative models as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,compare,list}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model; writes runs/<name>/")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)),
@@ -80,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "the last good one) or its update is dropped and counted (skip)")
         p.add_argument("--eval-samples", type=int, default=1000, help="importance samples of the final test estimate")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--devices", type=int, default=None,
+                       help="data-parallel training on the first N devices (batch split along a mesh axis 'data'; "
+                       "--batch-size must be divisible by N; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+        p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default=None,
+                       help="bfloat16: mixed precision, float32 params (conv VAE and UNet models; saved with the run)")
         _add_model_options(p, spec)
 
     s = sub.add_parser("sample", help="draw samples from a trained run and write a picture")
@@ -94,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-examples", type=int, default=None, help="evaluate the first N test examples only")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--data-dir", default=None)
+
+    c = sub.add_parser("compare", help="train one model per family on the same data and budget; writes a report")
+    c.add_argument("--data", default=DEFAULT_DATA, help=f"image data set with a feature classifier (default {DEFAULT_DATA})")
+    c.add_argument("--data-dir", default=None, help="directory holding data files and the classifier cache")
+    c.add_argument("--budget", type=int, default=None, help="training examples seen per family (default: 256000 on digits)")
+    c.add_argument("--batch-size", type=int, default=64, help="examples per step, the same for every family (default 64)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per family, trained at once with jax.vmap (default 3)")
+    c.add_argument("--families", nargs="+", default=None, metavar="FAMILY", help="subset of vae gan flow diffusion (default all)")
+    c.add_argument("--models", nargs="+", default=None, metavar="FAMILY=MODEL", help="e.g. gan=dcgan flow=realnvp")
+    c.add_argument("--options", default=None, help='JSON {model: {option: value}}, e.g. \'{"vae": {"latent_dim": 8}}\'')
+    c.add_argument("--num-samples", type=int, default=None, help="samples per seed scored against as many test images")
+    c.add_argument("--iwae-samples", type=int, default=1000, help="importance samples of the VAE likelihood bound")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None, help="output directory (default runs/compare-<data>)")
+    c.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("list", help="list models and data sets")
     return parser
@@ -140,6 +161,7 @@ def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
 def cmd_train(args) -> int:
     from genjax import _checks, registry
     from genjax.train import fit
+    from genjax.train.sharding import check_batch_size, data_mesh
 
     spec = registry.get_model_spec(args.model)
     given = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
@@ -158,6 +180,7 @@ def cmd_train(args) -> int:
         "steps_per_dispatch": args.steps_per_dispatch,
         "eval_samples": args.eval_samples,
         "on_nonfinite": args.on_nonfinite,
+        "compute_dtype": args.compute_dtype,
     }
     _checks.positive_int("--steps", config["steps"])
     _checks.positive_int("--batch-size", config["batch_size"])
@@ -168,6 +191,9 @@ def cmd_train(args) -> int:
     _checks.positive_int("--steps-per-dispatch", args.steps_per_dispatch)
     if args.ema_decay is not None and not 0.0 <= args.ema_decay < 1.0:
         raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay!r}")
+    mesh = None if args.devices is None else data_mesh(args.devices, name="--devices")
+    if mesh is not None:
+        check_batch_size(config["batch_size"], mesh, name="--batch-size")
     if args.data not in registry.dataset_names():
         raise ValueError(f"unknown data set {args.data!r}; valid choices: {', '.join(registry.dataset_names())}")
 
@@ -221,6 +247,8 @@ def cmd_train(args) -> int:
         on_nonfinite=config["on_nonfinite"],
         resume=args.resume,
         progress=not args.no_progress,
+        mesh=mesh,
+        compute_dtype=config.get("compute_dtype"),
     )
     params = result.state.ema_params if result.state.ema_params is not None else result.state.params
     written = spec.artifacts(model, params, data, run_dir, jax.random.PRNGKey(config["seed"] + 1))
@@ -298,6 +326,54 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args, argv=None) -> int:
+    from genjax import _checks
+    from genjax import compare as cmp
+
+    families = tuple(args.families) if args.families else cmp.FAMILIES
+    models = {}
+    for item in args.models or ():
+        fam, sep, name = item.partition("=")
+        if not sep or not fam or not name:
+            raise ValueError(f"--models takes FAMILY=MODEL items such as gan=dcgan, got {item!r}")
+        models[fam] = name
+    options = None
+    if args.options is not None:
+        try:
+            options = json.loads(args.options)
+        except ValueError as e:
+            raise ValueError(f"--options must be a JSON object such as '{{\"vae\": {{\"latent_dim\": 8}}}}': {e}") from None
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise ValueError("--options must be a JSON object of objects, {model: {option: value}}")
+    if args.budget is not None:
+        _checks.positive_int("--budget", args.budget)
+    _checks.positive_int("--seeds", args.seeds)
+    _checks.positive_int("--batch-size", args.batch_size)
+    if args.num_samples is not None:
+        _checks.positive_int("--num-samples", args.num_samples)
+    _checks.positive_int("--iwae-samples", args.iwae_samples)
+    out = args.out or f"runs/compare-{args.data}"
+    command = "genjax " + " ".join(argv if argv is not None else sys.argv[1:])
+    t0 = time.perf_counter()
+    report = cmp.compare(
+        args.data, budget=args.budget, seeds=args.seeds, out_dir=out, families=families, models=models or None,
+        options=options, batch_size=args.batch_size, num_samples=args.num_samples, iwae_samples=args.iwae_samples,
+        seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress, command=command,
+    )
+    summary = {
+        "out": out,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "families": {
+            f: {"model": r["model"], "bits_per_dim": r["bits_per_dim"], "fid": r["quality"]["fid"], "diverged_seeds": r["diverged_seeds"]}
+            for f, r in report["families"].items()
+        },
+        "baseline_fid": report["baseline"]["fid"],
+        "files": report["files"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -307,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(registry.describe())
             return 0
+        if args.command == "compare":
+            return cmd_compare(args, argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command](args)
     except KeyboardInterrupt:
         print("genjax: interrupted (the last checkpoint is intact; resume with --resume)", file=sys.stderr)
