@@ -9,6 +9,7 @@ sees) and are skipped for tracers, as chex's value assertions are.
 from __future__ import annotations
 
 import numbers
+import weakref
 from typing import Sequence
 
 import jax
@@ -87,3 +88,82 @@ def batch_x(batch):
             raise ValueError(f"batch is a dict without an 'x' entry (keys: {sorted(batch)})")
         return batch["x"]
     return batch
+
+
+# ---------------------------------------------------------------------- params of a model
+_EXPECTED_PARAMS: dict[int, tuple] = {}
+
+
+def expected_params(model, example) -> object | None:
+    """``jax.eval_shape(model.init, key, example)``: the abstract params tree of ``model``.
+
+    Computed once per model object (abstract evaluation: nothing is run) and cached
+    by identity with a weak reference, so a model that is garbage-collected drops its
+    entry. ``example`` is an example batch (array, ``jax.ShapeDtypeStruct`` or dict);
+    params' shapes do not depend on its batch size, but a module may constrain that
+    size (a PacGAN critic needs a multiple of its pack), so callers pass the batch size
+    of the call at hand. Returns None (and caches nothing) when ``init`` cannot be
+    evaluated for this example: the check is then skipped, never a new failure.
+    """
+    k = id(model)
+    hit = _EXPECTED_PARAMS.get(k)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    try:
+        expected = jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
+    except Exception:  # noqa: BLE001 - e.g. a batch size the model rejects; try again next call
+        return None
+
+    def _drop(ref, k=k):
+        if _EXPECTED_PARAMS.get(k, (None,))[0] is ref:
+            del _EXPECTED_PARAMS[k]
+
+    _EXPECTED_PARAMS[k] = (weakref.ref(model, _drop), expected)
+    return expected
+
+
+def _leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
+    return {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_params(name: str, params, expected, *, model: str = "this model") -> None:
+    """Raises ``ValueError`` unless ``params`` has ``expected``'s tree paths and leaf shapes.
+
+    ``expected`` None (see :func:`expected_params`) skips the comparison.
+
+    Static (paths and shapes only), so it also runs at trace time under ``jit`` /
+    ``grad`` at no run-time cost. Dtypes are not compared (params may be cast). The
+    message names the first missing path, unexpected path or shape mismatch, e.g.
+    params of another model or of the same family with other hyper-parameters.
+    """
+    if expected is None:
+        return
+    if not isinstance(params, dict) and not hasattr(params, "items"):
+        raise ValueError(f"{name} must be a params dict of {model}, got {type(params).__name__}")
+    got, want = _leaf_shapes(params), _leaf_shapes(expected)
+    if got == want:
+        return
+    top_got = sorted({k.split("]", 1)[0] + "]" for k in got})
+    top_want = sorted({k.split("]", 1)[0] + "]" for k in want})
+    if top_got != top_want:
+        raise ValueError(
+            f"{name} do not match {model} (params of another model or other hyper-parameters?): "
+            f"top-level entries {', '.join(top_got) or 'none'}, expected {', '.join(top_want)}"
+        )
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    differ = [k for k in want if k in got and got[k] != want[k]]
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if extra:
+        parts.append(f"unexpected {extra[0]}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+    if differ:
+        k = differ[0]
+        parts.append(
+            f"{k} has shape {got[k]}, expected {want[k]}"
+            + (f" (and {len(differ) - 1} more shape mismatches)" if len(differ) > 1 else "")
+        )
+    raise ValueError(
+        f"{name} do not match {model} (params of another model or other hyper-parameters?): " + "; ".join(parts)
+    )

@@ -7,6 +7,7 @@ resumed at any step sees exactly the batches the uninterrupted run would have.
 
 from __future__ import annotations
 
+import operator
 from typing import Iterator
 
 import jax
@@ -33,7 +34,19 @@ def dynamic_binarize(key: PRNGKeyArray, x: Array) -> Array:
     from ``key`` (deterministic for a given key and backend): for image-sized
     draws it is about twice as fast as threefry on CPU, where threefry made
     binarization half the cost of a small VAE step.
+
+    Raises:
+      ValueError: a concrete ``x`` with values outside [0, 1] (or NaN); traced
+        inputs are not value-checked.
     """
+    if _checks.is_concrete(x):
+        a = np.asarray(x)
+        bad = ~((a >= 0) & (a <= 1))  # NaN is bad too
+        if bad.any():
+            raise ValueError(
+                f"x must hold probabilities in [0, 1] for dynamic_binarize; {int(bad.sum())} values are "
+                f"outside (e.g. {a[bad].flat[0]!r}); rescale it to [0, 1] first"
+            )
     return jax.random.bernoulli(_rbg_key(key), x).astype(x.dtype)
 
 
@@ -44,7 +57,8 @@ def uniform_dequantize(key: PRNGKeyArray, x: Array, *, num_levels: int) -> Array
     lower bound on the discrete log-likelihood of the L-level data (Theis et al.
     2016). Bits/dim of the L-level data are reported on this scale.
     """
-    num_levels = _checks.positive_int("num_levels", num_levels)
+    if _checks.positive_int("num_levels", num_levels) < 2:
+        raise ValueError(f"num_levels must be >= 2 (the data grid k/(L-1) needs two levels), got {num_levels}")
     k = jnp.round(x * (num_levels - 1))
     y = (k + jax.random.uniform(key, x.shape, x.dtype)) / num_levels
     # float rounding can land exactly on the bin's upper edge: keep the interval half-open
@@ -65,6 +79,17 @@ TRANSFORMS = ("none", "binarize", "dequantize", "signed")
 
 
 # ---------------------------------------------------------------------- batching
+def _index(name: str, value) -> int:
+    """A non-negative integer (Python, numpy or a concrete 0-d jax integer)."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}") from None
+    if v < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {v}")
+    return v
+
+
 class BatchSampler:
     """Deterministic minibatch indices from a key: ``indices(step) -> (batch_size,)``.
 
@@ -89,12 +114,16 @@ class BatchSampler:
         return self._cache[1]
 
     def indices(self, step: int) -> np.ndarray:
-        epoch, i = divmod(int(step), self.steps_per_epoch)
+        """Indices of the batch at ``step`` (a non-negative integer), ``(batch_size,)``."""
+        step = _index("step", step)
+        epoch, i = divmod(step, self.steps_per_epoch)
         b = self.batch_size
         return self.permutation(epoch)[i * b : (i + 1) * b]
 
     def indices_for(self, start: int, count: int) -> np.ndarray:
         """Indices of ``count`` consecutive steps from ``start``: ``(count, batch_size)``."""
+        start = _index("start", start)
+        _checks.positive_int("count", count)
         return np.stack([self.indices(s) for s in range(start, start + count)])
 
 

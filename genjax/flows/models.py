@@ -105,9 +105,27 @@ class Flow:
                     f"[{a.min():.3g}, {a.max():.3g}]"
                 )
 
+    def check_params(self, params: Params, *, name: str = "params", batch_size: int = 2) -> None:
+        """Raises ``ValueError`` unless ``params`` has this flow's ``layer_<i>`` tree and shapes.
+
+        Compares tree paths and leaf shapes with ``jax.eval_shape(self.init, ...)``
+        (computed once per flow; static, so free under jit): params of a flow with
+        more or fewer layers, or other widths, fail with a message naming the first
+        mismatching layer instead of silently ignoring or missing layers.
+        """
+        expected = _checks.expected_params(self, jax.ShapeDtypeStruct((batch_size, *self.data_shape), jnp.float32))
+        _checks.check_params(
+            name, params, expected,
+            model=f"this {len(self.layers)}-layer {self.name} flow (data_shape={self.data_shape})",
+        )
+
     # ------------------------------------------------------------------ bijectors
     def normalizing_bijector(self, params: Params) -> distrax.Bijector:
-        """``g``: data ``(..., *data_shape)`` -> base ``(..., *data_shape)``, logit first if set."""
+        """``g``: data ``(..., *data_shape)`` -> base ``(..., *data_shape)``, logit first if set.
+
+        Raises ``ValueError`` for params of another flow (:meth:`check_params`).
+        """
+        self.check_params(params)
         chain = chain_layers(self.layers, params)
         if self.logit_alpha is None:
             return chain
@@ -182,7 +200,9 @@ class Flow:
         nll = -jnp.mean(self.log_density(params, self._dequantize(key, x)))
         metrics = {"loss": nll, "nll": nll}
         if self.data_levels is not None:
-            metrics["bits_per_dim"] = bits_per_dim(nll, self.num_dims, num_levels=self.data_levels)
+            metrics["bits_per_dim"] = bits_per_dim(
+                nll, self.num_dims, num_levels=self.data_levels, allow_nonfinite=True  # NaN shows, not raises
+            )
         return nll, metrics
 
     def sample(self, params: Params, key: PRNGKeyArray, num: int, *, temperature: float = 1.0) -> Array:

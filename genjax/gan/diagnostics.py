@@ -49,7 +49,17 @@ def histogram_kl_to_uniform(counts: Array) -> Array:
 
     Returns:
       ``()`` KL in nats; ``inf`` when all counts are zero.
+
+    Raises:
+      ValueError: ``counts`` is not 1-D, or (concrete counts) holds negative or
+        non-finite values.
     """
+    if np.ndim(counts) != 1:
+        raise ValueError(f"counts must be a 1-D array (K,), got shape {np.shape(counts)}")
+    if _checks.is_concrete(counts):
+        a = np.asarray(counts, np.float64)
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"counts must be non-negative finite numbers, got values in [{a.min():.3g}, {a.max():.3g}]")
     counts = jnp.asarray(counts, jnp.float32)
     total = jnp.sum(counts)
     p = counts / jnp.maximum(total, 1.0)
@@ -72,7 +82,21 @@ def mode_coverage(
 
     Returns:
       :class:`ModeCoverage`.
+
+    Raises:
+      ValueError: bad shapes, an empty sample set, or (concrete values) ``std`` or
+        ``threshold`` not a positive finite number, non-finite samples.
     """
+    for name, v in (("std", std), ("threshold", threshold)):
+        if _checks.is_concrete(v):
+            if np.ndim(v) != 0:
+                raise ValueError(f"{name} must be a positive finite number (a scalar), got shape {np.shape(v)}")
+            f = float(np.asarray(v))
+            if not (np.isfinite(f) and f > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    if np.ndim(samples) == 2 and np.shape(samples)[0] == 0:
+        raise ValueError(f"samples is empty (shape {np.shape(samples)}); expected at least one sample (n, d)")
+    _checks.finite("samples", samples)
     samples = jnp.asarray(samples)
     modes = jnp.asarray(modes, samples.dtype)
     if samples.ndim != 2 or modes.ndim != 2 or samples.shape[1] != modes.shape[1]:
@@ -100,7 +124,8 @@ def mixture_diagnostics(samples: Array, density, *, threshold: float = 3.0, min_
       "threshold_std", "min_count"}``.
 
     Raises:
-      ValueError: the density has no modes, or bad ``threshold`` / ``min_count``.
+      ValueError: the density has no modes, bad ``threshold`` / ``min_count``, or
+        non-finite ``samples``.
     """
     if getattr(density, "modes", None) is None or getattr(density, "mode_std", None) is None:
         raise ValueError(
@@ -109,6 +134,7 @@ def mixture_diagnostics(samples: Array, density, *, threshold: float = 3.0, min_
         )
     threshold = _checks.positive_float("threshold", threshold)
     min_count = _checks.positive_int("min_count", min_count)
+    _checks.finite("samples", samples)
     cov = mode_coverage(samples, density.modes, std=density.mode_std, threshold=threshold, min_count=min_count)
     return {
         "modes_captured": int(cov.modes_captured),

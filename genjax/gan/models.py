@@ -158,6 +158,18 @@ class GAN:
                     "images) or build the model with a linear output"
                 )
 
+    def check_params(self, params: Params, *, name: str = "params", batch_size: int = 2) -> None:
+        """Raises ``ValueError`` unless ``params`` is ``{"generator", "discriminator"}`` of this GAN.
+
+        Compares tree paths and leaf shapes with ``jax.eval_shape(self.init, ...)``
+        (computed once per model; static, so free under jit): params of another model
+        (a VAE) or of a GAN with other sizes fail with a message naming the first mismatch.
+        """
+        expected = _checks.expected_params(self, jax.ShapeDtypeStruct((batch_size, *self.data_shape), jnp.float32))
+        _checks.check_params(
+            name, params, expected, model=f"this GAN (data_shape={self.data_shape}, latent_dim={self.latent_dim})"
+        )
+
     def _check_z(self, z: Array) -> None:
         if np.ndim(z) != 2 or np.shape(z)[1] != self.latent_dim:
             raise ValueError(
@@ -250,6 +262,7 @@ class GAN:
         """
         x = batch_x(batch)
         self.check_batch(x, name="batch")
+        self.check_params(params, batch_size=x.shape[0])
         k_fake, k_gp = jax.random.split(key)
         fake = jax.lax.stop_gradient(self._train_fakes(params, k_fake, x.shape[0]))
         critic = lambda v: self.discriminate(params, v)
@@ -281,6 +294,7 @@ class GAN:
         """
         x = batch_x(batch)
         _checks.batch_shape("batch", x, self.data_shape)
+        self.check_params(params, batch_size=x.shape[0])
         fake_s = self.discriminate(params, self._train_fakes(params, key, x.shape[0]))
         if self.loss_kind == "minimax":
             per = obj.minimax_g_loss(fake_logits=fake_s)
@@ -333,6 +347,7 @@ class GAN:
           noise: StyleGenerator noise inputs on (True) or zeroed.
         """
         num = _checks.positive_int("num", num)
+        self.check_params(params, batch_size=num)
         k_z, k_noise, k_avg = jax.random.split(key, 3)
         z = self.draw_latent(k_z, num)
         if truncation_psi is not None and w_avg is None:

@@ -22,7 +22,7 @@ import numpy as np
 from genjax import _checks
 from genjax._checks import batch_x
 from genjax.nn.conv import ConvDecoder, ConvEncoder
-from genjax.nn.mlp import MLP
+from genjax.nn.mlp import ACTIVATIONS, MLP
 from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 from genjax.vae import objectives as obj
 
@@ -116,6 +116,18 @@ class VAE:
         if self.likelihood == "bernoulli":
             _checks.binary(name, x)
 
+    def check_params(self, params: Params, *, name: str = "params", batch_size: int = 2) -> None:
+        """Raises ``ValueError`` unless ``params`` has this model's tree and shapes.
+
+        Compares paths and leaf shapes with ``jax.eval_shape(self.init, ...)`` (computed
+        once per model): params of another model (a GAN) or of a VAE with other sizes
+        fail here with a message naming the first mismatch. Static, so free under jit.
+        """
+        expected = _checks.expected_params(self, jax.ShapeDtypeStruct((batch_size, *self.data_shape), jnp.float32))
+        _checks.check_params(
+            name, params, expected, model=f"this VAE (data_shape={self.data_shape}, latent_dim={self.latent_dim})"
+        )
+
     # ------------------------------------------------------------------ networks
     def encode(self, params: Params, x: Array) -> tuple[Array, Array]:
         """``(b, *data_shape)`` -> ``mu, logvar``, each ``(b, latent_dim)``."""
@@ -174,6 +186,7 @@ class VAE:
         """Per-example training objective (ELBO or IWAE bound, higher is better)."""
         x = batch_x(batch)
         self.check_batch(x, name="batch")
+        self.check_params(params, batch_size=x.shape[0])
         if self.num_samples == 1:
             mu, logvar = self.encode(params, x)
             eps = jax.random.normal(key, mu.shape, mu.dtype)
@@ -199,6 +212,7 @@ class VAE:
         means) instead, as is usual for pictures.
         """
         num = _checks.positive_int("num", num)
+        self.check_params(params, batch_size=num)
         k_z, k_x = jax.random.split(key)
         z = jax.random.normal(k_z, (num, self.latent_dim))
         a, logvar = self.decode(params, z)
@@ -231,6 +245,7 @@ class VAE:
           ``(b,)`` estimates in nats (a lower bound on log p(x)).
         """
         self.check_batch(x)
+        self.check_params(params, batch_size=x.shape[0])
         num_samples = _checks.positive_int("num_samples", num_samples)
         chunk = min(_checks.positive_int("chunk_size", chunk_size), num_samples)
         num_chunks = -(-num_samples // chunk)
@@ -251,6 +266,7 @@ class VAE:
     def reconstruct(self, params: Params, key: PRNGKeyArray, x: Array, *, mean: bool = True) -> Array:
         """Encodes ``x``, draws ``z ~ q(z|x)`` and decodes; ``E[x|z]`` when ``mean``."""
         self.check_batch(x)
+        self.check_params(params, batch_size=x.shape[0])
         mu, logvar = self.encode(params, x)
         k_z, k_x = jax.random.split(key)
         z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mu.shape, mu.dtype)
@@ -279,6 +295,7 @@ class VAE:
             raise ValueError(f"x1 and x2 must have the same shape, got {np.shape(x1)} and {np.shape(x2)}")
         num = _checks.positive_int("num", num)
         _checks.one_of("method", method, ("linear", "slerp"))
+        self.check_params(params, batch_size=x1.shape[0])
         z1, _ = self.encode(params, x1)
         z2, _ = self.encode(params, x2)
         t = jnp.linspace(0.0, 1.0, num)[:, None, None]
@@ -336,6 +353,7 @@ def mlp_vae(
     shape = (_checks.positive_int("data_dim", data_dim),) if data_shape is None else tuple(data_shape)
     hidden = tuple(_checks.positive_int("hidden entries", h) for h in hidden)
     _checks.one_of("likelihood", likelihood, LIKELIHOODS)
+    _checks.one_of("activation", activation, tuple(ACTIVATIONS))
     return VAE(
         encoder=MLPEncoder(hidden, latent_dim, activation),
         decoder=MLPDecoder(hidden[::-1], _out_features(shape, likelihood), activation),
