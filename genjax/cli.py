@@ -161,6 +161,7 @@ def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
 def cmd_train(args) -> int:
     from genjax import _checks, registry
     from genjax.train import fit
+    from genjax.train import with_compute_dtype
     from genjax.train.sharding import check_batch_size, data_mesh
 
     spec = registry.get_model_spec(args.model)
@@ -219,6 +220,7 @@ def cmd_train(args) -> int:
     data = registry.load_data(config["data"], data_dir=args.data_dir, seed=config["seed"])
     model = spec.build(data, config["options"])
     transform = spec.transform(model, data)
+    with_compute_dtype(model, config.get("compute_dtype"))  # a model without bf16 networks fails before the run dir
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "config.json").exists():  # a resumed run keeps its file untouched
         _write_json_atomic(run_dir / "config.json", config)

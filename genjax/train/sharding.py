@@ -36,7 +36,7 @@ DATA_AXIS = "data"
 
 
 def data_mesh(num_devices: int | None = None, *, devices: Sequence[jax.Device] | None = None,
-              explicit: bool = True) -> Mesh:
+              explicit: bool = True, name: str = "num_devices") -> Mesh:
     """A 1-D mesh with the single axis ``"data"`` over the first ``num_devices`` devices.
 
     Args:
@@ -46,15 +46,16 @@ def data_mesh(num_devices: int | None = None, *, devices: Sequence[jax.Device] |
       explicit: make the axis ``AxisType.Explicit`` (JAX's explicit-sharding mode:
         shardings are part of array types and propagate through ``jax.numpy``) rather
         than ``AxisType.Auto`` (the compiler chooses intermediate shardings).
+      name: how errors call ``num_devices`` (e.g. ``"--devices"``).
 
     On CPU, several devices need ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
     set before JAX is imported.
     """
     devices = list(jax.devices() if devices is None else devices)
-    n = len(devices) if num_devices is None else _checks.positive_int("num_devices", num_devices)
+    n = len(devices) if num_devices is None else _checks.positive_int(name, num_devices)
     if n > len(devices):
         raise ValueError(
-            f"num_devices={n} but only {len(devices)} device(s) are available ({devices[0].platform}); on CPU set "
+            f"{name}={n} but only {len(devices)} device(s) are available ({devices[0].platform}); on CPU set "
             f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before JAX is imported"
         )
     axis_type = AxisType.Explicit if explicit else AxisType.Auto
