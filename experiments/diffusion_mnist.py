@@ -1,0 +1,340 @@
+"""DDPM on MNIST, and a fast version on the 8x8 digits (issue 5).
+
+Setting (pinned in ``get_config(data)``): an unconditional ``ddpm_image`` (UNet,
+eps prediction, T = 1000, DDPM's linear schedule 1e-4..2e-2), Adam with warmup then
+cosine decay, seed 0, trained with ``genjax.train.fit`` (checkpoints under
+``--workdir``; resumable: re-run the same command). Then:
+
+* **samples**: a grid of 64 DDIM (eta = 0, 1000 steps) samples, ``<workdir>/samples.png``,
+  and a denoising strip ``<workdir>/denoising.png`` (rows: x_t, then the one-shot x0 estimate).
+* **test bits/dim by the VLB** (``DDPM.log_prob``): the discrete variational bound with the
+  discretized-Gaussian decoder on the 256-level grid, one noise draw per step, on the first
+  ``eval_examples`` test images snapped to the 8-bit grid (the registry's convention:
+  a bound on -log P of the discrete image, ``bits/dim = nll / (D ln 2)``, no dequantization).
+  For the digits (17 levels, k/16) the snap to k*16/255 is not exact, see ``vlb_note``.
+* **test bits/dim by the ODE**, through the matching VP SDE: the eps network read as the
+  score ``-eps(x, T t - 1) / std_VP(t)`` of ``VPSDE(0.1, 20)`` (= ``T beta`` of the linear
+  schedule), probability-flow ODE (RK4, ``ode_steps``, one Hutchinson probe) on test images
+  dequantized ``k/(L-1) -> (k + u)/L`` (one draw each), ``+ D log 2`` for the ``2x - 1`` map,
+  ``bits/dim = nll / (D ln 2) + log2 L`` (L = 17 digits, 256 MNIST). An ESTIMATE, not a bound.
+* **DDIM steps-vs-quality** (eta = 0; 10, 20, 50, 100, 1000 steps): FID and KID of
+  ``num_quality_samples`` samples against as many test images, on the features of the
+  domain classifier (``genjax.metrics.features.get_classifier(data)``,
+  ``genjax.metrics.sample_quality``), with the real-vs-real baseline at the same size.
+  The VLB does not depend on the sampler; it is reported once.
+
+Anchors for scale (GPU-scale, CIFAR-10): DDPM <= 3.75 bits/dim, score SDE 2.99.
+
+Commands::
+
+    # digits (fast version; CPU, writes experiments/results/diffusion_digits.json)
+    nohup nice python experiments/diffusion_mnist.py --data digits > experiments/logs/diffusion_digits.log 2>&1 &
+    # MNIST (NOT run here; writes experiments/results/diffusion_mnist.json)
+    GENJAX_DATA_DIR=/work/shared/data nohup nice python experiments/diffusion_mnist.py --data mnist \\
+        > experiments/logs/diffusion_mnist.log 2>&1 &
+
+Expected cost of the full MNIST config on this 2-core CPU: see ``MNIST_COST_NOTE``.
+``--smoke`` is a seconds-long run (tiny UNet, T = 20, a few steps) for the tests.
+
+FIGURES: see the block at the end of this docstring (filled from the JSON of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from genjax import viz  # noqa: E402
+from genjax.data.images import load_digits, load_mnist  # noqa: E402
+from genjax.diffusion import likelihood as lik  # noqa: E402
+from genjax.diffusion import models as dif  # noqa: E402
+from genjax.diffusion import schedules as sch  # noqa: E402
+from genjax.metrics import features, sample_quality  # noqa: E402
+from genjax.metrics.likelihood import bits_per_dim  # noqa: E402
+from genjax.registry.diffusion import trajectory_strip  # noqa: E402
+from genjax.train import fit  # noqa: E402
+
+DATASETS = ("digits", "mnist")
+ANCHORS_BITS_PER_DIM = {"ddpm_cifar10": 3.75, "score_sde_cifar10": 2.99}
+MNIST_COST_NOTE = (
+    "not run on this CPU: the pinned MNIST config (UNet base 64, mult 1,2,2, 2 res blocks, batch 128, "
+    "60k steps) is about 40x the digits net per image and 12x the pixels; from the digits step time "
+    "measured here that is several days of the shared 2-core CPU (a GPU job: ~1-2 h on one modern GPU)"
+)
+
+
+def get_config(data: str = "digits") -> dict:
+    if data == "digits":
+        return {
+            "data": "digits",
+            "seed": 0,
+            "model": {"base": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "T": 1000, "schedule": "linear"},
+            "batch_size": 64,
+            "steps": 2000,
+            "lr": 1e-3,
+            "warmup_steps": 100,
+            "checkpoint_every": 500,
+            "eval_examples": 100,
+            "ode_steps": 50,
+            "ddim_steps": [10, 20, 50, 100, 1000],
+            "num_quality_samples": 180,
+            "kid_subset_size": 90,
+            "classifier_overrides": {},
+        }
+    return {
+        "data": "mnist",
+        "seed": 0,
+        "model": {"base": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "T": 1000, "schedule": "linear"},
+        "batch_size": 128,
+        "steps": 60_000,
+        "lr": 2e-4,
+        "warmup_steps": 1000,
+        "checkpoint_every": 2000,
+        "eval_examples": 1000,
+        "ode_steps": 100,
+        "ddim_steps": [10, 20, 50, 100, 1000],
+        "num_quality_samples": 2000,
+        "kid_subset_size": 1000,
+        "classifier_overrides": {},
+    }
+
+
+def smoke_config(data: str = "digits") -> dict:
+    c = get_config(data)
+    c.update(
+        model={"base": 8, "channel_mult": [1], "num_res_blocks": 1, "T": 10, "schedule": "linear"},
+        batch_size=8, steps=4, warmup_steps=1, checkpoint_every=2, eval_examples=8, ode_steps=2,
+        ddim_steps=[2, 10], num_quality_samples=16, kid_subset_size=8,
+        classifier_overrides={"steps": 5, "batch_size": 16},
+        train_examples=64,
+    )
+    return c
+
+
+def load(data: str):
+    if data == "digits":
+        tr, te = load_digits("train"), load_digits("test")
+    else:
+        tr, te = load_mnist("train"), load_mnist("test")
+    return np.asarray(tr.x), np.asarray(te.x), te.num_levels
+
+
+def ddpm_as_vp_score(model: dif.DDPM, params):
+    """The DDPM eps network as a VP-SDE score in model space ``[-1, 1]``.
+
+    ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``std`` of ``VPSDE(T beta_1, T beta_T)``
+    (step index ``i`` holds the marginal at ``t = (i + 1) / T``). Returns ``(score_fn, sde)``.
+    """
+    betas = np.asarray(model.schedule.betas, np.float64)
+    T = len(betas)
+    sde = sch.VPSDE(beta_min=float(T * betas[0]), beta_max=float(T * betas[-1]))
+
+    def score(x, t):
+        _, std = sde.marginal(t)
+        return -model.eps(params, x, T * t - 1.0) / std.reshape((-1,) + (1,) * (x.ndim - 1))
+
+    return score, sde
+
+
+def dequantize(key, x: np.ndarray, num_levels: int) -> np.ndarray:
+    """``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element (as the registry does)."""
+    k = np.round(np.asarray(x) * (num_levels - 1))
+    u = np.asarray(jax.random.uniform(key, x.shape))
+    return ((k + u) / num_levels).astype(np.float32)
+
+
+def _batched(f, params, x, key, batch):
+    return np.concatenate(
+        [np.asarray(f(params, jax.random.fold_in(key, i), jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
+    ).astype(np.float64)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="digits", choices=DATASETS)
+    ap.add_argument("--workdir", default=str(HERE / "checkpoints"))
+    ap.add_argument("--results-dir", default=str(HERE / "results"))
+    ap.add_argument("--steps", type=int, default=None,
+                    help="stop training at this step (a shortened run; resumes from the pinned run's checkpoints)")
+    ap.add_argument("--eval-examples", type=int, default=None, help="override: test images scored by VLB and ODE")
+    ap.add_argument("--quality-samples", type=int, default=None, help="override: samples per DDIM point")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run with a tiny UNet (tests use it)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    for opt in ("steps", "eval_examples", "quality_samples"):
+        v = getattr(args, opt)
+        if v is not None and v < (2 if opt != "steps" else 1):
+            raise ValueError(f"--{opt.replace('_', '-')} must be a positive int (>= 2 for sample counts), got {v}")
+
+    config = smoke_config(args.data) if args.smoke else get_config(args.data)
+    name = f"diffusion_{args.data}" + ("_smoke" if args.smoke else "")
+    run_name = name  # checkpoints: a shortened run shares the pinned run's directory and schedule
+    overrides = {}
+    if args.steps is not None:
+        overrides["train_steps"] = args.steps
+    if args.eval_examples is not None:
+        overrides["eval_examples"] = config["eval_examples"] = args.eval_examples
+    if args.quality_samples is not None:
+        overrides["num_quality_samples"] = config["num_quality_samples"] = args.quality_samples
+        config["kid_subset_size"] = min(config["kid_subset_size"], args.quality_samples)
+    if overrides:
+        name += "_short"
+    workdir = pathlib.Path(args.workdir) / run_name
+    workdir.mkdir(parents=True, exist_ok=True)
+    x_train, x_test, num_levels = load(args.data)
+    if "train_examples" in config:
+        x_train = x_train[: config["train_examples"]]
+    shape = x_train.shape[1:]
+    D = int(np.prod(shape))
+    mc = config["model"]
+    model = dif.ddpm_image(shape, base=mc["base"], channel_mult=tuple(mc["channel_mult"]),
+                           num_res_blocks=mc["num_res_blocks"], T=mc["T"], schedule=mc["schedule"])
+    T = model.num_steps
+    steps = config["steps"]
+    lr = optax.warmup_cosine_decay_schedule(0.0, config["lr"], config["warmup_steps"], steps)
+
+    clock = workdir / "elapsed_s.json"  # training wall time summed over resumed processes
+    offset = json.loads(clock.read_text())["elapsed_s"] if clock.exists() else 0.0
+    t0 = time.time()
+
+    def tick(params, key):
+        clock.write_text(json.dumps({"elapsed_s": offset + time.time() - t0}))
+        return {}
+
+    # the learning-rate schedule is always the pinned one (so --steps stops the pinned run early)
+    res = fit(model, x_train, num_steps=steps if args.steps is None else args.steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
+              seed=config["seed"], out_dir=workdir / "run", eval_fn=tick, log_every=max(1, steps // 30),
+              eval_every=config["checkpoint_every"], checkpoint_every=config["checkpoint_every"],
+              steps_per_dispatch=max(1, min(100, steps // 30)), resume=True, progress=not args.no_progress)
+    train_time = offset + time.time() - t0
+    clock.write_text(json.dumps({"elapsed_s": train_time}))
+    params = res.state.params
+    train_recs = [r for r in res.history if r.get("kind", "train") == "train" and "loss" in r]
+    sec_per_step = train_time / max(1, steps - (res.resumed_from or 0)) if not res.resumed_from else None
+
+    # ---------------------------------------------------------------- likelihoods
+    t1 = time.time()
+    n_eval = min(config["eval_examples"], len(x_test))
+    xe = x_test[:n_eval]
+    key = jax.random.PRNGKey(config["seed"] + 7)
+    k_vlb, k_dq, k_ode, k_q, k_grid, k_den = jax.random.split(key, 6)
+    x8 = (np.round(xe * 255.0) / 255.0).astype(np.float32)
+    vlb_f = jax.jit(lambda p, k, x: model.log_prob(p, k, x))
+    log_q_vlb = _batched(vlb_f, params, x8, k_vlb, 50)
+    nll_vlb = float(-log_q_vlb.mean())
+    bpd_vlb = float(bits_per_dim(nll_vlb, D))
+    bpd_vlb_se = float(log_q_vlb.std(ddof=1) / math.sqrt(n_eval) / (D * math.log(2)))
+    vlb_time = time.time() - t1
+
+    t2 = time.time()
+    _, sde = ddpm_as_vp_score(model, params)
+    xdq = dequantize(k_dq, xe, num_levels)
+    ode_f = jax.jit(lambda p, k, x: lik.ode_log_prob(
+        k, ddpm_as_vp_score(model, p)[0], 2.0 * x - 1.0, sde=sde, num_steps=config["ode_steps"],
+        trace="hutchinson", num_probes=1) + D * math.log(2.0))
+    log_q_ode = _batched(ode_f, params, xdq, k_ode, 50)
+    nll_ode = float(-log_q_ode.mean())
+    bpd_ode = float(bits_per_dim(nll_ode, D, num_levels=num_levels))
+    ode_time = time.time() - t2
+
+    # ---------------------------------------------------------------- DDIM steps vs quality
+    t3 = time.time()
+    if args.smoke:  # a few classifier steps, nothing cached
+        clf = features.train_classifier(args.data, progress=False, **config["classifier_overrides"])
+    else:  # digits: cached in the workdir; MNIST: cached beside the data (the metrics module's default)
+        clf = features.get_classifier(args.data, data_dir=workdir if args.data == "digits" else None, progress=False)
+    n_q = min(config["num_quality_samples"], len(x_test))
+    real = x_test[:n_q]
+    qkw = dict(kid_subsets=50, kid_subset_size=min(config["kid_subset_size"], n_q), seed=0)
+    baseline = sample_quality.real_vs_real_baseline(x_test[: 2 * n_q], clf, **qkw)
+    curve = []
+    grid_samples = None
+    for s in config["ddim_steps"]:
+        ts = time.time()
+        f = jax.jit(lambda p, k, s=s: model.sample(p, k, n_q, sampler="ddim", steps=s, eta=0.0))
+        xs = np.asarray(f(params, jax.random.fold_in(k_q, s)))
+        q = sample_quality.sample_quality(real, xs, clf, **qkw)
+        curve.append({
+            "ddim_steps": s, "fid": q["fid"], "kid_mean": q["kid_mean"], "kid_std": q["kid_std"],
+            "precision": q["precision"], "recall": q["recall"], "classifier_score": q["classifier_score"],
+            "samples_finite": bool(np.all(np.isfinite(xs))), "time_s": round(time.time() - ts, 1),
+        })
+        print(json.dumps(curve[-1]), flush=True)
+        if s == max(config["ddim_steps"]):
+            grid_samples = xs
+    quality_time = time.time() - t3
+
+    scale = 4 if shape[0] <= 8 else 2
+    viz.save_image_grid(workdir / "samples.png", grid_samples[:64], ncol=8, scale=scale)
+    d = jax.jit(lambda p, k, x: model.denoise_trajectory(p, k, x))(params, k_den, jnp.asarray(x_test[:8]))
+    both = np.concatenate([np.asarray(d["x_t"]), np.asarray(d["x0_hat"])], axis=1)
+    trajectory_strip(both, num=16, scale=scale).save(workdir / "denoising.png")
+
+    out = {
+        "experiment": name,
+        "script": "experiments/diffusion_mnist.py",
+        "command": (("GENJAX_DATA_DIR=/work/shared/data " if args.data == "mnist" else "")
+                    + f"python experiments/diffusion_mnist.py --data {args.data}" + (" --smoke" if args.smoke else "")
+                    + "".join(f" --{k} {v}" for k, v in (("steps", args.steps), ("eval-examples", args.eval_examples),
+                                                         ("quality-samples", args.quality_samples)) if v is not None)),
+        "config": config,
+        "overrides": overrides,
+        "trained_steps": int(res.state.step),
+        "data_shape": list(shape),
+        "num_levels": int(num_levels),
+        "train_examples": int(len(x_train)),
+        "num_params": int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params))),
+        "final_train_loss": float(train_recs[-1]["loss"]) if train_recs else None,
+        "test_examples_scored": int(n_eval),
+        "test_nll_vlb_nats": nll_vlb,
+        "test_bits_per_dim_vlb": bpd_vlb,
+        "test_bits_per_dim_vlb_stderr": bpd_vlb_se,
+        "vlb_convention": "discrete VLB, discretized Gaussian decoder on the 256-level grid, one noise draw per step; "
+                          "a bound on -log P(x) of the 8-bit image; bits/dim = nll/(D ln 2), no dequantization",
+        "vlb_note": ("digits have 17 levels (k/16); they are snapped to the nearest 8-bit value, so the bound is "
+                     "on those 8-bit images" if num_levels != 256 else "8-bit data: exact"),
+        "test_nll_ode_nats": nll_ode,
+        "test_bits_per_dim_ode": bpd_ode,
+        "ode_convention": (f"DDPM eps network as the VP-SDE score (VPSDE({sde.beta_min:.3g}, {sde.beta_max:.3g}), "
+                           f"t <-> step T t - 1); probability-flow ODE ESTIMATE, RK4 {config['ode_steps']} steps, "
+                           "1 Hutchinson probe; uniform dequantization k/(L-1) -> (k+u)/L, one draw per image; "
+                           f"bits/dim = nll/(D ln 2) + log2(L), L={num_levels}"),
+        "ddim_curve": curve,
+        "ddim_eta": 0.0,
+        "quality_num_samples": int(n_q),
+        "real_vs_real_baseline": {k: baseline[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")},
+        "classifier": {"dataset": clf.dataset, "test_accuracy": float(clf.test_accuracy), "config_hash": clf.config_hash},
+        "anchors_bits_per_dim": ANCHORS_BITS_PER_DIM,
+        "mnist_cost_note": MNIST_COST_NOTE,
+        "figures": [str(workdir / "samples.png"), str(workdir / "denoising.png")],
+        "train_wall_time_s": round(train_time, 1),
+        "train_seconds_per_step": sec_per_step,
+        "resumed_from_step": res.resumed_from,
+        "eval_wall_time_s": {"vlb": round(vlb_time, 1), "ode": round(ode_time, 1), "quality": round(quality_time, 1)},
+        "platform": f"{platform.machine()} {jax.default_backend()} jax {jax.__version__}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "workdir": str(workdir),
+    }
+    rd = pathlib.Path(args.results_dir)
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: out[k] for k in ("test_bits_per_dim_vlb", "test_bits_per_dim_ode", "train_wall_time_s")}))
+    return out
+
+
+if __name__ == "__main__":
+    main()

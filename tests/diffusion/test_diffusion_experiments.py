@@ -1,0 +1,132 @@
+"""Smoke runs of ``experiments/diffusion_toy2d.py`` and ``experiments/diffusion_mnist.py``
+(tiny nets, a few steps) and the pieces of their evaluation that can be checked against an
+independent computation: the DDPM-as-VP-SDE score mapping and the dequantization."""
+
+import importlib.util
+import json
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _finite(d):
+    return all(math.isfinite(v) for v in d.values() if isinstance(v, float))
+
+
+@pytest.mark.parametrize("script", ["diffusion_toy2d", "diffusion_mnist"])
+def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script):
+    """score(x, (i+1)/T) * sqrt(1 - abar_i) == -eps(x, i): the continuous time carries step i's
+    noise level (independent: the discrete schedule's cumulative product in float64)."""
+    from genjax.diffusion import models as dif
+
+    mod = _load(script)
+    model = dif.ddpm_2d(hidden=(8,), emb_dim=8, T=1000)
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 2))
+    params = model.init(jax.random.PRNGKey(1), x)
+    score, sde = mod.ddpm_as_vp_score(model, params)
+    assert sde.beta_min == pytest.approx(0.1, rel=1e-6) and sde.beta_max == pytest.approx(20.0, rel=1e-6)
+    abar = np.cumprod(1.0 - np.asarray(model.schedule.betas, np.float64))
+    for i in (20, 100, 500, 999):
+        t = jnp.full((5,), (i + 1) / 1000.0)
+        lhs = np.asarray(score(x, t)) * math.sqrt(1.0 - abar[i])
+        rhs = -np.asarray(model.eps(params, x, jnp.full((5,), i)))
+        np.testing.assert_allclose(lhs, rhs, rtol=0.02, atol=1e-4)
+
+
+def test_dequantize_stays_in_the_level_cell():
+    mod = _load("diffusion_mnist")
+    k = np.arange(17, dtype=np.float32)
+    x = np.tile(k / 16.0, (50, 1))
+    u = mod.dequantize(jax.random.PRNGKey(0), x, 17)
+    np.testing.assert_array_equal(np.floor(u * 17.0), np.tile(k, (50, 1)))
+    assert 0.3 < float((u * 17.0 - np.floor(u * 17.0)).mean()) < 0.7  # uniform offsets, mean ~ 1/2
+
+
+def test_diffusion_toy2d_smoke(tmp_path):
+    mod = _load("diffusion_toy2d")
+    out = mod.main(["--smoke", "--densities", "rings", "--workdir", str(tmp_path / "w"),
+                    "--results-dir", str(tmp_path / "r"), "--no-progress"])
+    saved = json.loads((tmp_path / "r" / "diffusion_toy2d_smoke.json").read_text())
+    assert saved["complete"] and saved["config"]["steps"] == 20 == out["config"]["steps"]
+    by_model = {r["model"]: r for r in saved["results"]}
+    assert set(by_model) == {"ddpm", "score_sde"}
+    common = {"kl_nats", "kl_stderr_nats", "test_nll_nats", "true_entropy_nats", "final_train_loss",
+              "train_time_s", "num_params", "fraction_samples_in_support", "flows_nsf_kl_nats"}
+    assert common | {"kl_nats_ode_steps_check", "kl_nats_same_samples"} <= set(by_model["score_sde"])
+    assert common | {"kl_vlb_upper_bound_nats", "kl_ode_nats", "test_nll_vlb_nats"} <= set(by_model["ddpm"])
+    for r in saved["results"]:
+        assert _finite(r) and r["samples_finite"], r
+        # KL = E_p[log p] - E_p[log q] = test NLL - entropy; an untrained model is far from p
+        assert r["kl_nats"] == pytest.approx(r["test_nll_nats"] - r["true_entropy_nats"], abs=1e-6)
+        assert r["kl_nats"] > 0.1 and r["kl_stderr_nats"] > 0
+        for f in ("samples", "trajectory"):
+            assert (tmp_path / "w" / f"rings_{r['model']}_{f}.png").is_file()
+    d = by_model["ddpm"]
+    assert d["kl_vlb_upper_bound_nats"] == pytest.approx(d["test_nll_vlb_nats"] - d["true_entropy_nats"], abs=1e-6)
+    assert saved["best"]["rings"]["kl_nats"] == min(r["kl_nats"] for r in saved["results"])
+    # a re-run resumes: every (density, model) result is read back, nothing retrained
+    again = mod.main(["--smoke", "--densities", "rings", "--workdir", str(tmp_path / "w"),
+                      "--results-dir", str(tmp_path / "r"), "--no-progress"])
+    assert [r["kl_nats"] for r in again["results"]] == [r["kl_nats"] for r in saved["results"]]
+
+
+def test_diffusion_toy2d_rejects_unknown_density(tmp_path):
+    mod = _load("diffusion_toy2d")
+    with pytest.raises(ValueError, match="--densities"):
+        mod.main(["--smoke", "--densities", "moons", "--workdir", str(tmp_path), "--results-dir", str(tmp_path)])
+
+
+def _check_image_result(saved, num_levels, D):
+    keys = {"test_bits_per_dim_vlb", "test_bits_per_dim_ode", "test_nll_vlb_nats", "test_nll_ode_nats",
+            "ddim_curve", "real_vs_real_baseline", "anchors_bits_per_dim", "vlb_convention", "ode_convention",
+            "train_wall_time_s", "final_train_loss", "num_params", "command", "figures"}
+    assert keys <= set(saved)
+    assert _finite(saved) and _finite(saved["real_vs_real_baseline"])
+    assert saved["num_levels"] == num_levels
+    assert saved["test_bits_per_dim_vlb"] == pytest.approx(saved["test_nll_vlb_nats"] / (D * math.log(2)), rel=1e-9)
+    assert saved["test_bits_per_dim_ode"] == pytest.approx(
+        saved["test_nll_ode_nats"] / (D * math.log(2)) + math.log2(num_levels), rel=1e-9)
+    # an untrained net is far worse than the 8-bit uniform code on its VLB, but the numbers are finite
+    assert saved["test_bits_per_dim_vlb"] > 1.0 and saved["test_bits_per_dim_ode"] > 0.0
+    assert [c["ddim_steps"] for c in saved["ddim_curve"]] == saved["config"]["ddim_steps"]
+    for c in saved["ddim_curve"]:
+        assert _finite(c) and c["samples_finite"] and c["fid"] >= 0.0
+    assert saved["anchors_bits_per_dim"] == {"ddpm_cifar10": 3.75, "score_sde_cifar10": 2.99}
+    assert all(pathlib.Path(p).is_file() for p in saved["figures"])
+
+
+def test_diffusion_digits_smoke(tmp_path):
+    mod = _load("diffusion_mnist")
+    mod.main(["--smoke", "--data", "digits", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"),
+              "--no-progress"])
+    saved = json.loads((tmp_path / "r" / "diffusion_digits_smoke.json").read_text())
+    _check_image_result(saved, 17, 64)
+    assert saved["data_shape"] == [8, 8, 1] and saved["config"]["steps"] == 4
+    # the pinned digits config is the documented one (T = 1000 for the 1000-step DDIM point)
+    full = mod.get_config("digits")
+    assert full["model"]["T"] == 1000 and full["ddim_steps"] == [10, 20, 50, 100, 1000]
+
+
+def test_diffusion_mnist_smoke(tmp_path, monkeypatch, data_dir):
+    if not (data_dir / "mnist").is_dir():
+        pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
+    monkeypatch.setenv("GENJAX_DATA_DIR", str(data_dir))
+    mod = _load("diffusion_mnist")
+    mod.main(["--smoke", "--data", "mnist", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"),
+              "--no-progress"])
+    saved = json.loads((tmp_path / "r" / "diffusion_mnist_smoke.json").read_text())
+    _check_image_result(saved, 256, 784)
+    assert saved["data_shape"] == [28, 28, 1] and saved["vlb_note"] == "8-bit data: exact"
