@@ -63,7 +63,7 @@ def _build(name: str):
         from genjax.diffusion import models as dif
 
         image = _check_shape(name, data)
-        mult = int_tuple(opts["channel_mult"]) if image else None
+        mult = int_tuple(opts["channel_mult"]) if image and "channel_mult" in opts else None
         if name == "ddpm":
             T = opts["T"] if opts["T"] is not None else (1000 if image else 100)
             if image:
@@ -179,7 +179,8 @@ def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 2000, 
             lp = np.asarray(data.toy.log_prob(jnp.asarray(s)))
             inside = np.isfinite(lp)
             out["fraction_in_support"] = float(inside.mean())
-            out["data_log_prob_of_samples"] = float(lp[inside].mean()) if inside.any() else None
+            if inside.any():  # mean true log-density of the samples inside the support
+                out["data_log_prob_of_samples"] = float(lp[inside].mean())
             out["data_log_prob_of_test"] = float(np.mean(np.asarray(data.toy.log_prob(jnp.asarray(ref)))))
     else:
         out["mean_image_rmse"] = float(np.sqrt(np.mean((s.mean(0) - data.test.mean(0)) ** 2)))
