@@ -57,16 +57,21 @@ def time_once(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+def calibrate(run: Callable[[int], Any], settings: Settings, *, warmup: int = 2, at_least: int = 1) -> int:
+    """Warms ``run`` up (``warmup`` calls of ``run(1)``: compilation) and returns the
+    number of units per repeat that makes a repeat last ``settings.min_time``."""
+    for _ in range(warmup):
+        block(run(1))
+    return calls_for(time_once(lambda: run(1)), settings, at_least=at_least)
+
+
 def measure(run: Callable[[int], Any], settings: Settings, *, warmup: int = 2, at_least: int = 1) -> dict:
     """Times ``run(n)`` (which must do ``n`` units of work and block) after a warm-up.
 
     Returns ``{"median_s": seconds per unit, "all_s": per-repeat seconds per unit,
     "n": units per repeat}``.
     """
-    for _ in range(warmup):
-        block(run(1))
-    est = time_once(lambda: run(1))
-    n = calls_for(est, settings, at_least=at_least)
+    n = calibrate(run, settings, warmup=warmup, at_least=at_least)
     per = [time_once(lambda: run(n)) / n for _ in range(settings.repeats)]
     return {"median_s": statistics.median(per), "all_s": per, "n": n}
 

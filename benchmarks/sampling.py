@@ -25,6 +25,8 @@ from genjax.flows.constructors import maf, realnvp_2d
 #: (row name, constructor, dim); a MAF above 2-D also times its one-pass density
 FLOWS = (("RealNVP 2-D", realnvp_2d, 2), ("MAF 2-D", lambda: maf(2), 2), ("MAF 64-D", lambda: maf(64), 64))
 QUICK_T = 100
+#: the DDPM timed (T steps): the 2-D residual-MLP denoiser at its default widths
+make_ddpm = lambda T: ddpm_2d(T=T)
 
 
 def _timed(fn, settings: Settings) -> float:
@@ -71,7 +73,7 @@ def run(settings: Settings) -> EntryResult:
     key = jax.random.PRNGKey(0)
     rows, targets = [], []
 
-    model = ddpm_2d(T=T)
+    model = make_ddpm(T)
     params = model.init(key, jnp.zeros((8, 2)))
     scan_fn = jax.jit(lambda p, k: model.sample(p, k, n_ddpm, sampler="ddpm"))
     s_ddim = min(50, T)

@@ -24,13 +24,14 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
 import numpy as np
 import optax
 
-from benchmarks.common import EntryResult, Settings, Stepper, Target, block, dense_flops, measure, ratio, time_once
+from benchmarks.common import EntryResult, Settings, Stepper, Target, block, calibrate, dense_flops, ratio, time_once
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_train_step
@@ -68,9 +69,10 @@ class TorchWorker:
     def __init__(self):
         root = pathlib.Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        self.err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty stderr cannot block the worker
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.torch_worker"], cwd=root, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
         )
         self.info = self._read()
         if not self.info.get("ready"):
@@ -79,7 +81,9 @@ class TorchWorker:
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read()[-2000:]
+            self.proc.wait(timeout=30)
+            self.err.seek(0)
+            err = self.err.read()[-2000:]
             raise RuntimeError(f"torch worker exited: {err.strip()}")
         return json.loads(line)
 
@@ -101,6 +105,7 @@ class TorchWorker:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
+        self.err.close()
 
 
 def genjax_stepper(model: str, batch: int) -> Stepper:
@@ -139,7 +144,7 @@ def run(settings: Settings, *, peak: float) -> EntryResult:
         for model in MODELS:
             for batch in BATCHES:
                 stepper = genjax_stepper(model, batch)
-                res = measure(stepper, settings)  # warm-up + calibration of steps per repeat
+                n_j = calibrate(stepper, settings)  # warm-up (compiles) + steps per repeat
                 torch_times, err = [], torch_error
                 n_t = 1
                 if worker is not None and err is None:
@@ -156,7 +161,7 @@ def run(settings: Settings, *, peak: float) -> EntryResult:
                         except Exception as e:
                             err = str(e)
                         time.sleep(SETTLE_S if not settings.quick else 0.0)
-                    jax_times.append(time_once(lambda: stepper(res["n"])) / res["n"])
+                    jax_times.append(time_once(lambda: stepper(n_j)) / n_j)
                 t_jax = statistics.median(jax_times)
                 t_torch = statistics.median(torch_times) if torch_times and err is None else None
                 flops = step_flops(model, batch)

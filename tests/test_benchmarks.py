@@ -108,7 +108,10 @@ def test_many_seeds_quick_json(tmp_path, monkeypatch):
 def test_sampling_quick_json(tmp_path, monkeypatch):
     from genjax.flows.constructors import maf
 
+    from genjax.diffusion import ddpm_2d
+
     monkeypatch.setattr(sampling, "QUICK_T", 10)
+    monkeypatch.setattr(sampling, "make_ddpm", lambda T: ddpm_2d(T=T, hidden=(8,), emb_dim=8))
     monkeypatch.setattr(sampling, "FLOWS", (("MAF 4-D", lambda: maf(4, num_layers=2, hidden=(8,)), 4),))
     entry = _run(tmp_path, "sampling")
     by = {r["sampler"]: r for r in entry["rows"]}
