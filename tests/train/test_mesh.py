@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -75,16 +76,18 @@ def _worker(out_dir: str) -> None:
     info["state_replicated"] = all(l.sharding.is_fully_replicated for l in jax.tree_util.tree_leaves(sharded))
     _flat("step_sharded", (sharded.params, sharded.opt_state, metrics_s["loss"]), arrays)
 
-    # fit: 4 steps with and without the mesh; then 2 + 2 steps switching device layout at a checkpoint
+    # fit: 4 steps with and without the mesh (checkpoints at 2 and 4); then each run's
+    # step-2 checkpoint resumed in the other layout, to step 4
     kw = dict(batch_size=8, seed=3, transform=genjax.data.dynamic_binarize, log_every=2, steps_per_dispatch=2,
               checkpoint_every=2, ema_decay=0.9, progress=False)
     runs = {
-        "ref": fit(vae, x, num_steps=4, **kw),
-        "mesh": fit(vae, x, num_steps=4, mesh=mesh, **kw),
+        "ref": fit(vae, x, num_steps=4, out_dir=out / "ref", **kw),
+        "mesh": fit(vae, x, num_steps=4, out_dir=out / "mesh", mesh=mesh, **kw),
     }
-    for name, first, second in (("mesh_then_single", mesh, None), ("single_then_mesh", None, mesh)):
+    for name, source, second in (("mesh_then_single", "mesh", None), ("single_then_mesh", "ref", mesh)):
         d = out / name
-        fit(vae, x, num_steps=2, out_dir=d, mesh=first, **kw)
+        shutil.copytree(out / source, d)
+        shutil.rmtree(d / "checkpoints" / "4")  # as if the run had stopped after step 2
         runs[name] = fit(vae, x, num_steps=4, out_dir=d, resume=True, mesh=second, **kw)
         info[name + "_resumed_from"] = runs[name].resumed_from
         info[name + "_devices"] = len(jax.tree_util.tree_leaves(runs[name].state.params)[0].sharding.device_set)
