@@ -91,6 +91,15 @@ def _check_x(model, batch: Batch, name: str) -> Array:
     return x
 
 
+def _check_params(model, params, name: str = "params") -> None:
+    """Raises ``ValueError`` unless ``params`` has the tree and leaf shapes of ``model.init``'s
+    output (``jax.eval_shape``, cached per model; static, so free under jit)."""
+    expected = _checks.expected_params(model, jax.ShapeDtypeStruct((2, *model.data_shape), jnp.float32))
+    _checks.check_params(
+        name, params, expected, model=f"this {type(model).__name__} (data_shape={model.data_shape})"
+    )
+
+
 def _sample_shape(model, num) -> tuple[int, ...]:
     return (_checks.positive_int("num", num), *model.data_shape)
 
@@ -244,6 +253,7 @@ class DDPM:
         """Mean eps-matching loss (per-dimension squared error) and ``{"loss", "eps_mse"}``."""
         x = _check_x(self, batch, "batch")
         y = self._batch_labels(batch, x.shape[0], "batch")
+        _check_params(self, params)
         k_drop, k_loss = jax.random.split(key)
         if y is not None:
             y = self.drop_labels(k_drop, y)
@@ -288,6 +298,7 @@ class DDPM:
             raise ValueError(f"the 'ddpm' sampler runs all T={T} steps, got steps={steps}; use sampler='ddim'")
         if steps > T:
             raise ValueError(f"steps must be <= T={T} for DDIM, got steps={steps}")
+        _check_params(self, params)
         eps_fn = self.eps_fn(params, labels=self._labels(labels, shape[0]), guidance=guidance)
         clip = (-1.0, 1.0) if self.data_range == "unit" else None
         if sampler == "ddpm":
@@ -305,6 +316,7 @@ class DDPM:
     def vlb(self, params: Params, key: PRNGKeyArray, x: Array, *, labels: Array | None = None) -> dict[str, Array]:
         """``objectives.vlb_terms`` of ``x`` (data range), each ``(b,)`` nats."""
         x = _check_x(self, x, "x")
+        _check_params(self, params)
         eps_fn = self.eps_fn(params, labels=self._labels(labels, x.shape[0]))
         decoder = "discretized" if self.data_range == "unit" else "gaussian"
         return obj.vlb_terms(
@@ -334,6 +346,7 @@ class DDPM:
         """
         x0 = _check_x(self, x0, "x0")
         num_frames = _checks.positive_int("num_frames", num_frames)
+        _check_params(self, params)
         b = x0.shape[0]
         eps_fn = self.eps_fn(params, labels=self._labels(labels, b))
         ts = np.linspace(0, self.num_steps - 1, num_frames).round().astype(np.int32)
@@ -413,6 +426,7 @@ class NCSN:
     def loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
         """Mean denoising score-matching loss (``objectives.dsm_loss``) and ``{"loss", "dsm"}``."""
         x = _check_x(self, batch, "batch")
+        _check_params(self, params)
         per_example = obj.dsm_loss(
             key, lambda xt, s: self.score(params, xt, s), _to_model(self, x), sigmas=self.sigmas
         )
@@ -440,6 +454,7 @@ class NCSN:
         shape = _sample_shape(self, num)
         steps = _steps(steps, self.steps_per_sigma)
         step_size = self.step_size if step_size is None else _checks.positive_float("step_size", step_size)
+        _check_params(self, params)
         out = smp.annealed_langevin_sample(
             key, lambda x, s: self.score(params, x, s), shape, sigmas=self.sigmas,
             steps_per_sigma=steps, step_size=step_size, denoise=denoise, return_trajectory=return_trajectory,
@@ -519,6 +534,7 @@ class ScoreSDE:
     def loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
         """Mean continuous denoising score-matching loss and ``{"loss", "dsm"}``."""
         x = _check_x(self, batch, "batch")
+        _check_params(self, params)
         per_example = obj.score_sde_loss(
             key, lambda xt, t: self.score(params, xt, t), _to_model(self, x), sde=self.sde,
             likelihood_weighting=self.likelihood_weighting, eps=self.eps,
@@ -549,6 +565,7 @@ class ScoreSDE:
         """
         sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, SDE_SAMPLERS)
         shape = _sample_shape(self, num)
+        _check_params(self, params)
         score_fn = lambda x, t: self.score(params, x, t)  # noqa: E731
         if sampler == "pc":
             out = smp.pc_sample(
@@ -583,6 +600,7 @@ class ScoreSDE:
         d = math.prod(self.data_shape)
         trace = ("exact" if d <= 8 else "hutchinson") if trace is None else trace
         _checks.one_of("trace", trace, ("exact", "hutchinson"))
+        _check_params(self, params)
         logp = lik.ode_log_prob(
             key, lambda xx, t: self.score(params, xx, t), _to_model(self, x), sde=self.sde,
             num_steps=_checks.positive_int("num_steps", num_steps), trace=trace,

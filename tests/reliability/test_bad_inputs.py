@@ -4,9 +4,9 @@ a clear error (``pytest.raises(..., match=...)``) whose message names the argume
 what was expected, before any work. CLI cases: non-zero exit, one ``genjax: error:``
 line on stderr, no traceback.
 
-Inputs that are not rejected clearly today, in code outside the train/CLI/download
-files, are ``xfail(strict=True)`` with the reason; the fix belongs to that module's
-owner (listed in docs/reliability.md).
+Every case passes today (no xfails left). An input that a module is later found to
+accept silently may be added as ``xfail(strict=True)`` (see ``xfail``) with the reason,
+until that module's owner fixes it (docs/reliability.md lists them).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import cli, flows, gan, registry, vae
+from genjax import cli, diffusion, flows, gan, registry, vae
 from genjax.data import BatchSampler, download, images, pipeline, synthetic
 from genjax.metrics import bits_per_dim
 from genjax.train import fit, make_train_step
@@ -81,6 +81,31 @@ def flow_params():
     return flow().init(KEY, jnp.ones((3, 2)))
 
 
+@functools.cache
+def ddpm():
+    return diffusion.ddpm_2d(hidden=(8,), emb_dim=8, T=10)
+
+
+@functools.cache
+def ddpm_params():
+    return ddpm().init(KEY, jnp.ones((3, 2)))
+
+
+@functools.cache
+def cond_ddpm():
+    return diffusion.ddpm_2d(hidden=(8,), emb_dim=8, T=10, num_classes=3)
+
+
+@functools.cache
+def ncsn():
+    return diffusion.ncsn_2d(hidden=(8,), emb_dim=8, num_sigmas=4)
+
+
+@functools.cache
+def sde():
+    return diffusion.score_sde_2d(hidden=(8,), emb_dim=8)
+
+
 X4 = np.ones((8, 4), np.float32)
 
 
@@ -110,12 +135,9 @@ CASES = [
     ("vae/obs-std-zero", lambda: vae.mlp_vae(data_shape=(4,), likelihood="gaussian", obs_std=0.0), ValueError, r"obs_std must be a positive finite number, got 0.0"),
     ("vae/beta-negative", lambda: vae.mlp_vae(data_shape=(4,), beta=-1.0), ValueError, r"beta must be a non-negative number, got -1.0"),
     ("vae/interpolate-unknown-method", lambda: gvae().interpolate(gvae_params(), jnp.ones((1, 4)), jnp.ones((1, 4)), method="cubic"), ValueError, r"unknown method 'cubic'; valid choices: linear, slerp"),
-    ("vae/unknown-activation", lambda: vae.mlp_vae(data_shape=(4,), activation="relux"), ValueError, r"activation",
-     xfail("genjax/vae (mlp_vae): an unknown activation name is accepted at construction; fails only later, inside init")),
-    ("vae/params-of-a-gan", lambda: gvae().loss(mgan_params(), KEY, jnp.ones((3, 4))), ValueError, r"params",
-     xfail("genjax/vae (VAE.loss/encode): params of another model raise KeyError('encoder'), not a ValueError naming params")),
-    ("vae/params-of-another-vae", lambda: gvae().loss(vae.mlp_vae(data_shape=(4,), latent_dim=3, hidden=(8,), likelihood="gaussian").init(KEY, jnp.ones((3, 4))), KEY, jnp.ones((3, 4))), ValueError, r"params",
-     xfail("genjax/vae: params of a VAE with another latent_dim raise flax's ScopeParamShapeError, not a ValueError naming params")),
+    ("vae/unknown-activation", lambda: vae.mlp_vae(data_shape=(4,), activation="relux"), ValueError, r"unknown activation 'relux'; valid choices: elu, gelu"),
+    ("vae/params-of-a-gan", lambda: gvae().loss(mgan_params(), KEY, jnp.ones((3, 4))), ValueError, r"params do not match this VAE .*top-level entries \['discriminator'\], \['generator'\], expected \['decoder'\], \['encoder'\]"),
+    ("vae/params-of-another-vae", lambda: gvae().loss(vae.mlp_vae(data_shape=(4,), latent_dim=3, hidden=(8,), likelihood="gaussian").init(KEY, jnp.ones((3, 4))), KEY, jnp.ones((3, 4))), ValueError, r"params do not match this VAE \(data_shape=\(4,\), latent_dim=2\).*has shape \(3, 8\), expected \(2, 8\)"),
     # ---------------------------------------------------------------- gan
     ("gan/d-loss-shape", lambda: mgan().d_loss(mgan_params(), KEY, jnp.ones((3, 3))), ValueError, r"batch must have shape \(batch, 2\), got shape \(3, 3\)"),
     ("gan/empty-batch", lambda: mgan().d_loss(mgan_params(), KEY, jnp.ones((0, 2))), ValueError, r"batch is an empty batch"),
@@ -126,16 +148,11 @@ CASES = [
     ("gan/wgan-clip-negative", lambda: gan.wgan(2, clip=-1.0), ValueError, r"clip must be a positive finite number, got -1.0"),
     ("gan/tanh-data-out-of-range", lambda: gan.mlp_gan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,)).check_batch(3.0 * jnp.ones((3, 2))), ValueError, r"x has values in \[3, 3\] but the generator's output range is \[-1.0, 1.0\]"),
     ("gan/sample-num-zero", lambda: mgan().sample(mgan_params(), KEY, 0), ValueError, r"num must be a positive integer, got 0"),
-    ("gan/params-of-a-vae", lambda: mgan().d_loss(gvae_params(), KEY, jnp.ones((3, 2))), ValueError, r"params",
-     xfail("genjax/gan (GAN.d_loss): params of another model raise KeyError('generator'), not a ValueError naming params")),
-    ("gan/mode-coverage-std-zero", lambda: gan.mode_coverage(np.ones((4, 2)), np.ones((8, 2)), std=0.0), ValueError, r"std must be",
-     xfail("genjax/gan/diagnostics.py (mode_coverage): std=0 is accepted; every sample then counts as high quality only on an exact hit")),
-    ("gan/mode-coverage-empty-samples", lambda: gan.mode_coverage(np.ones((0, 2)), np.ones((8, 2)), std=0.1), ValueError, r"samples",
-     xfail("genjax/gan/diagnostics.py (mode_coverage): an empty sample set returns hq_fraction=nan silently")),
-    ("gan/mixture-diagnostics-nan-samples", lambda: gan.mixture_diagnostics(np.full((4, 2), np.nan), synthetic.get_toy_density("8gaussians")), ValueError, r"samples .*non-finite",
-     xfail("genjax/gan/diagnostics.py (mixture_diagnostics): NaN samples give 0 modes / kl=inf silently instead of an error")),
-    ("gan/kl-negative-counts", lambda: gan.histogram_kl_to_uniform(np.array([-1, 2])), ValueError, r"counts",
-     xfail("genjax/gan/diagnostics.py (histogram_kl_to_uniform): negative counts return a number")),
+    ("gan/params-of-a-vae", lambda: mgan().d_loss(gvae_params(), KEY, jnp.ones((3, 2))), ValueError, r"params do not match this GAN .*expected \['discriminator'\], \['generator'\]"),
+    ("gan/mode-coverage-std-zero", lambda: gan.mode_coverage(np.ones((4, 2)), np.ones((8, 2)), std=0.0), ValueError, r"std must be a positive finite number, got 0.0"),
+    ("gan/mode-coverage-empty-samples", lambda: gan.mode_coverage(np.ones((0, 2)), np.ones((8, 2)), std=0.1), ValueError, r"samples is empty \(shape \(0, 2\)\)"),
+    ("gan/mixture-diagnostics-nan-samples", lambda: gan.mixture_diagnostics(np.full((4, 2), np.nan), synthetic.get_toy_density("8gaussians")), ValueError, r"samples contains 8 non-finite values"),
+    ("gan/kl-negative-counts", lambda: gan.histogram_kl_to_uniform(np.array([-1, 2])), ValueError, r"counts must be non-negative finite numbers, got values in \[-1, 2\]"),
     # ---------------------------------------------------------------- flows
     ("flows/log-prob-shape", lambda: flow().log_prob(flow_params(), KEY, jnp.ones((3, 3))), ValueError, r"x must have shape \(batch, 2\), got shape \(3, 3\)"),
     ("flows/log-prob-rank", lambda: flow().log_prob(flow_params(), KEY, jnp.ones((3,))), ValueError, r"x must have rank 2 with shape \(batch, 2\), got shape \(3,\)"),
@@ -146,8 +163,30 @@ CASES = [
     ("flows/num-layers-zero", lambda: flows.realnvp_2d(num_layers=0), ValueError, r"num_layers must be a positive integer, got 0"),
     ("flows/nsf-num-bins-zero", lambda: flows.nsf_2d(num_bins=0), ValueError, r"num_bins must be a positive integer, got 0"),
     ("flows/glow-indivisible-shape", lambda: flows.glow((7, 7, 1)), ValueError, r"glow: height and width of data_shape \(7, 7, 1\) must be divisible by 8"),
-    ("flows/params-of-a-deeper-flow", lambda: flow().log_prob(flows.realnvp_2d(num_layers=3, hidden=(8,)).init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2))), ValueError, r"params",
-     xfail("genjax/flows (Flow.log_prob): params of a 3-layer flow are silently used by a 2-layer flow (layer_2 ignored): silent garbage")),
+    ("flows/params-of-a-deeper-flow", lambda: flow().log_prob(flows.realnvp_2d(num_layers=3, hidden=(8,)).init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2))), ValueError, r"params do not match this 2-layer realnvp flow .*expected \['layer_0'\], \['layer_1'\]$"),
+    # ---------------------------------------------------------------- diffusion
+    ("diffusion/ddpm-T-zero", lambda: diffusion.ddpm_2d(T=0), ValueError, r"T must be a positive integer, got 0"),
+    ("diffusion/linear-schedule-zero-steps", lambda: diffusion.linear_schedule(0), ValueError, r"num_steps must be a positive integer, got 0"),
+    ("diffusion/betas-above-one", lambda: diffusion.schedule_from_betas(jnp.array([0.1, 1.5])), ValueError, r"betas must lie in \(0, 1\), got values in \[0.1, 1.5\]"),
+    ("diffusion/ddim-steps-above-T", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddim", steps=20), ValueError, r"steps must be <= T=10 for DDIM, got steps=20"),
+    ("diffusion/ddpm-sampler-fewer-steps", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddpm", steps=5), ValueError, r"the 'ddpm' sampler runs all T=10 steps, got steps=5"),
+    ("diffusion/unknown-sampler", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="euler"), ValueError, r"unknown sampler 'euler'; valid choices: ddim, ddpm"),
+    ("diffusion/ddim-eta-negative", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddim", steps=5, eta=-1.0), ValueError, r"eta must be a finite number >= 0"),
+    ("diffusion/labels-out-of-range", lambda: cond_ddpm().sample(cond_ddpm().init(KEY, jnp.ones((3, 2))), KEY, 2, labels=jnp.array([0, 5])), ValueError, r"labels must lie in \[0, 3\] \(3 is the null label\), got values in \[0, 5\]"),
+    ("diffusion/labels-on-unconditional-model", lambda: ddpm().sample(ddpm_params(), KEY, 2, labels=1), ValueError, r"labels given, but the model is unconditional"),
+    ("diffusion/conditional-batch-without-labels", lambda: cond_ddpm().loss(cond_ddpm().init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2))), ValueError, r"batch: a class-conditional DDPM \(num_classes=3\) needs a dict batch"),
+    ("diffusion/loss-shape", lambda: ddpm().loss(ddpm_params(), KEY, jnp.ones((3, 3))), ValueError, r"batch must have shape \(batch, 2\), got shape \(3, 3\)"),
+    ("diffusion/nan-data", lambda: sde().loss(sde().init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2)).at[0, 0].set(jnp.nan)), ValueError, r"batch contains 1 non-finite values"),
+    ("diffusion/unit-data-out-of-range", lambda: diffusion.ddpm_image((8, 8, 1), base=8, channel_mult=(1,), T=10).check_batch(jnp.full((2, 8, 8, 1), 2.0)), ValueError, r"x must lie in \[0, 1\] for data_range='unit'"),
+    ("diffusion/ncsn-increasing-sigmas", lambda: diffusion.NCSN(ncsn().network, (2,), jnp.array([0.1, 1.0, 10.0])), ValueError, r"sigmas must be strictly decreasing"),
+    ("diffusion/geometric-sigmas-reversed", lambda: diffusion.geometric_sigmas(0.01, 10.0, 4), ValueError, r"need sigma_max > sigma_min, got sigma_max=0.01, sigma_min=10.0"),
+    ("diffusion/score-sde-eps-one", lambda: diffusion.score_sde_2d(eps=1.0), ValueError, r"eps must be in \(0, 1.0\), got 1.0"),
+    ("diffusion/unknown-sde", lambda: diffusion.score_sde_2d(sde="vpx"), ValueError, r"unknown sde 'vpx'; valid choices: subvp, ve, vp"),
+    ("diffusion/unknown-trace", lambda: sde().log_prob(sde().init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((2, 2)), trace="approx"), ValueError, r"unknown trace 'approx'; valid choices: exact, hutchinson"),
+    ("diffusion/q-sample-t-out-of-range", lambda: diffusion.q_sample(KEY, jnp.ones((2, 2)), jnp.array([0, 10]), diffusion.linear_schedule(10)), ValueError, r"t must lie in \{0, ..., 9\} \(T=10\), got values in \[0, 10\]"),
+    ("diffusion/params-of-a-wider-ddpm", lambda: ddpm().loss(diffusion.ddpm_2d(hidden=(16,), emb_dim=8, T=10).init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2))), ValueError, r"params do not match this DDPM \(data_shape=\(2,\)\).*has shape \(16,\), expected \(8,\)"),
+    ("diffusion/ncsn-params-of-a-score-sde", lambda: ncsn().sample(diffusion.score_sde_2d(hidden=(16,), emb_dim=8).init(KEY, jnp.ones((3, 2))), KEY, 2, steps=1), ValueError, r"params do not match this NCSN"),
+    ("diffusion/sde-params-of-a-vae", lambda: sde().sample(gvae_params(), KEY, 2, steps=2), ValueError, r"params do not match this ScoreSDE .*top-level entries \['decoder'\], \['encoder'\], expected \['params'\]"),
     # ---------------------------------------------------------------- data
     ("data/unknown-toy-density", lambda: synthetic.get_toy_density("9gaussians"), ValueError, r"unknown toy density name '9gaussians'; valid names"),
     ("data/toy-sample-n-zero", lambda: synthetic.get_toy_density("8gaussians").sample(KEY, 0), ValueError, r"n must be a positive int, got n=0"),
@@ -159,17 +198,13 @@ CASES = [
     ("data/digits-unknown-split", lambda: images.load_digits("valid"), ValueError, r"unknown split='valid' for dataset 'digits'; valid choices"),
     ("data/unknown-image-dataset", lambda: images.load_image_dataset("cifar"), ValueError, r"unknown name='cifar'; valid choices"),
     ("data/fetch-unknown-file", lambda: download.fetch("mnist", "train.npz", data_dir="/nonexistent"), ValueError, r"unknown file 'train.npz' for dataset 'mnist'; valid choices"),
-    ("data/sampler-negative-step", lambda: BatchSampler(KEY, 4, 2).indices(-1), ValueError, r"step",
-     xfail("genjax/data/pipeline.py (BatchSampler.indices): a negative step raises OverflowError from numpy, not a ValueError naming step")),
-    ("data/dequantize-one-level", lambda: pipeline.uniform_dequantize(KEY, jnp.ones((2, 4)), num_levels=1), ValueError, r"num_levels",
-     xfail("genjax/data/pipeline.py (uniform_dequantize): num_levels=1 is accepted (the 1/L grid is meaningless)")),
-    ("data/binarize-out-of-range", lambda: pipeline.dynamic_binarize(KEY, jnp.full((2, 4), 2.0)), ValueError, r"\[0, 1\]",
-     xfail("genjax/data/pipeline.py (dynamic_binarize): intensities outside [0, 1] are silently clipped into all-ones")),
+    ("data/sampler-negative-step", lambda: BatchSampler(KEY, 4, 2).indices(-1), ValueError, r"step must be a non-negative integer, got -1"),
+    ("data/dequantize-one-level", lambda: pipeline.uniform_dequantize(KEY, jnp.ones((2, 4)), num_levels=1), ValueError, r"num_levels must be >= 2 .*got 1"),
+    ("data/binarize-out-of-range", lambda: pipeline.dynamic_binarize(KEY, jnp.full((2, 4), 2.0)), ValueError, r"x must hold probabilities in \[0, 1\] for dynamic_binarize; 8 values are outside"),
     # ---------------------------------------------------------------- metrics
     ("metrics/bpd-num-dims-zero", lambda: bits_per_dim(1.0, 0), ValueError, r"num_dims must be a positive integer, got 0"),
     ("metrics/bpd-one-level", lambda: bits_per_dim(1.0, 4, num_levels=1), ValueError, r"num_levels must be >= 2, got 1"),
-    ("metrics/bpd-nan-nll", lambda: bits_per_dim(float("nan"), 4), ValueError, r"nll",
-     xfail("genjax/metrics/likelihood.py (bits_per_dim): a NaN nll (concrete) returns NaN silently")),
+    ("metrics/bpd-nan-nll", lambda: bits_per_dim(float("nan"), 4), ValueError, r"nll_nats must be finite, got nan"),
     # ---------------------------------------------------------------- train
     ("train/num-steps-float", lambda: _fit(gvae(), X4, num_steps=2.5), ValueError, r"num_steps must be a positive integer, got 2.5"),
     ("train/steps-per-dispatch-zero", lambda: _fit(gvae(), X4, steps_per_dispatch=0), ValueError, r"steps_per_dispatch must be a positive integer, got 0"),
@@ -200,7 +235,7 @@ def test_catalogue_is_distinct_and_large_enough():
     assert len(ids) == len(set(ids))
     assert len(ids) >= 30
     fams = {i.split("/")[0] for i in ids}
-    assert {"vae", "gan", "flows", "data", "metrics", "train", "cli"} <= fams
+    assert {"vae", "gan", "flows", "diffusion", "data", "metrics", "train", "cli"} <= fams
 
 
 # ---------------------------------------------------------------------- CLI
@@ -266,3 +301,35 @@ def test_cli_error_in_a_subprocess_has_no_traceback(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [U.one_line_error(res.stderr)]
     assert "unknown data set 'cifar'" in res.stderr
+
+
+# ---------------------------------------------------------------------- the params check
+def test_params_check_is_static_under_jit_and_grad():
+    """The params-of-another-model check runs at trace time under jit (same message) and
+    leaves the values of a jitted loss and its gradient unchanged."""
+    x = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    with pytest.raises(ValueError, match=r"params do not match this VAE"):
+        jax.jit(gvae().loss)(mgan_params(), KEY, x)
+    params = gvae_params()
+    eager, _ = gvae().loss(params, KEY, x)
+    jitted, _ = jax.jit(gvae().loss)(params, KEY, x)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-6)
+    # gradient vs a central finite difference along one bias entry
+    g = jax.grad(lambda p: gvae().loss(p, KEY, x)[0])(params)
+    leaf = params["decoder"]["params"]["mlp"]["out"]["bias"]
+    h = 1e-2
+
+    def at(delta):
+        p = jax.tree_util.tree_map(lambda v: v, params)
+        p["decoder"]["params"]["mlp"]["out"]["bias"] = leaf.at[0].add(delta)
+        return float(gvae().loss(p, KEY, x)[0])
+
+    fd = (at(h) - at(-h)) / (2 * h)
+    np.testing.assert_allclose(float(g["decoder"]["params"]["mlp"]["out"]["bias"][0]), fd, rtol=1e-2, atol=1e-3)
+
+
+def test_params_check_names_a_missing_flow_layer():
+    """The other direction of the layer mismatch: a 3-layer flow given a 2-layer flow's params."""
+    deeper = flows.realnvp_2d(num_layers=3, hidden=(8,))
+    with pytest.raises(ValueError, match=r"params do not match this 3-layer realnvp flow .*expected \['layer_0'\], \['layer_1'\], \['layer_2'\]"):
+        deeper.sample(flow_params(), KEY, 2)
