@@ -36,7 +36,7 @@ class TrainState(flax.struct.PyTreeNode):
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(params),
-            key=raw_key(key),
+            key=jnp.copy(raw_key(key)),  # copied too: a donated step would delete the caller's key
             ema_params=jax.tree_util.tree_map(jnp.copy, params) if ema else None,
         )
 

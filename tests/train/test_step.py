@@ -178,3 +178,17 @@ def test_with_transform_splits_the_key(rng, key):
     k_t, k_l = jax.random.split(key)
     np.testing.assert_array_equal(seen["loss_key"], k_l)
     np.testing.assert_allclose(seen["batch"]["y"], transform(k_t, batch)["y"], rtol=1e-6, atol=1e-6)
+
+
+def test_create_owns_its_key_and_params(rng, key):
+    """Two states made from the same caller arrays both survive a donating step: ``create``
+    copies params and the key (a shared key buffer was deleted by the first donated step)."""
+    params, tx = make_params(rng), optax.sgd(0.1)
+    k = jnp.array(key)
+    a, b = TrainState.create(params, tx, k), TrainState.create(params, tx, k)
+    step = make_train_step(loss_fn, tx)
+    batch = make_batch(rng, 4)
+    a, _ = step(a, batch)
+    b, _ = step(b, batch)  # would fail on a deleted buffer if the key were shared
+    assert_trees_equal(a.params, b.params)
+    np.testing.assert_array_equal(np.asarray(k), np.asarray(key))  # the caller's key is intact
