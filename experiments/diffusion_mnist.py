@@ -36,7 +36,20 @@ Commands::
 Expected cost of the full MNIST config on this 2-core CPU: see ``MNIST_COST_NOTE``.
 ``--smoke`` is a seconds-long run (tiny UNet, T = 20, a few steps) for the tests.
 
-FIGURES: see the block at the end of this docstring (filled from the JSON of the run).
+Status and cost (2026-11-25, shared 2-core CPU at load 12-19): the pinned digits run was
+started (the command above) but could not finish by the session deadline. Measured: ~10
+min of compilation, then 66 steps per 3.5-7.5 min (3-7 s/step wall; ~0.5 s of CPU per step,
+measured from the process's CPU time: it got ~15% of a core), eps-MSE 0.79 -> 0.21 -> 0.14 at steps 66/132/198.
+At that rate the 2000 training steps take ~2-3 h and the pinned evaluation (VLB over
+T = 1000 steps on 100 images, the ODE on 100, 180 samples at each DDIM point, 1180 UNet
+calls each) about as long again. Checkpoints: ``experiments/checkpoints/diffusion_digits/run``
+(every 500 steps); re-running the same command resumes. A shortened evaluation of the
+pinned run's checkpoint (recorded as such, JSON ``diffusion_digits_short``)::
+
+    nice python experiments/diffusion_mnist.py --data digits --steps 500 --eval-examples 20 --quality-samples 40
+
+No figures reached yet: ``experiments/results/diffusion_digits.json`` is written when
+the run ends.
 """
 
 from __future__ import annotations
@@ -72,8 +85,9 @@ DATASETS = ("digits", "mnist")
 ANCHORS_BITS_PER_DIM = {"ddpm_cifar10": 3.75, "score_sde_cifar10": 2.99}
 MNIST_COST_NOTE = (
     "not run on this CPU: the pinned MNIST config (UNet base 64, mult 1,2,2, 2 res blocks, batch 128, "
-    "60k steps) is about 40x the digits net per image and 12x the pixels; from the digits step time "
-    "measured here that is several days of the shared 2-core CPU (a GPU job: ~1-2 h on one modern GPU)"
+    "60k steps) costs roughly 1000x the digits step (12x the pixels, 16x the conv cost of 4x the width, "
+    "~2.5x the blocks, 2x the batch); at the ~0.5 s CPU of a digits step that is minutes per step, months "
+    "for 60k steps on this 2-core CPU, and the 1000-step VLB/DDIM evaluation as much again: a GPU job"
 )
 
 
