@@ -200,13 +200,14 @@ def main(argv=None) -> dict:
     overrides = {}
     if args.steps is not None:
         overrides["train_steps"] = args.steps
+        name += f"_steps{args.steps}"
     if args.eval_examples is not None:
         overrides["eval_examples"] = config["eval_examples"] = args.eval_examples
     if args.quality_samples is not None:
         overrides["num_quality_samples"] = config["num_quality_samples"] = args.quality_samples
         config["kid_subset_size"] = min(config["kid_subset_size"], args.quality_samples)
-    if overrides:
-        name += "_short"
+    if args.eval_examples is not None or args.quality_samples is not None:
+        name += "_smalleval"
     workdir = pathlib.Path(args.workdir) / run_name
     workdir.mkdir(parents=True, exist_ok=True)
     x_train, x_test, num_levels = load(args.data)

@@ -130,3 +130,11 @@ def test_diffusion_mnist_smoke(tmp_path, monkeypatch, data_dir):
     saved = json.loads((tmp_path / "r" / "diffusion_mnist_smoke.json").read_text())
     _check_image_result(saved, 256, 784)
     assert saved["data_shape"] == [28, 28, 1] and saved["vlb_note"] == "8-bit data: exact"
+
+
+def test_diffusion_mnist_rejects_bad_overrides(tmp_path):
+    mod = _load("diffusion_mnist")
+    for flag in ("--steps", "--quality-samples"):
+        with pytest.raises(ValueError, match=flag):
+            mod.main(["--data", "digits", flag, "0", "--workdir", str(tmp_path), "--results-dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())  # raised before any work
