@@ -130,10 +130,7 @@ def log_likelihoods(model, params, x: np.ndarray, key, *, batch: int = 500) -> n
     )
 
 
-def exact_kl(toy, x: np.ndarray, log_q: np.ndarray) -> float:
-    """``KL(p||q) = E_p[log p - log q]`` on samples ``x ~ p`` (exact densities, MC over x)."""
-    log_p = np.asarray(toy.log_prob(jnp.asarray(x)), np.float64)
-    return float(np.mean(log_p - np.asarray(log_q, np.float64)))
+from genjax.metrics.toy import exact_kl  # noqa: E402  (re-exported: experiments import it from here)
 
 
 def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 0, max_examples: int | None = None):
