@@ -12,9 +12,7 @@ until that module's owner fixes it (docs/reliability.md lists them).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
-import pathlib
 import sys
 import warnings
 
@@ -30,17 +28,7 @@ from genjax.metrics import bits_per_dim
 from genjax.train import fit, make_train_step
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 KEY = jax.random.PRNGKey(0)
 

@@ -13,8 +13,6 @@ of a killed save, and checkpoints of another model.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import json
 import pathlib
 import shutil
 import sys
@@ -31,17 +29,7 @@ from genjax.train import CheckpointError, CheckpointMismatchError, Checkpointer,
 from genjax.train.checkpoint import DIGEST_KEY, state_digest
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Some donated buffers were not usable"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),  # orbax's readers after a failure

@@ -6,25 +6,12 @@ EMA, key) and a byte-identical ``metrics.jsonl``; another seed gives different n
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import sys
 
 import numpy as np
-import pytest
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 
 CASES = {
     "vae": ("vae", "digits", ["--batch-size", "8", "--latent-dim", "2", "--hidden", "8"]),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import collections
 import errno
-import importlib.util
 import pathlib
 import shutil
 import sys
@@ -26,17 +25,7 @@ from genjax import cli
 from genjax.train import fit
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")

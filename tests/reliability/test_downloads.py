@@ -14,10 +14,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.server
-import importlib.util
 import os
 import pathlib
-import socket
 import sys
 import threading
 import time
@@ -28,17 +26,7 @@ from genjax import cli
 from genjax.data import download as dl
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 NAME = "t10k-labels-idx1-ubyte.gz"
 BODY = bytes(range(256)) * 64  # 16 KiB
 SHA = hashlib.sha256(BODY).hexdigest()

@@ -15,8 +15,6 @@ are subprocesses, so the comparison is also across processes.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import random
 import sys
 
@@ -25,17 +23,7 @@ import pytest
 from genjax import cli, registry
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
 STEPS = 24  # checkpoints every 4 steps (3 kept), log every 2, 2 steps per dispatch (see _util.LOOP)

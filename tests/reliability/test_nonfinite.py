@@ -12,9 +12,7 @@ rates of a flow and a GAN with their checkpoints, and the CLI's one-line error a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 import re
 import sys
 
@@ -29,17 +27,7 @@ from genjax.data import BatchSampler
 from genjax.train import Checkpointer, NonFiniteError, TrainState, fit, split_run_key
 
 
-def _load_util():
-    name = "genjax_tests_reliability_util"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_util.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = _load_util()
+U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
 N, B, SEED = 32, 4, 11
