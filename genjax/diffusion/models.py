@@ -462,8 +462,8 @@ class NCSN:
         return _finish(self, out, return_trajectory)
 
     def log_prob(self, params: Params, key: PRNGKeyArray, x: Array) -> Array:
-        """Not available for NCSN (``log_prob_kind = "none"``); always raises."""
-        raise NotImplementedError(
+        """Always raises, like a GAN's: NCSN defines no density (``log_prob_kind = "none"``)."""
+        raise ValueError(
             "NCSN defines no likelihood: its score is trained only at the discrete noise levels "
             "(log_prob_kind='none'). Use ScoreSDE with a VESDE for a probability-flow ODE likelihood "
             "or DDPM for a variational bound."

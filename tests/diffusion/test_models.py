@@ -274,7 +274,7 @@ def test_log_prob_finite_and_kinds(key):
     p = jax.jit(sde.init)(key, x)
     lp = np.asarray(jax.jit(functools.partial(sde.log_prob, num_steps=10))(p, key, x))
     assert lp.shape == (4,) and np.all(np.isfinite(lp))
-    with pytest.raises(NotImplementedError, match="NCSN defines no likelihood"):
+    with pytest.raises(ValueError, match="NCSN defines no likelihood"):
         ncsn.log_prob({}, key, x)
 
 
