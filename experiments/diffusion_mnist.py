@@ -92,9 +92,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from genjax import viz  # noqa: E402
 from genjax.data.images import load_digits, load_mnist  # noqa: E402
+from genjax.data.pipeline import uniform_dequantize  # noqa: E402
 from genjax.diffusion import likelihood as lik  # noqa: E402
 from genjax.diffusion import models as dif  # noqa: E402
-from genjax.diffusion import schedules as sch  # noqa: E402
 from genjax.metrics import features, sample_quality  # noqa: E402
 from genjax.metrics.likelihood import bits_per_dim  # noqa: E402
 from genjax.registry.diffusion import trajectory_strip  # noqa: E402
@@ -167,27 +167,13 @@ def load(data: str):
 
 
 def ddpm_as_vp_score(model: dif.DDPM, params):
-    """The DDPM eps network as a VP-SDE score in model space ``[-1, 1]``.
-
-    ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``std`` of ``VPSDE(T beta_1, T beta_T)``
-    (step index ``i`` holds the marginal at ``t = (i + 1) / T``). Returns ``(score_fn, sde)``.
-    """
-    betas = np.asarray(model.schedule.betas, np.float64)
-    T = len(betas)
-    sde = sch.VPSDE(beta_min=float(T * betas[0]), beta_max=float(T * betas[-1]))
-
-    def score(x, t):
-        _, std = sde.marginal(t)
-        return -model.eps(params, x, T * t - 1.0) / std.reshape((-1,) + (1,) * (x.ndim - 1))
-
-    return score, sde
+    """The DDPM eps network as a VP-SDE score: ``(score_fn, sde)``; see ``DDPM.vp_score``."""
+    return model.vp_score(params)
 
 
 def dequantize(key, x: np.ndarray, num_levels: int) -> np.ndarray:
-    """``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element (as the registry does)."""
-    k = np.round(np.asarray(x) * (num_levels - 1))
-    u = np.asarray(jax.random.uniform(key, x.shape))
-    return ((k + u) / num_levels).astype(np.float32)
+    """``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element (``genjax.data.uniform_dequantize``)."""
+    return np.asarray(uniform_dequantize(key, jnp.asarray(x, jnp.float32), num_levels=num_levels))
 
 
 def _batched(f, params, x, key, batch):

@@ -91,7 +91,6 @@ from genjax import viz  # noqa: E402
 from genjax.data import synthetic  # noqa: E402
 from genjax.diffusion import likelihood as lik  # noqa: E402
 from genjax.diffusion import models as dif  # noqa: E402
-from genjax.diffusion import schedules as sch  # noqa: E402
 from genjax.registry import diffusion as dif_specs  # noqa: E402
 from genjax.train import fit  # noqa: E402
 
@@ -146,21 +145,8 @@ def build(name: str, cfg: dict):
 
 
 def ddpm_as_vp_score(model: dif.DDPM, params):
-    """The DDPM eps network as a VP-SDE score ``(x (b, d), t (b,)) -> (b, d)``.
-
-    ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``std`` the marginal std of
-    ``VPSDE(T beta_1, T beta_T)`` (``= VPSDE(0.1, 20)`` for the linear schedule of
-    ``ddpm_2d``); step index ``i`` holds the marginal at ``t = (i + 1) / T``.
-    """
-    betas = np.asarray(model.schedule.betas, np.float64)
-    T = len(betas)
-    sde = sch.VPSDE(beta_min=float(T * betas[0]), beta_max=float(T * betas[-1]))
-
-    def score(x, t):
-        _, std = sde.marginal(t)
-        return -model.eps(params, x, T * t - 1.0) / std[:, None]
-
-    return score, sde
+    """The DDPM eps network as a VP-SDE score: ``(score_fn, sde)``; see ``DDPM.vp_score``."""
+    return model.vp_score(params)
 
 
 def _batched(f, params, x, key, batch):

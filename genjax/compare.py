@@ -36,6 +36,7 @@ Writes ``report.md``, ``report.json``, ``samples_<family>.png`` and ``samples_al
 
 from __future__ import annotations
 
+import functools
 import dataclasses
 import json
 import math
@@ -51,6 +52,7 @@ import numpy as np
 import optax
 
 from genjax import _checks
+from genjax.data.pipeline import uniform_dequantize
 
 FAMILIES = ("vae", "gan", "flow", "diffusion")
 FAMILY_TYPE = {"vae": "explicit", "gan": "implicit", "flow": "explicit", "diffusion": "hybrid"}
@@ -163,11 +165,7 @@ class Built:
 def dequantize_transform(num_levels: int):
     """``transform(key, x)``: grid ``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element."""
 
-    def transform(key, x):
-        k = jnp.round(x * (num_levels - 1))
-        return (k + jax.random.uniform(key, x.shape, x.dtype)) / num_levels
-
-    return transform
+    return functools.partial(uniform_dequantize, num_levels=num_levels)
 
 
 def build_model(name: str, data, options: dict | None = None) -> Built:

@@ -336,6 +336,25 @@ class DDPM:
         """The VLB in bits per dimension, ``total / (D ln 2)``, ``(b,)``."""
         return self.vlb(params, key, x, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
 
+    def vp_score(self, params: Params):
+        """The eps network read as a VP-SDE score in model space: ``(score_fn, sde)``.
+
+        ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``std`` the marginal std of
+        ``VPSDE(T beta_1, T beta_T)`` (``VPSDE(0.1, 20)`` for DDPM's linear schedule): step
+        index ``i`` holds the marginal at ``t = (i + 1) / T``. Gives the DDPM a
+        probability-flow ODE likelihood (``likelihood.ode_log_prob(key, score_fn, x, sde=sde)``),
+        an estimate for a model that never saw continuous times.
+        """
+        betas = np.asarray(self.schedule.betas, np.float64)
+        T = len(betas)
+        sde = sch.VPSDE(beta_min=float(T * betas[0]), beta_max=float(T * betas[-1]))
+
+        def score(x, t):
+            _, std = sde.marginal(t)
+            return -self.eps(params, x, T * t - 1.0) / std.reshape((-1,) + (1,) * (x.ndim - 1))
+
+        return score, sde
+
     def denoise_trajectory(
         self, params: Params, key: PRNGKeyArray, x0: Array, *, num_frames: int = 8, labels: Array | None = None
     ) -> dict[str, Array]:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import viz
+from genjax.data.pipeline import uniform_dequantize
 from genjax.metrics.likelihood import bits_per_dim
 from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
 
@@ -129,10 +130,8 @@ def _log_probs(model, params, x: np.ndarray, key, *, batch: int) -> np.ndarray:
 
 
 def dequantize(key, x: np.ndarray, num_levels: int) -> np.ndarray:
-    """``k/(L-1) -> (k + u)/L`` with ``u ~ U[0, 1)``, one draw per element."""
-    k = np.round(np.asarray(x) * (num_levels - 1))
-    u = np.asarray(jax.random.uniform(key, x.shape))
-    return ((k + u) / num_levels).astype(np.float32)
+    """``k/(L-1) -> (k + u)/L`` with ``u ~ U[0, 1)``, one draw per element (host array)."""
+    return np.asarray(uniform_dequantize(key, jnp.asarray(x, jnp.float32), num_levels=num_levels))
 
 
 def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 2000, max_examples: int | None = None):
