@@ -17,7 +17,7 @@ import time
 
 from benchmarks import common
 
-ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "families")
+ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "families")
 
 
 def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common.EntryResult:
@@ -37,6 +37,10 @@ def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common
         from benchmarks import sampling
 
         return sampling.run(settings)
+    if name == "data_parallel":
+        from benchmarks import data_parallel
+
+        return data_parallel.run(settings)
     if name == "families":
         from benchmarks import families
 

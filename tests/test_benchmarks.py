@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import common, families, fused_steps, many_seeds, run as bench_run, sampling, train_step
+from benchmarks import common, data_parallel, families, fused_steps, many_seeds, run as bench_run, sampling, train_step
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_train_step
@@ -143,9 +143,32 @@ def test_families_quick_json(tmp_path, monkeypatch):
         np.testing.assert_allclose(r["samples/s"], r["batch"] / (r["ms/step"] / 1e3), rtol=1e-9, atol=0)
 
 
+def test_data_parallel_quick_json(tmp_path, monkeypatch):
+    """The mesh rows come from a worker process with forced CPU devices; scaling is relative to mesh 1."""
+    monkeypatch.setattr(data_parallel, "DEVICES", (1, 2))
+    monkeypatch.setattr(data_parallel, "BATCHES", (8,))
+    entry = _run(tmp_path, "data_parallel")
+    rows = entry["rows"]
+    assert [(r["batch"], r["mode"], r["devices"]) for r in rows] == [
+        (8, "plain (no mesh)", 1), (8, "mesh 1", 1), (8, "mesh 2", 2)]
+    for r in rows:
+        assert _positive(r["ms/step"])
+        np.testing.assert_allclose(r["steps/s"], 1e3 / r["ms/step"], rtol=1e-9, atol=0)
+    assert rows[0]["vs mesh 1"] is None and rows[1]["vs mesh 1"] == 1.0
+    np.testing.assert_allclose(rows[2]["vs mesh 1"], rows[1]["ms/step"] / rows[2]["ms/step"], rtol=1e-9, atol=0)
+    assert "2 forced cpu devices" in entry["notes"][0]
+
+
+def test_data_parallel_worker_failure_is_reported(monkeypatch):
+    """A worker that exits non-zero (here: a batch size that is not an int) raises with its stderr."""
+    monkeypatch.setattr(data_parallel, "BATCHES", ("x",))
+    with pytest.raises(RuntimeError, match="data_parallel worker failed"):
+        data_parallel._run_worker(common.Settings.make(True))
+
+
 def test_unknown_entry_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
-        bench_run.main(["--only", "data_parallel", "--out", str(tmp_path / "x.json")])
+        bench_run.main(["--only", "model_parallel", "--out", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
         bench_run.run_entry("nope", common.Settings.make(True), None)
 
