@@ -17,7 +17,7 @@ import time
 
 from benchmarks import common
 
-ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "families")
+ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families")
 
 
 def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common.EntryResult:
@@ -41,6 +41,10 @@ def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common
         from benchmarks import data_parallel
 
         return data_parallel.run(settings)
+    if name == "mixed_precision":
+        from benchmarks import mixed_precision
+
+        return mixed_precision.run(settings)
     if name == "families":
         from benchmarks import families
 

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import common, data_parallel, families, fused_steps, many_seeds, run as bench_run, sampling, train_step
+from benchmarks import common, data_parallel, families, fused_steps, many_seeds, mixed_precision, run as bench_run, sampling, train_step
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_train_step
@@ -164,6 +164,20 @@ def test_data_parallel_worker_failure_is_reported(monkeypatch):
     monkeypatch.setattr(data_parallel, "BATCHES", ("x",))
     with pytest.raises(RuntimeError, match="data_parallel worker failed"):
         data_parallel._run_worker(common.Settings.make(True))
+
+
+def test_mixed_precision_quick_json(tmp_path, monkeypatch):
+    from genjax.vae import conv_vae
+
+    monkeypatch.setattr(mixed_precision, "BATCH", 4)
+    monkeypatch.setattr(mixed_precision, "SHAPE", (8, 8, 1))
+    monkeypatch.setattr(mixed_precision, "make_models",
+                        lambda: {"tiny conv VAE": conv_vae((8, 8, 1), latent_dim=2, features=(4,), hidden=8)})
+    entry = _run(tmp_path, "mixed_precision")
+    (row,) = entry["rows"]
+    assert row["model"] == "tiny conv VAE" and row["batch"] == 4
+    assert _positive(row["float32 ms"]) and _positive(row["bfloat16 ms"])
+    np.testing.assert_allclose(row["bf16/f32"], row["bfloat16 ms"] / row["float32 ms"], rtol=1e-9, atol=0)
 
 
 def test_unknown_entry_is_a_usage_error(tmp_path):
