@@ -17,7 +17,7 @@ import time
 
 from benchmarks import common
 
-ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families")
+ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families", "breakdown")
 
 
 def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common.EntryResult:
@@ -49,6 +49,10 @@ def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common
         from benchmarks import families
 
         return families.run(settings)
+    if name == "breakdown":
+        from benchmarks import breakdown
+
+        return breakdown.run(settings, peak=peak["flops_per_s"])
     raise ValueError(f"unknown benchmark {name!r}; valid choices: {', '.join(ENTRIES)}")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import common, data_parallel, families, fused_steps, many_seeds, mixed_precision, run as bench_run, sampling, train_step
+from benchmarks import breakdown, common, data_parallel, families, fused_steps, many_seeds, mixed_precision, run as bench_run, sampling, train_step
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_train_step
@@ -178,6 +178,32 @@ def test_mixed_precision_quick_json(tmp_path, monkeypatch):
     assert row["model"] == "tiny conv VAE" and row["batch"] == 4
     assert _positive(row["float32 ms"]) and _positive(row["bfloat16 ms"])
     np.testing.assert_allclose(row["bf16/f32"], row["bfloat16 ms"] / row["float32 ms"], rtol=1e-9, atol=0)
+
+
+def test_breakdown_quick_json(tmp_path, monkeypatch):
+    from genjax.vae.models import seed_vae
+
+    monkeypatch.setattr(breakdown, "CASES", (
+        ("seed VAE", lambda: seed_vae(784), 4, None, breakdown.SEED_ENC, breakdown.SEED_DEC),
+        ("seed VAE", lambda: seed_vae(784), 4, 2, breakdown.SEED_ENC, breakdown.SEED_DEC),
+    ))
+    entry = _run(tmp_path, "breakdown")
+    one, two, dispatch = entry["rows"]
+    assert one["case"] == "seed VAE" and two["case"] == "seed VAE x2 seeds (vmap)"
+    np.testing.assert_allclose(two["params (M)"], 2 * one["params (M)"], rtol=1e-9)
+    for r in (one, two):
+        assert all(_positive(r[k]) for k in ("full ms", "grad ms", "adam ms", "grad GFLOP/s", "grad % peak"))
+        np.testing.assert_allclose(r["adam share"], r["adam ms"] / r["full ms"], rtol=1e-9, atol=0)
+    np.testing.assert_allclose(
+        two["grad GFLOP/s"], 2 * breakdown.grad_flops(4, breakdown.SEED_ENC, breakdown.SEED_DEC) / (two["grad ms"] / 1e3) / 1e9,
+        rtol=1e-9)
+    assert dispatch["case"].startswith("empty jitted call") and _positive(dispatch["full ms"])
+
+
+def test_breakdown_flops_equal_train_step_flops():
+    """The gradient half's FLOP count is the VAE step count of ``train_step`` (checked there against the jaxpr)."""
+    for b in (1, 128):
+        assert breakdown.grad_flops(b, breakdown.SEED_ENC, breakdown.SEED_DEC) == train_step.step_flops("vae", b)
 
 
 def test_unknown_entry_is_a_usage_error(tmp_path):
