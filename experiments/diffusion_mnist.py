@@ -29,11 +29,14 @@ Commands::
 
     # digits (fast version; CPU, writes experiments/results/diffusion_digits.json)
     nohup nice python experiments/diffusion_mnist.py --data digits > experiments/logs/diffusion_digits.log 2>&1 &
-    # MNIST (NOT run here; writes experiments/results/diffusion_mnist.json)
+    # MNIST, CPU-sized pinned config (writes experiments/results/diffusion_mnist.json)
     GENJAX_DATA_DIR=/work/shared/data nohup nice python experiments/diffusion_mnist.py --data mnist \\
         > experiments/logs/diffusion_mnist.log 2>&1 &
+    # MNIST, DDPM-paper-like size (--data mnist_gpu): a GPU job, not run here
 
-Expected cost of the full MNIST config on this 2-core CPU: see ``MNIST_COST_NOTE``.
+Expected cost of each MNIST config on this 2-core CPU: ``MNIST_COST_NOTE`` (the CPU
+config: ~45 min of training at ~0.45 s/step, ~15 min of evaluation, estimated from the
+28x28 UNet step of ``python -m benchmarks.run --only mixed_precision``; not yet run).
 ``--smoke`` is a seconds-long run (tiny UNet, T = 20, a few steps) for the tests.
 
 Status and cost (2026-11-25, shared 2-core CPU at load 6-19): the pinned digits run
@@ -100,13 +103,13 @@ from genjax.metrics.likelihood import bits_per_dim  # noqa: E402
 from genjax.registry.diffusion import trajectory_strip  # noqa: E402
 from genjax.train import fit  # noqa: E402
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist", "mnist_gpu")
 ANCHORS_BITS_PER_DIM = {"ddpm_cifar10": 3.75, "score_sde_cifar10": 2.99}
 MNIST_COST_NOTE = (
-    "not run on this CPU: the pinned MNIST config (UNet base 64, mult 1,2,2, 2 res blocks, batch 128, "
-    "60k steps) costs roughly 1000x the digits step (12x the pixels, 16x the conv cost of 4x the width, "
-    "~2.5x the blocks, 2x the batch); at the ~0.5 s CPU of a digits step that is minutes per step, months "
-    "for 60k steps on this 2-core CPU, and the 1000-step VLB/DDIM evaluation as much again: a GPU job"
+    "mnist is the CPU-sized pinned config (UNet base 16, mult 1,2, batch 64, 6000 steps; the 28x28 step "
+    "measured ~0.45 s on the idle 2-core CPU, benchmarks' mixed_precision entry at batch 32: 0.22 s). "
+    "mnist_gpu is the DDPM-paper-like size (UNet base 64, mult 1,2,2, 2 res blocks, batch 128, 60k steps): "
+    "~16x the conv cost per pixel and 2x the batch, i.e. several s/step, weeks for 60k steps on this CPU: a GPU job"
 )
 
 
@@ -128,22 +131,41 @@ def get_config(data: str = "digits") -> dict:
             "kid_subset_size": 90,
             "classifier_overrides": {},
         }
-    return {
-        "data": "mnist",
-        "seed": 0,
-        "model": {"base": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "T": 1000, "schedule": "linear"},
-        "batch_size": 128,
-        "steps": 60_000,
-        "lr": 2e-4,
-        "warmup_steps": 1000,
-        "checkpoint_every": 2000,
-        "eval_examples": 1000,
-        "ode_steps": 100,
-        "ddim_steps": [10, 20, 50, 100, 1000],
-        "num_quality_samples": 2000,
-        "kid_subset_size": 1000,
-        "classifier_overrides": {},
-    }
+    if data == "mnist":  # CPU-sized: what this project's 2-core machine can train in about an hour
+        return {
+            "data": "mnist",
+            "seed": 0,
+            "model": {"base": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "T": 1000, "schedule": "linear"},
+            "batch_size": 64,
+            "steps": 6000,
+            "lr": 1e-3,
+            "warmup_steps": 200,
+            "checkpoint_every": 500,
+            "eval_examples": 100,
+            "ode_steps": 50,
+            "ddim_steps": [10, 20, 50, 100, 1000],
+            "num_quality_samples": 200,
+            "kid_subset_size": 100,
+            "classifier_overrides": {},
+        }
+    if data == "mnist_gpu":
+        return {
+            "data": "mnist_gpu",
+            "seed": 0,
+            "model": {"base": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "T": 1000, "schedule": "linear"},
+            "batch_size": 128,
+            "steps": 60_000,
+            "lr": 2e-4,
+            "warmup_steps": 1000,
+            "checkpoint_every": 2000,
+            "eval_examples": 1000,
+            "ode_steps": 100,
+            "ddim_steps": [10, 20, 50, 100, 1000],
+            "num_quality_samples": 2000,
+            "kid_subset_size": 1000,
+            "classifier_overrides": {},
+        }
+    raise ValueError(f"data must be one of {', '.join(DATASETS)}, got {data!r}")
 
 
 def smoke_config(data: str = "digits") -> dict:
@@ -161,7 +183,7 @@ def smoke_config(data: str = "digits") -> dict:
 def load(data: str):
     if data == "digits":
         tr, te = load_digits("train"), load_digits("test")
-    else:
+    else:  # mnist, mnist_gpu
         tr, te = load_mnist("train"), load_mnist("test")
     return np.asarray(tr.x), np.asarray(te.x), te.num_levels
 
@@ -215,6 +237,7 @@ def main(argv=None) -> dict:
         name += "_smalleval"
     workdir = pathlib.Path(args.workdir) / run_name
     workdir.mkdir(parents=True, exist_ok=True)
+    dataset = "digits" if args.data == "digits" else "mnist"  # mnist_gpu: the same data, a bigger config
     x_train, x_test, num_levels = load(args.data)
     if "train_examples" in config:
         x_train = x_train[: config["train_examples"]]
@@ -274,9 +297,9 @@ def main(argv=None) -> dict:
     # ---------------------------------------------------------------- DDIM steps vs quality
     t3 = time.time()
     if args.smoke:  # a few classifier steps, nothing cached
-        clf = features.train_classifier(args.data, progress=False, **config["classifier_overrides"])
+        clf = features.train_classifier(dataset, progress=False, **config["classifier_overrides"])
     else:  # digits: cached in the workdir; MNIST: cached beside the data (the metrics module's default)
-        clf = features.get_classifier(args.data, data_dir=workdir if args.data == "digits" else None, progress=False)
+        clf = features.get_classifier(dataset, data_dir=workdir if dataset == "digits" else None, progress=False)
     n_q = min(config["num_quality_samples"], len(x_test))
     real = x_test[:n_q]
     qkw = dict(kid_subsets=50, kid_subset_size=min(config["kid_subset_size"], n_q), seed=0)
@@ -307,7 +330,7 @@ def main(argv=None) -> dict:
     out = {
         "experiment": name,
         "script": "experiments/diffusion_mnist.py",
-        "command": (("GENJAX_DATA_DIR=/work/shared/data " if args.data == "mnist" else "")
+        "command": (("GENJAX_DATA_DIR=/work/shared/data " if dataset == "mnist" else "")
                     + f"python experiments/diffusion_mnist.py --data {args.data}" + (" --smoke" if args.smoke else "")
                     + "".join(f" --{k} {v}" for k, v in (("steps", args.steps), ("eval-examples", args.eval_examples),
                                                          ("quality-samples", args.quality_samples)) if v is not None)),

@@ -138,3 +138,13 @@ def test_diffusion_mnist_rejects_bad_overrides(tmp_path):
         with pytest.raises(ValueError, match=flag):
             mod.main(["--data", "digits", flag, "0", "--workdir", str(tmp_path), "--results-dir", str(tmp_path)])
     assert not any(tmp_path.iterdir())  # raised before any work
+
+
+def test_diffusion_mnist_configs():
+    """``mnist`` is the CPU-sized pinned config, ``mnist_gpu`` the larger one; both train on MNIST."""
+    mod = _load("diffusion_mnist")
+    cpu, gpu = mod.get_config("mnist"), mod.get_config("mnist_gpu")
+    assert cpu["model"]["base"] < gpu["model"]["base"] and cpu["steps"] < gpu["steps"]
+    assert set(cpu) == set(gpu) == set(mod.get_config("digits"))
+    with pytest.raises(ValueError, match="data must be one of digits, mnist, mnist_gpu"):
+        mod.get_config("cifar")
