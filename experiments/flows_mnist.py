@@ -7,34 +7,44 @@ R by ``logit(alpha + (1 - 2 alpha) x)``, alpha = 0.05 (Jacobian included). Test
 bits/dim = NLL / (784 ln 2) + log2(256) on all 10k test images, one dequantization
 draw per image (an upper bound on the discrete data's bits/dim, Theis et al. 2016).
 
-  * realnvp: ``realnvp_image``, 3 scales (28 -> 14 -> 7), ResNet couplings 64 features x 4 blocks.
-  * glow:    ``glow``, 2 levels (28 divisible by 4, not 8), 16 steps per level, 256 features.
-  * maf:     ``maf(784)`` on the flattened image, 5 MADEs of one 1024-unit layer (the MAF
-             paper's MNIST size), same dequantization and logit pre-processing.
+Two pinned sizes (``--size``), same data, objective and schedule shape (Adam, linear
+warmup, cosine decay, lr 1e-3, batch 64, seed 0):
 
-Adam (lr 1e-3, 1000 warmup steps, cosine decay), batch 64, 100k steps each, seed 0.
+  ========  ==========================================  =============================================
+  model     ``--size cpu`` (default; 5000 steps)        ``--size gpu`` (100k steps)
+  ========  ==========================================  =============================================
+  realnvp   3 scales (28->14->7), 32 features x 1 block  3 scales, ResNet couplings 64 features x 4 blocks
+  glow      2 levels x 4 steps, 64 features            2 levels x 16 steps, 256 features
+  maf       5 MADEs of one 1024-unit layer (the MAF paper's MNIST size), flattened image, both sizes
+  ========  ==========================================  =============================================
+
 Anchors (FFJORD paper, Table 2, MNIST bits/dim): MADE 2.04, MAF 1.89, RealNVP 1.06,
 Glow 1.05, FFJORD 0.99.
 
-Command (resumable: checkpoints under ``--workdir``; re-run to continue)::
+Commands (resumable: checkpoints under ``--workdir``; re-run to continue)::
 
-    GENJAX_DATA_DIR=../shared/data nohup python experiments/flows_mnist.py > experiments/logs/flows_mnist.log 2>&1 &
+    GENJAX_DATA_DIR=../shared/data nohup nice python experiments/flows_mnist.py > experiments/logs/flows_mnist.log 2>&1 &
+    GENJAX_DATA_DIR=../shared/data python experiments/flows_mnist.py --size gpu     # a GPU job
 
 ``--models realnvp`` runs a subset, ``--steps N`` shortens the schedule (recorded in
 the JSON, results file suffixed ``_steps<N>``), ``--smoke`` is a seconds-long run on
 256 images with tiny flows (tests use it). Writes ``experiments/results/flows_mnist.json``
-and sample grids ``<workdir>/<model>/samples.png`` (T = 1 and T = 0.7).
+(``flows_mnist_gpu.json`` for ``--size gpu``) and sample grids
+``<workdir>/<name>/<model>/samples.png`` (T = 1 and T = 0.7).
 
-Cost: NOT run in full here (CPU only). Measured on the shared, loaded 2-core CPU (one
-jitted Adam step, batch 64): realnvp 24.5 s/step after a 67 s compile (4.8M params),
-glow 43 s/step after a 57 s compile (39M params), maf 0.34 s/step (12.1M params).
-100k steps is then weeks (realnvp, glow) / ~9 h (maf) on this CPU: not feasible. A GPU run needs one
-accelerator with >= 16 GB (batch 64 at 28x28 with these widths uses a few GB); at the
-~10-50 ms/step such conv flows should take on a modern GPU (an estimate, not measured
-here: no GPU was available), 100k steps is ~0.5-1.5 h per
-model plus ~1 min for the 10k-image test pass. Expect RealNVP/Glow near 1.05-1.1 and
-MAF near 1.9 bits/dim after full training (the anchors); shorter runs (``--steps``)
-land higher.
+Cost. ``--size cpu``, one jitted Adam step at batch 64, measured while the machine ran
+another job (this process at nice 19, so an upper bound): realnvp 1.04 s, glow 0.64 s
+(maf, the same size in both configs: 0.34 s under a load of ~15, 0.05 s for 5 x 512 units
+at nice 19); on the idle machine roughly a third of that, i.e. the three models' 5000
+steps in about an hour. Not yet run: no figure yet.
+``--size gpu``: measured on the loaded 2-core CPU: realnvp 24.5 s/step after a 67 s
+compile (4.8M params), glow 43 s/step after a 57 s compile (39M params), maf 0.34 s/step
+(12.1M params): weeks on this CPU. A GPU run needs one accelerator with >= 16 GB (batch
+64 at 28x28 with these widths uses a few GB); at the ~10-50 ms/step such conv flows
+should take on a modern GPU (an estimate, not measured here: no GPU was available),
+100k steps is ~0.5-1.5 h per model plus ~1 min for the 10k-image test pass. Expect
+RealNVP/Glow near 1.05-1.1 and MAF near 1.9 bits/dim after full training (the anchors);
+the CPU size and shorter runs land higher.
 """
 
 from __future__ import annotations
@@ -64,25 +74,47 @@ MODELS = ("realnvp", "glow", "maf")
 ANCHORS_BPD = {"MADE": 2.04, "MAF": 1.89, "RealNVP": 1.06, "Glow": 1.05, "FFJORD": 0.99}
 
 
-def get_config() -> dict:
-    return {
+SIZES = ("cpu", "gpu")
+
+
+def get_config(size: str = "cpu") -> dict:
+    """The pinned config. ``cpu``: sized for this project's 2-core CPU (about an hour for
+    the three models); ``gpu``: the published architectures' scale (100k steps, GPU job)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    common = {
         "seed": 0,
+        "size": size,
         "data": "mnist (28x28x1, 256 levels)",
         "data_levels": 256,
         "logit_alpha": 0.05,
         "batch_size": 64,
-        "steps": 100_000,
         "lr": 1e-3,
-        "warmup_steps": 1000,
         "lr_schedule": "linear warmup then cosine decay to 0",
         "grad_clip_norm": 100.0,
+        "train_examples": 60000,
+        "test_examples": 10000,
+    }
+    if size == "cpu":
+        return {
+            **common,
+            "steps": 5000,
+            "warmup_steps": 200,
+            "models": {
+                "realnvp": {"num_scales": 3, "features": 32, "num_blocks": 1},
+                "glow": {"num_levels": 2, "num_steps": 4, "features": 64, "num_blocks": 1},
+                "maf": {"num_layers": 5, "hidden": [1024]},
+            },
+        }
+    return {
+        **common,
+        "steps": 100_000,
+        "warmup_steps": 1000,
         "models": {
             "realnvp": {"num_scales": 3, "features": 64, "num_blocks": 4},
             "glow": {"num_levels": 2, "num_steps": 16, "features": 256, "num_blocks": 1},
             "maf": {"num_layers": 5, "hidden": [1024]},
         },
-        "train_examples": 60000,
-        "test_examples": 10000,
     }
 
 
@@ -148,14 +180,15 @@ def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdi
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--steps", type=int, default=None, help="override the pinned 100k steps (recorded)")
+    ap.add_argument("--size", default="cpu", choices=SIZES, help="pinned config: cpu (default, ~1 h here) or gpu (100k steps)")
+    ap.add_argument("--steps", type=int, default=None, help="override the pinned number of steps (recorded)")
     ap.add_argument("--workdir", default=str(HERE / "checkpoints" / "flows_mnist"))
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--smoke", action="store_true", help="seconds-long run on 256 images with tiny flows")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    config = smoke_config() if args.smoke else get_config()
+    config = smoke_config() if args.smoke else get_config(args.size)
     if args.steps is not None:
         if args.steps < 1:
             ap.error(f"--steps must be positive, got {args.steps}")
@@ -165,7 +198,7 @@ def main(argv=None) -> dict:
     for m in names:
         if m not in MODELS:
             ap.error(f"unknown model {m!r}; valid: {', '.join(MODELS)}")
-    name = "flows_mnist" + ("_smoke" if args.smoke else f"_steps{args.steps}" if args.steps is not None else "")
+    name = "flows_mnist" + ("_gpu" if args.size == "gpu" and not args.smoke else "") + ("_smoke" if args.smoke else f"_steps{args.steps}" if args.steps is not None else "")
     workdir = pathlib.Path(args.workdir) / name
 
     train = np.asarray(load_mnist("train").x)[: config["train_examples"]]
@@ -174,7 +207,7 @@ def main(argv=None) -> dict:
     out = {
         "script": "experiments/flows_mnist.py",
         "command": "GENJAX_DATA_DIR=../shared/data python experiments/flows_mnist.py"
-        + (" --smoke" if args.smoke else "") + (f" --steps {args.steps}" if args.steps is not None else "")
+        + (" --size gpu" if args.size == "gpu" else "") + (" --smoke" if args.smoke else "") + (f" --steps {args.steps}" if args.steps is not None else "")
         + (f" --models {args.models}" if set(names) != set(MODELS) else ""),
         "config": config,
         "full_schedule": not args.smoke and args.steps is None,

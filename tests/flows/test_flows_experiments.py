@@ -72,3 +72,15 @@ def test_flows_mnist_smoke(tmp_path, monkeypatch, data_dir):
     # the pinned (full) config is the one documented: multi-scale Glow on 28x28 needs 2 levels
     full = mod.get_config()
     assert full["models"]["glow"]["num_levels"] == 2 and full["data_levels"] == 256
+
+
+def test_flows_mnist_sizes():
+    """``cpu`` (default) is the smaller pinned config, ``gpu`` the published scale; unknown sizes are errors."""
+    mod = _load("flows_mnist")
+    cpu, gpu = mod.get_config(), mod.get_config("gpu")
+    assert cpu["size"] == "cpu" and gpu["size"] == "gpu" and set(cpu) == set(gpu)
+    assert cpu["steps"] < gpu["steps"]
+    for m in ("realnvp", "glow"):
+        assert cpu["models"][m]["features"] < gpu["models"][m]["features"]
+    with pytest.raises(ValueError, match="size must be one of cpu, gpu"):
+        mod.get_config("tpu")
