@@ -158,7 +158,7 @@ def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdi
     wd = workdir / name
     t0 = time.perf_counter()
     res = fit(model, x_train, num_steps=steps, batch_size=config["batch_size"], optimizer=tx, seed=config["seed"],
-              out_dir=wd, log_every=max(1, min(500, steps)), checkpoint_every=max(1, min(5000, steps)),
+              out_dir=wd, log_every=max(1, min(500, steps)), checkpoint_every=max(1, min(5000, steps // 10)),
               steps_per_dispatch=max(1, min(100, steps)), resume=True, progress=progress)
     train_s = time.perf_counter() - t0
     params = res.state.params
