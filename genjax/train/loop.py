@@ -234,7 +234,9 @@ def fit(
         the end; the EMA parameters are passed when EMA is on.
       log_every: steps between metric records (each the mean over its window).
       checkpoint_every: steps between checkpoints (one is always written at the end).
-      steps_per_dispatch: steps fused in one ``lax.scan`` per host dispatch.
+      steps_per_dispatch: steps fused in one ``lax.scan`` per host dispatch (for a
+        convolutional step on CPU: one Python loop of jitted steps per chunk, see
+        :func:`genjax.train.make_multi_step`'s ``loop='auto'``).
       ema_decay: keep an exponential moving average of the parameters.
       on_nonfinite: "raise" stops with ``NonFiniteError`` naming the step (the last
         checkpoint stays the last good one); "skip" drops such updates and counts them.

@@ -104,6 +104,68 @@ def test_multi_step_equals_sequential_steps(rng, key):
     assert len(np.unique(np.asarray(metrics["loss"]))) == 3
 
 
+def _conv_loss(params, key, batch):
+    """A one-layer convolution: makes the step a 'conv step' for ``loop='auto'``."""
+    y = jax.lax.conv_general_dilated(batch["img"], params["k"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    loss = jnp.mean(jnp.square(y - 1.0)) + 0.01 * jnp.sum(jax.random.normal(key, params["k"].shape) * params["k"])
+    return loss, {}
+
+
+@pytest.mark.parametrize("loop", ["scan", "python", "auto"])
+def test_multi_step_loops_agree(rng, key, loop):
+    """Every loop mode is the same K steps: bit-identical to K jitted single steps for
+    ``python``, to rounding for ``scan``; for a conv step on CPU ``auto`` picks ``python``."""
+    tx = optax.adam(0.05)
+    params = {"k": jnp.asarray(rng.standard_normal((3, 3, 2, 2)), jnp.float32)}
+    batches = {"img": jnp.asarray(rng.standard_normal((3, 2, 5, 5, 2)), jnp.float32)}
+    single = make_train_step(_conv_loss, tx, jit=False)
+    multi = make_multi_step(single, loop=loop)
+    state, metrics = multi(new_state(params, tx, key), batches)
+    seq, step = new_state(params, tx, key), jax.jit(single, donate_argnums=0)
+    losses = []
+    for i in range(3):
+        seq, m = step(seq, jax.tree_util.tree_map(lambda a: a[i], batches))
+        losses.append(float(m["loss"]))
+    assert int(state.step) == 3 and metrics["loss"].shape == (3,)
+    if loop == "auto":
+        assert multi.loop() == ("python" if jax.default_backend() == "cpu" else "scan")
+    if loop == "python" or (loop == "auto" and jax.default_backend() == "cpu"):
+        chex.assert_trees_all_equal(state.params, seq.params)
+        np.testing.assert_array_equal(metrics["loss"], losses)
+    else:
+        chex.assert_trees_all_close(state.params, seq.params, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_loop_scans_a_step_without_convolution(rng, key):
+    tx = optax.sgd(0.1)
+    multi = make_multi_step(make_train_step(loss_fn, tx, jit=False))
+    assert multi.loop() is None  # decided on the first call
+    multi(new_state(make_params(rng), tx, key), make_batch(rng, 2))
+    assert multi.loop() == "scan"
+
+
+def test_has_convolution_sees_nested_jaxprs():
+    from genjax.train.step import has_convolution
+
+    w = jnp.ones((3, 3, 1, 1))
+    conv = lambda x: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jnp.ones((1, 4, 4, 1))
+    assert has_convolution(conv, x)
+    assert has_convolution(lambda x: jax.lax.scan(lambda c, _: (conv(c), None), x, None, length=2)[0], x)
+    assert has_convolution(lambda x: jax.lax.cond(True, conv, lambda v: v, x), x)
+    assert has_convolution(jax.grad(lambda x: conv(x).sum()), x)
+    assert not has_convolution(lambda x: jnp.tanh(x @ jnp.ones((1, 1))), x)
+
+
+def test_multi_step_loop_argument_checked():
+    single = make_train_step(loss_fn, optax.sgd(0.1), jit=False)
+    with pytest.raises(ValueError, match="loop must be one of auto, scan, python, got 'fast'"):
+        make_multi_step(single, loop="fast")
+    with pytest.raises(ValueError, match="loop='python' needs jit=True"):
+        make_multi_step(single, loop="python", jit=False)
+
+
 def test_ema_follows_the_recurrence(rng, key):
     d, n = 0.8, 4
     tx = optax.sgd(0.1)
