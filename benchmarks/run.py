@@ -10,6 +10,7 @@ count, load, date), the matmul peak of this run, and every figure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import pathlib
 import sys
@@ -19,41 +20,18 @@ from benchmarks import common
 
 ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families", "breakdown")
 
+#: entries whose ``run`` also takes the matmul peak of this run (FLOP/s)
+TAKES_PEAK = ("train_step", "breakdown")
+
 
 def run_entry(name: str, settings: common.Settings, peak: dict | None) -> common.EntryResult:
-    if name == "train_step":
-        from benchmarks import train_step
-
-        return train_step.run(settings, peak=peak["flops_per_s"])
-    if name == "fused_steps":
-        from benchmarks import fused_steps
-
-        return fused_steps.run(settings)
-    if name == "many_seeds":
-        from benchmarks import many_seeds
-
-        return many_seeds.run(settings)
-    if name == "sampling":
-        from benchmarks import sampling
-
-        return sampling.run(settings)
-    if name == "data_parallel":
-        from benchmarks import data_parallel
-
-        return data_parallel.run(settings)
-    if name == "mixed_precision":
-        from benchmarks import mixed_precision
-
-        return mixed_precision.run(settings)
-    if name == "families":
-        from benchmarks import families
-
-        return families.run(settings)
-    if name == "breakdown":
-        from benchmarks import breakdown
-
-        return breakdown.run(settings, peak=peak["flops_per_s"])
-    raise ValueError(f"unknown benchmark {name!r}; valid choices: {', '.join(ENTRIES)}")
+    """Runs ``benchmarks.<name>.run`` (imported only when asked for)."""
+    if name not in ENTRIES:
+        raise ValueError(f"unknown benchmark {name!r}; valid choices: {', '.join(ENTRIES)}")
+    module = importlib.import_module(f"benchmarks.{name}")
+    if name in TAKES_PEAK:
+        return module.run(settings, peak=peak["flops_per_s"])
+    return module.run(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
