@@ -28,7 +28,7 @@ Figures reached (seed 0, all 10k test images; ``experiments/results/vae_mnist.js
         (``vae_mnist_iwae50_stages3.json``; the full k=50 schedule is ~40 h here)
 
 Cost on this project's CPU machine (2 cores, XLA:CPU): the k=1 run took 7.1 h of wall
-time summed over three sessions' resumed processes (it ran niced next to other jobs and was
+time summed over several sessions' resumed processes (it ran niced next to other jobs and was
 paused for benchmarks; alone it does ~670 steps/s on ~1.7 cores, i.e. ~4.1 h, ~7 CPU-hours,
 for the full schedule), plus 5 min of evaluation. k=50: ~14 ms/step
 alone (~40 h for the full schedule); the 3-stage run took 23 min of wall (12 of them paused)
