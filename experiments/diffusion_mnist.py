@@ -286,9 +286,11 @@ def main(argv=None) -> dict:
     t2 = time.time()
     _, sde = ddpm_as_vp_score(model, params)
     xdq = dequantize(k_dq, xe, num_levels)
-    ode_f = jax.jit(lambda p, k, x: lik.ode_log_prob(
+    # not under jit: on CPU ode_log_prob then runs its RK4 steps as a Python loop of one
+    # jitted step (loop="auto"), ~4x faster than its lax.scan for a conv network
+    ode_f = lambda p, k, x: lik.ode_log_prob(  # noqa: E731
         k, ddpm_as_vp_score(model, p)[0], 2.0 * x - 1.0, sde=sde, num_steps=config["ode_steps"],
-        trace="hutchinson", num_probes=1) + D * math.log(2.0))
+        trace="hutchinson", num_probes=1) + D * math.log(2.0)
     log_q_ode = _batched(ode_f, params, xdq, k_ode, 50)
     nll_ode = float(-log_q_ode.mean())
     bpd_ode = float(bits_per_dim(nll_ode, D, num_levels=num_levels))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import _checks
+from genjax import _checks, _xla
 from genjax.diffusion.objectives import vlb_terms
 from genjax.diffusion.sampling import _check_eps, _check_sde, probability_flow, rk4_step
 from genjax.diffusion.schedules import SDE, DiscreteSchedule, check_data
@@ -67,6 +67,7 @@ def ode_log_prob(
     trace: str = "hutchinson",
     num_probes: int = 1,
     eps: float = 1e-5,
+    loop: str = "auto",
 ) -> Array:
     """log-density of ``x`` under the probability-flow ODE of a score model — an ESTIMATE.
 
@@ -92,6 +93,13 @@ def ode_log_prob(
       trace: ``"hutchinson"`` or ``"exact"``.
       num_probes: Hutchinson probes averaged per evaluation.
       eps: the starting time (the density is that of the time-``eps`` marginal).
+      loop: how the ``num_steps`` RK4 steps run. ``"scan"``: one ``lax.scan`` (works
+        under ``jax.jit``). ``"python"``: a Python loop over one jitted RK4 step (needs a
+        concrete ``x``, i.e. a call outside ``jit``; compiles the step once per call).
+        ``"auto"`` (default): ``"python"`` when ``x`` is concrete, the backend is CPU and
+        ``score_fn`` contains a convolution, else ``"scan"``: XLA:CPU runs the
+        convolutions' input gradients inside a loop several times slower (a 28x28 UNet's
+        RK4 step: 1.1 s plain vs 4.4 s in a scan). Both give the same numbers.
 
     Returns:
       ``(b,)`` estimated ``log p(x)`` in nats.
@@ -102,6 +110,10 @@ def ode_log_prob(
     _checks.one_of("trace", trace, TRACES)
     num_probes = _checks.positive_int("num_probes", num_probes)
     eps = _check_eps(eps, sde)
+    _xla.check_loop(loop)
+    concrete = _checks.is_concrete(x)
+    if loop == "python" and not concrete:
+        raise ValueError("loop='python' needs a concrete x (call ode_log_prob outside jax.jit), got a traced x")
     b = x.shape[0]
     x = jnp.asarray(x, jnp.float32)
     velocity = probability_flow(sde, score_fn)
@@ -122,7 +134,17 @@ def ode_log_prob(
     def step(state, t_scalar):
         return rk4_step(f, state, t_scalar, h), None
 
-    (z, integral), _ = jax.lax.scan(step, (x, jnp.zeros((b,), jnp.float32)), jnp.asarray(times[:-1], jnp.float32))
+    state = (x, jnp.zeros((b,), jnp.float32))
+    starts = jnp.asarray(times[:-1], jnp.float32)
+    if loop == "auto":
+        loop = "python" if concrete and _xla.python_loop_is_faster(score_fn, x, jnp.full((b,), eps, jnp.float32)) else "scan"
+    if loop == "scan":
+        state, _ = jax.lax.scan(step, state, starts)
+    else:
+        one = jax.jit(lambda s, t: step(s, t)[0])
+        for i in range(num_steps):
+            state = one(state, starts[i])
+    z, integral = state
     return sde.prior_log_prob(z) + integral
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from genjax._xla import LOOPS, check_loop, has_convolution, python_loop_is_faster  # noqa: F401  (LOOPS, has_convolution: re-exported)
 from genjax.train.state import TrainState
 from genjax.types import Batch, LossFn, Metrics, PRNGKeyArray
 
@@ -78,27 +79,6 @@ def make_train_step(
     return jax.jit(step, donate_argnums=0) if jit else step
 
 
-#: ``make_multi_step(loop=...)`` choices.
-LOOPS = ("auto", "scan", "python")
-
-
-def has_convolution(fn: Callable, *args) -> bool:
-    """Whether ``fn(*args)`` traces to a ``conv_general_dilated`` anywhere (nested jaxprs included)."""
-
-    def walk(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated":
-                return True
-            for v in eqn.params.values():
-                for sub in v if isinstance(v, (list, tuple)) else (v,):
-                    inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-                    if hasattr(inner, "eqns") and walk(inner):
-                        return True
-        return False
-
-    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
 def make_multi_step(step: StepFn, *, jit: bool = True, loop: str = "auto") -> Callable[[TrainState, Batch], "tuple[TrainState, Metrics]"]:
     """K steps in one call: ``multi(state, batches)`` runs ``step`` over the leading
     axis of ``batches`` (``(K, b, ...)``) and returns stacked ``(K,)`` metrics.
@@ -119,8 +99,7 @@ def make_multi_step(step: StepFn, *, jit: bool = True, loop: str = "auto") -> Ca
       The choice is made on the first call, from the traced step and the default backend,
       so a run and its resume always make the same one.
     """
-    if loop not in LOOPS:
-        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    check_loop(loop)
 
     def scanned(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
         return jax.lax.scan(step, state, batches)
@@ -149,7 +128,7 @@ def make_multi_step(step: StepFn, *, jit: bool = True, loop: str = "auto") -> Ca
     def auto_multi(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
         if not chosen:
             first = jax.tree_util.tree_map(lambda a: a[0], batches)
-            conv = jax.default_backend() == "cpu" and has_convolution(step, state, first)
+            conv = python_loop_is_faster(step, state, first)
             chosen.append(python_multi if conv else scan_multi)
         return chosen[0](state, batches)
 

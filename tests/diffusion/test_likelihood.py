@@ -70,6 +70,39 @@ def test_ode_log_prob_hutchinson(key, rng):
     assert np.std(draws, axis=0).max() > 0
 
 
+def test_ode_log_prob_python_loop_equals_scan(key, rng, monkeypatch):
+    """The Python loop of jitted RK4 steps (what ``loop="auto"`` picks for a conv score on
+    CPU, outside jit) integrates the same ODE as the ``lax.scan``."""
+    from genjax import _xla
+
+    sde = VPSDE()
+    w = jnp.asarray(0.1 * rng.standard_normal((3, 3, 1, 1)), jnp.float32)
+
+    def conv_score(x, t):  # a linear conv "score" on (b, 4, 4, 1) images
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return -x + y * t[:, None, None, None]
+
+    x = jnp.asarray(rng.standard_normal((3, 4, 4, 1)), jnp.float32)
+    run = lambda loop: np.asarray(ode_log_prob(key, conv_score, x, sde=sde, num_steps=6, loop=loop))  # noqa: E731
+    scan, python = run("scan"), run("python")
+    np.testing.assert_allclose(python, scan, rtol=1e-5, atol=1e-4)
+    # auto: the rule sees the convolution; on CPU it takes the Python loop outside jit
+    picked = []
+    real = _xla.python_loop_is_faster
+    monkeypatch.setattr(_xla, "python_loop_is_faster", lambda *a: picked.append(real(*a)) or picked[-1])
+    np.testing.assert_allclose(run("auto"), scan, rtol=1e-5, atol=1e-4)
+    assert picked == [jax.default_backend() == "cpu"]
+    # under jit x is traced: auto falls back to the scan (the rule is not even asked) ...
+    jitted = jax.jit(lambda k, x: ode_log_prob(k, conv_score, x, sde=sde, num_steps=6))(key, x)
+    np.testing.assert_allclose(jitted, scan, rtol=1e-5, atol=1e-4)
+    assert len(picked) == 1
+    # ... and an explicit Python loop is refused with the reason
+    with pytest.raises(ValueError, match="loop='python' needs a concrete x"):
+        jax.jit(lambda k, x: ode_log_prob(k, conv_score, x, sde=sde, loop="python"))(key, x)
+    with pytest.raises(ValueError, match="loop must be one of auto, scan, python, got 'while'"):
+        ode_log_prob(key, conv_score, x, sde=sde, loop="while")
+
+
 def test_vlb_bits_per_dim(key, rng):
     sched = linear_schedule(20, beta_max=0.4)
     x0 = jnp.asarray(rng.integers(0, 256, size=(3, 2, 2, 1)) / 127.5 - 1, jnp.float32)
