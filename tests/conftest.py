@@ -80,3 +80,23 @@ def data_dir() -> pathlib.Path:
     if not d.is_dir():
         pytest.skip(f"real data directory {d} not found (set GENJAX_DATA_DIR)")
     return d
+
+
+def _load_experiment(name: str):
+    """Imports ``experiments/<name>.py`` as module ``_exp_<name>`` (registered in
+    ``sys.modules``: linen modules and dataclasses defined there look their module up)."""
+    import importlib.util
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_exp_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def load_experiment():
+    """``load_experiment(name)`` -> the module of ``experiments/<name>.py``."""
+    return _load_experiment

@@ -1,28 +1,17 @@
 """Smoke runs of the experiment scripts (seconds, tiny data) so they never rot."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_vae_mnist_smoke(tmp_path, monkeypatch, data_dir):
+def test_vae_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     data = data_dir
     if not (data / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
     monkeypatch.setenv("GENJAX_DATA_DIR", str(data))
-    mod = _load("vae_mnist")
+    mod = load_experiment("vae_mnist")
     out = mod.main(["--smoke", "--stages", "2", "--workdir", str(tmp_path / "w"),
                     "--results-dir", str(tmp_path / "r"), "--no-progress"])
     saved = json.loads((tmp_path / "r" / "vae_mnist_stages2_smoke.json").read_text())

@@ -2,7 +2,6 @@
 (tiny nets, a few steps) and the pieces of their evaluation that can be checked against an
 independent computation: the DDPM-as-VP-SDE score mapping and the dequantization."""
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -12,27 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _finite(d):
     return all(math.isfinite(v) for v in d.values() if isinstance(v, float))
 
 
 @pytest.mark.parametrize("script", ["diffusion_toy2d", "diffusion_mnist"])
-def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script):
+def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script, load_experiment):
     """score(x, (i+1)/T) * sqrt(1 - abar_i) == -eps(x, i): the continuous time carries step i's
     noise level (independent: the discrete schedule's cumulative product in float64)."""
     from genjax.diffusion import models as dif
 
-    mod = _load(script)
+    mod = load_experiment(script)
     model = dif.ddpm_2d(hidden=(8,), emb_dim=8, T=1000)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 2))
     params = model.init(jax.random.PRNGKey(1), x)
@@ -46,8 +36,8 @@ def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script):
         np.testing.assert_allclose(lhs, rhs, rtol=0.02, atol=1e-4)
 
 
-def test_dequantize_stays_in_the_level_cell():
-    mod = _load("diffusion_mnist")
+def test_dequantize_stays_in_the_level_cell(load_experiment):
+    mod = load_experiment("diffusion_mnist")
     k = np.arange(17, dtype=np.float32)
     x = np.tile(k / 16.0, (50, 1))
     u = mod.dequantize(jax.random.PRNGKey(0), x, 17)
@@ -55,8 +45,8 @@ def test_dequantize_stays_in_the_level_cell():
     assert 0.3 < float((u * 17.0 - np.floor(u * 17.0)).mean()) < 0.7  # uniform offsets, mean ~ 1/2
 
 
-def test_diffusion_toy2d_smoke(tmp_path):
-    mod = _load("diffusion_toy2d")
+def test_diffusion_toy2d_smoke(tmp_path, load_experiment):
+    mod = load_experiment("diffusion_toy2d")
     out = mod.main(["--smoke", "--densities", "rings", "--workdir", str(tmp_path / "w"),
                     "--results-dir", str(tmp_path / "r"), "--no-progress"])
     saved = json.loads((tmp_path / "r" / "diffusion_toy2d_smoke.json").read_text())
@@ -83,8 +73,8 @@ def test_diffusion_toy2d_smoke(tmp_path):
     assert [r["kl_nats"] for r in again["results"]] == [r["kl_nats"] for r in saved["results"]]
 
 
-def test_diffusion_toy2d_rejects_unknown_density(tmp_path):
-    mod = _load("diffusion_toy2d")
+def test_diffusion_toy2d_rejects_unknown_density(tmp_path, load_experiment):
+    mod = load_experiment("diffusion_toy2d")
     with pytest.raises(ValueError, match="--densities"):
         mod.main(["--smoke", "--densities", "moons", "--workdir", str(tmp_path), "--results-dir", str(tmp_path)])
 
@@ -108,8 +98,8 @@ def _check_image_result(saved, num_levels, D):
     assert all(pathlib.Path(p).is_file() for p in saved["figures"])
 
 
-def test_diffusion_digits_smoke(tmp_path):
-    mod = _load("diffusion_mnist")
+def test_diffusion_digits_smoke(tmp_path, load_experiment):
+    mod = load_experiment("diffusion_mnist")
     mod.main(["--smoke", "--data", "digits", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"),
               "--no-progress"])
     saved = json.loads((tmp_path / "r" / "diffusion_digits_smoke.json").read_text())
@@ -120,11 +110,11 @@ def test_diffusion_digits_smoke(tmp_path):
     assert full["model"]["T"] == 1000 and full["ddim_steps"] == [10, 20, 50, 100, 1000]
 
 
-def test_diffusion_mnist_smoke(tmp_path, monkeypatch, data_dir):
+def test_diffusion_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     if not (data_dir / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
     monkeypatch.setenv("GENJAX_DATA_DIR", str(data_dir))
-    mod = _load("diffusion_mnist")
+    mod = load_experiment("diffusion_mnist")
     mod.main(["--smoke", "--data", "mnist", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"),
               "--no-progress"])
     saved = json.loads((tmp_path / "r" / "diffusion_mnist_smoke.json").read_text())
@@ -132,17 +122,17 @@ def test_diffusion_mnist_smoke(tmp_path, monkeypatch, data_dir):
     assert saved["data_shape"] == [28, 28, 1] and saved["vlb_note"] == "8-bit data: exact"
 
 
-def test_diffusion_mnist_rejects_bad_overrides(tmp_path):
-    mod = _load("diffusion_mnist")
+def test_diffusion_mnist_rejects_bad_overrides(tmp_path, load_experiment):
+    mod = load_experiment("diffusion_mnist")
     for flag in ("--steps", "--quality-samples"):
         with pytest.raises(ValueError, match=flag):
             mod.main(["--data", "digits", flag, "0", "--workdir", str(tmp_path), "--results-dir", str(tmp_path)])
     assert not any(tmp_path.iterdir())  # raised before any work
 
 
-def test_diffusion_mnist_configs():
+def test_diffusion_mnist_configs(load_experiment):
     """``mnist`` is the CPU-sized pinned config, ``mnist_gpu`` the larger one; both train on MNIST."""
-    mod = _load("diffusion_mnist")
+    mod = load_experiment("diffusion_mnist")
     cpu, gpu = mod.get_config("mnist"), mod.get_config("mnist_gpu")
     assert cpu["model"]["base"] < gpu["model"]["base"] and cpu["steps"] < gpu["steps"]
     assert set(cpu) == set(gpu) == set(mod.get_config("digits"))

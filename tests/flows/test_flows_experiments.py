@@ -1,6 +1,5 @@
 """Smoke runs of ``experiments/flows_toy2d.py`` and ``experiments/flows_mnist.py`` (seconds, tiny flows)."""
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -8,22 +7,13 @@ import pathlib
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_rings_closed_form_matches_the_sampler():
+def test_rings_closed_form_matches_the_sampler(load_experiment):
     import jax
 
     from genjax.data import synthetic
 
-    mod = _load("flows_toy2d")
+    mod = load_experiment("flows_toy2d")
     toy = synthetic.get_toy_density("rings")
     radii, noise = toy.params["radii"], toy.params["noise"]
     xs = np.linspace(-5.0, 5.0, 400)  # even count: the origin (integrable singularity) is not on the grid
@@ -38,8 +28,8 @@ def test_rings_closed_form_matches_the_sampler():
     assert np.abs(hist - expected).max() < 0.05  # fixed key; peaks are ~1.2
 
 
-def test_flows_toy2d_smoke(tmp_path):
-    mod = _load("flows_toy2d")
+def test_flows_toy2d_smoke(tmp_path, load_experiment):
+    mod = load_experiment("flows_toy2d")
     out = mod.main(["--smoke", "--densities", "rings", "--flows", "maf", "--workdir", str(tmp_path / "w"),
                     "--results-dir", str(tmp_path / "r"), "--no-progress"])
     saved = json.loads((tmp_path / "r" / "flows_toy2d_smoke.json").read_text())
@@ -53,11 +43,11 @@ def test_flows_toy2d_smoke(tmp_path):
         assert (tmp_path / "w" / f).is_file(), f
 
 
-def test_flows_mnist_smoke(tmp_path, monkeypatch, data_dir):
+def test_flows_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     if not (data_dir / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
     monkeypatch.setenv("GENJAX_DATA_DIR", str(data_dir))
-    mod = _load("flows_mnist")
+    mod = load_experiment("flows_mnist")
     mod.main(["--smoke", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"), "--no-progress"])
     saved = json.loads((tmp_path / "r" / "flows_mnist_smoke.json").read_text())
     assert saved["anchors_bits_per_dim"]["RealNVP"] == 1.06 and saved["anchors_bits_per_dim"]["MAF"] == 1.89
@@ -74,9 +64,9 @@ def test_flows_mnist_smoke(tmp_path, monkeypatch, data_dir):
     assert full["models"]["glow"]["num_levels"] == 2 and full["data_levels"] == 256
 
 
-def test_flows_mnist_sizes():
+def test_flows_mnist_sizes(load_experiment):
     """``cpu`` (default) is the smaller pinned config, ``gpu`` the published scale; unknown sizes are errors."""
-    mod = _load("flows_mnist")
+    mod = load_experiment("flows_mnist")
     cpu, gpu = mod.get_config(), mod.get_config("gpu")
     assert cpu["size"] == "cpu" and gpu["size"] == "gpu" and set(cpu) == set(gpu)
     assert cpu["steps"] < gpu["steps"]

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_exp_{name}", ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclass / linen module definitions look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_gan_mixture_smoke(tmp_path):
-    mod = _load("gan_mixture")
+def test_gan_mixture_smoke(tmp_path, load_experiment):
+    mod = load_experiment("gan_mixture")
     # the pinned protocol: PacGAN's mixtures, built with the library's constructors
     grid, ring = mod.make_density("grid"), mod.make_density("ring")
     assert grid.modes.shape == (25, 2) and grid.mode_std == 0.05
@@ -62,11 +50,11 @@ def test_gan_mixture_smoke(tmp_path):
     assert json.loads((tmp_path / "w" / "grid_wgan_gp.json").read_text())["config_fingerprint"] != "another config"
 
 
-def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path):
+def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_experiment):
     """The vmapped trainer really trains distinct seeds, and seed i under vmap equals seed i alone."""
     import jax
 
-    mod = _load("gan_mixture")
+    mod = load_experiment("gan_mixture")
     config = mod.get_config(smoke=True)
     density = mod.make_density("ring")
     model, tx = mod.build(config, "non_saturating", "ring")
@@ -84,11 +72,11 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path):
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
 
 
-def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir):
+def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     if not (data_dir / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
     monkeypatch.setenv("GENJAX_DATA_DIR", str(data_dir))
-    mod = _load("gan_mnist")
+    mod = load_experiment("gan_mnist")
     out = mod.main(["--smoke", "--model", "dcgan", "--workdir", str(tmp_path / "w"),
                     "--results-dir", str(tmp_path / "r"), "--no-progress"])
     saved = json.loads((tmp_path / "r" / "gan_mnist_dcgan_smoke.json").read_text())
