@@ -145,16 +145,23 @@ def _coupling(shape, mask_type, parity, features, num_blocks, scale_fn) -> Affin
     return AffineCouplingLayer(cond, tuple(shape), mask_type, parity, scale_fn)
 
 
-def _realnvp_scale(shape, scale, num_scales, features, num_blocks, scale_fn) -> tuple[FlowLayer, ...]:
+def _realnvp_scale(shape, scale, num_scales, features, num_blocks, scale_fn, actnorm) -> tuple[FlowLayer, ...]:
     h, w, c = shape
-    cb = lambda i, s: _coupling(s, "checkerboard", i % 2, features, num_blocks, scale_fn)
+
+    def coupling(s, mask_type, i):
+        layer = _coupling(s, mask_type, i % 2, features, num_blocks, scale_fn)
+        return (ActNormLayer(3), layer) if actnorm else (layer,)
+
+    def many(s, mask_type, n):
+        return [layer for i in range(n) for layer in coupling(s, mask_type, i)]
+
     if scale == num_scales - 1:
-        return tuple(cb(i, shape) for i in range(4))
+        return tuple(many(shape, "checkerboard", 4))
     sq = (h // 2, w // 2, 4 * c)
-    layers = [cb(i, shape) for i in range(3)]
+    layers = many(shape, "checkerboard", 3)
     layers.append(SqueezeLayer())
-    layers += [_coupling(sq, "channel", i % 2, features, num_blocks, scale_fn) for i in range(3)]
-    inner = _realnvp_scale((h // 2, w // 2, 2 * c), scale + 1, num_scales, features, num_blocks, scale_fn)
+    layers += many(sq, "channel", 3)
+    inner = _realnvp_scale((h // 2, w // 2, 2 * c), scale + 1, num_scales, features, num_blocks, scale_fn, actnorm)
     layers.append(FactorOutLayer(2 * c, inner))
     layers.append(SqueezeLayer(inverse=True))
     return tuple(layers)
@@ -169,6 +176,7 @@ def realnvp_image(
     data_levels: int = 256,
     logit_alpha: float = 0.05,
     scale_fn: str = "tanh",
+    actnorm: bool = True,
 ) -> Flow:
     """Multi-scale RealNVP for ``(H, W, C)`` images in [0, 1] (Dinh et al., 2017).
 
@@ -176,6 +184,13 @@ def realnvp_image(
     then half the channels are factored out; the last scale: 4 checkerboard couplings.
     Conditioners are ResNets of ``num_blocks`` blocks and ``features`` channels. H and W
     must be divisible by ``2**(num_scales - 1)``.
+
+    ``actnorm`` (default on) puts an ActNorm before each coupling, initialised from the
+    first batch: the role of the paper's batch-normalisation bijector (which keeps each
+    coupling's input at unit scale), without batch statistics. Without it the stacked
+    ``exp(s)`` factors (up to ``e^3`` each with the tanh bound) let the activations grow
+    until the gradient overflows: the pinned MNIST run (lr 1e-3, batch 64) hit an
+    infinite gradient norm at step 154.
 
     Examples:
       >>> flow = realnvp_image((8, 8, 1), num_scales=2, features=8, num_blocks=1)
@@ -187,7 +202,7 @@ def realnvp_image(
     _checks.one_of("scale_fn", scale_fn, SCALE_FNS)
     features = _checks.positive_int("features", features)
     num_blocks = _checks.nonneg_int("num_blocks", num_blocks)
-    layers = _realnvp_scale(shape, 0, num_scales, features, num_blocks, scale_fn)
+    layers = _realnvp_scale(shape, 0, num_scales, features, num_blocks, scale_fn, bool(actnorm))
     return Flow(layers, shape, name="realnvp", data_levels=data_levels, logit_alpha=logit_alpha)
 
 

@@ -128,7 +128,9 @@ def test_training_lowers_nll_towards_entropy(key):
 
 # ---------------------------------------------------------------------- images
 IMAGE_FLOWS = {
-    "realnvp": lambda: F.realnvp_image((8, 8, 1), num_scales=2, features=8, num_blocks=0),
+    # without ActNorm the zero-initialised couplings make the flow logit + N(0, I) exactly
+    "realnvp": lambda: F.realnvp_image((8, 8, 1), num_scales=2, features=8, num_blocks=0, actnorm=False),
+    "realnvp_actnorm": lambda: F.realnvp_image((8, 8, 1), num_scales=2, features=8, num_blocks=0),
     "glow": lambda: F.glow((8, 8, 1), num_levels=2, num_steps=2, features=8, num_blocks=0),
 }
 
@@ -154,7 +156,7 @@ def test_image_flow_loss_samples_and_bits_per_dim(name, key, rng):
     assert logp.shape == (4,)
     np.testing.assert_allclose(-float(jnp.mean(logp)), float(m["nll"]), rtol=1e-5, atol=1e-4)
     assert s.shape == (3, 8, 8, 1) and float(s.min()) >= 0.0 and float(s.max()) <= 1.0
-    if name == "realnvp":  # zero-initialised couplings: the flow is logit + N(0, I) exactly
+    if name == "realnvp":  # zero-initialised couplings, no ActNorm: the flow is logit + N(0, I) exactly
         y, ld = F.Logit(0.05, event_ndims=3).forward_and_log_det(u)
         ref = _std_normal_logp(np.asarray(y).reshape(2, -1)) + np.asarray(ld)
         np.testing.assert_allclose(logp_u, ref, rtol=1e-5, atol=1e-3)
@@ -162,6 +164,30 @@ def test_image_flow_loss_samples_and_bits_per_dim(name, key, rng):
 
 def grad_norm(tree):
     return jnp.sqrt(sum(jnp.sum(l**2) for l in jax.tree_util.tree_leaves(tree)))
+
+
+def test_realnvp_actnorm_sits_before_each_coupling_and_is_initialised_from_data(key, rng):
+    """``realnvp_image(actnorm=True)``: ActNorm before every coupling (the paper's batch-norm
+    bijector); the first one normalises the init batch per channel; ``actnorm=False`` has none."""
+    from genjax.flows.layers import ActNormLayer, AffineCouplingLayer
+
+    def walk(layers):
+        for layer in layers:
+            yield layer
+            yield from walk(getattr(layer, "layers", ()))  # FactorOutLayer nests the next scale
+
+    flow = F.realnvp_image((4, 4, 1), num_scales=2, features=4, num_blocks=0)
+    kinds = [type(layer) for layer in walk(flow.layers)]
+    couplings = [i for i, k in enumerate(kinds) if k is AffineCouplingLayer]
+    assert len(couplings) == 3 + 3 + 4 and all(kinds[i - 1] is ActNormLayer for i in couplings)
+    plain = F.realnvp_image((4, 4, 1), num_scales=2, features=4, num_blocks=0, actnorm=False)
+    assert ActNormLayer not in [type(layer) for layer in walk(plain.layers)]
+    x = jnp.asarray(rng.integers(0, 256, (16, 4, 4, 1)) / 255.0, jnp.float32)
+    p = flow.init(key, x)["layer_0"]
+    x_deq = genjax.data.pipeline.uniform_dequantize(jax.random.split(key)[0], x, num_levels=256)
+    y = np.asarray(F.ActNorm(p["log_scale"], p["bias"], event_ndims=3).forward(F.Logit(0.05).forward(x_deq)))
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
 
 
 def test_glow_actnorm_is_initialised_from_data(key, rng):
