@@ -39,39 +39,38 @@ config: ~45 min of training at ~0.45 s/step, ~15 min of evaluation, estimated fr
 28x28 UNet step of ``python -m benchmarks.run --only mixed_precision``; not yet run).
 ``--smoke`` is a seconds-long run (tiny UNet, T = 20, a few steps) for the tests.
 
-Status and cost (2026-11-25, shared 2-core CPU at load 6-19): the pinned digits run
-(2000 steps) could not finish by the session deadline. Measured: ~10 min of compilation,
-then 3-7 s/step wall (~0.5 s of CPU per step, from the process's CPU time: it got ~15% of a
-core); 500 steps took 34 min of wall (eps-MSE 0.79 -> 0.14 -> 0.104 at steps 66/198/462).
-The run was stopped at its step-500 checkpoint (``experiments/checkpoints/diffusion_digits/run``)
-and evaluated there with the pinned evaluation (4 min wall once the machine was quieter)::
+Figures reached, digits (pinned config, 2000 steps, seed 0; ``experiments/results/diffusion_digits.json``)::
 
-    nice python experiments/diffusion_mnist.py --data digits --steps 500
-    # -> experiments/results/diffusion_digits_steps500.json; re-running without --steps
-    #    resumes the same run (same schedule) to 2000 steps and writes diffusion_digits.json
+    nice python experiments/diffusion_mnist.py --data digits
 
-Figures reached at step 500 (of the pinned 2000; seed 0; 100 test images for the
-likelihoods, 180 samples per DDIM point against 180 test images):
-
-    test bits/dim, VLB (8-bit grid)   6.08 +- 0.05
-    test bits/dim, ODE (L = 17)       2.20   (VP-SDE ODE estimate, 1 Hutchinson probe)
-
-The two are on different grids: the VLB scores the 8-bit image (256 cells per pixel, of
-which the digits use 17), the ODE the 17-level image. A decoder that spreads each level's
-mass evenly over the ~15 8-bit cells between two digit levels pays log2(256/17) = 3.9
-bits/dim more on the 8-bit grid; 6.08 - 3.91 = 2.17 is in line with the ODE's 2.20.
-Uniform codes: 8 and 4.09 bits/dim.
+    test bits/dim, VLB (8-bit grid)   5.21 +- 0.05   (100 test images)
+    test bits/dim, ODE (L = 17)       1.20           (VP-SDE ODE estimate, 1 Hutchinson probe)
 
     DDIM steps    10     20     50     100    1000    real-vs-real
-    FID          68.4   47.6   46.3   45.9   43.3    17.7
-    KID          42.1   17.1   17.9   14.4   11.9    -0.2   (classifier feature units)
-    precision    0.46   0.46   0.47   0.44   0.49    0.90
-    recall       0.76   0.89   0.88   0.88   0.87    0.89
+    FID          31.7   26.9   20.9   23.1   24.3    17.7
+    KID           5.8    2.4    4.0    2.3    2.8    -0.2   (classifier feature units)
+    precision    0.73   0.71   0.63   0.63   0.63    0.90
+    recall       0.80   0.92   0.93   0.88   0.87    0.89
+    (180 samples per point against 180 test images)
 
-Quality rises steeply from 10 to 20 DDIM steps and slowly after; at 500 steps the samples
-are digit-like (``samples.png``) but far from the data (precision 0.49 vs 0.90). The
-anchors (CIFAR-10, GPU-scale: DDPM <= 3.75, score SDE 2.99 bits/dim) are on another data set
-and grid; nothing here is comparable to them beyond the order of magnitude.
+The two likelihoods are on different grids: the VLB scores the 8-bit image (256 cells per
+pixel, of which the digits use 17), the ODE the 17-level image; a decoder that spreads each
+level's mass evenly over the ~15 8-bit cells between two digit levels pays
+log2(256/17) = 3.9 bits/dim more on the 8-bit grid (5.21 - 3.91 = 1.30, in line with the
+ODE's 1.20). Uniform codes: 8 and 4.09 bits/dim. Quality rises steeply from 10 to 50 DDIM
+steps and is flat after (differences beyond 50 steps are within the noise of 180 samples:
+KID's std is 2-4). Cost: steps 0-500 took 34 min on the loaded CPU, before
+``make_multi_step`` ran conv steps as a Python loop (3-7 s/step in a ``lax.scan``); the
+resumed steps 500-2000 took 53 s (~28 steps/s); evaluation 87 s (VLB 16 s, ODE 33 s,
+DDIM curve 38 s).
+At step 500 (``diffusion_digits_steps500.json``) the same evaluation gave VLB 6.08, ODE
+2.20 bits/dim and DDIM-1000 FID 43.3: training past 500 steps halved the FID gap to the
+real-vs-real baseline.
+
+MNIST (``--data mnist``, the CPU-sized config): see the section below once run.
+
+The anchors (CIFAR-10, GPU-scale: DDPM <= 3.75, score SDE 2.99 bits/dim) are on another data
+set and grid; nothing here is comparable to them beyond the order of magnitude.
 """
 
 from __future__ import annotations
