@@ -214,12 +214,9 @@ def _check_sde_args(x: Array, t: Array) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class VPSDE:
-    """Variance-preserving SDE (the continuous DDPM): ``dx = -beta(t)/2 x dt + sqrt(beta(t)) dW``.
-
-    ``beta(t) = beta_min + t (beta_max - beta_min)``, ``t`` in [0, 1]. Marginal:
-    ``mean_coef = exp(-0.5 int_0^t beta)``, ``std = sqrt(1 - mean_coef^2)``. Prior N(0, I).
-    """
+class _LinearBetaSDE:
+    """What the VP and sub-VP SDEs share: the linear ``beta(t)``, the mean coefficient
+    ``exp(-0.5 int_0^t beta)`` and the N(0, I) prior."""
 
     beta_min: float = 0.1
     beta_max: float = 20.0
@@ -238,6 +235,23 @@ class VPSDE:
     def _log_mean_coef(self, t: Array) -> Array:
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
+    def prior_sample(self, key: PRNGKeyArray, shape) -> Array:
+        """A draw from N(0, I) of ``shape``."""
+        return jax.random.normal(key, tuple(shape), jnp.float32)
+
+    def prior_log_prob(self, z: Array) -> Array:
+        """``log N(z; 0, I)`` per example, ``(b,)`` nats."""
+        return _std_normal_log_prob(z)
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE(_LinearBetaSDE):
+    """Variance-preserving SDE (the continuous DDPM): ``dx = -beta(t)/2 x dt + sqrt(beta(t)) dW``.
+
+    ``beta(t) = beta_min + t (beta_max - beta_min)``, ``t`` in [0, 1]. Marginal:
+    ``mean_coef = exp(-0.5 int_0^t beta)``, ``std = sqrt(1 - mean_coef^2)``. Prior N(0, I).
+    """
+
     def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
         """Forward SDE coefficients: ``(drift (b, *d), diffusion (b,))``."""
         _check_sde_args(x, t)
@@ -249,38 +263,14 @@ class VPSDE:
         lm = self._log_mean_coef(t)
         return jnp.exp(lm), jnp.sqrt(-jnp.expm1(2.0 * lm))
 
-    def prior_sample(self, key: PRNGKeyArray, shape) -> Array:
-        """A draw from N(0, I) of ``shape``."""
-        return jax.random.normal(key, tuple(shape), jnp.float32)
-
-    def prior_log_prob(self, z: Array) -> Array:
-        """``log N(z; 0, I)`` per example, ``(b,)`` nats."""
-        return _std_normal_log_prob(z)
-
 
 @dataclasses.dataclass(frozen=True)
-class SubVPSDE:
+class SubVPSDE(_LinearBetaSDE):
     """The sub-VP SDE: ``dx = -beta(t)/2 x dt + sqrt(beta(t) (1 - exp(-2 int_0^t beta))) dW``.
 
     Marginal: ``mean_coef = exp(-0.5 int_0^t beta)``, ``std = 1 - mean_coef^2`` (a variance
     below the VP one). Prior N(0, I).
     """
-
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    T: float = dataclasses.field(default=1.0, init=False)
-
-    def __post_init__(self):
-        _checks.positive_float("beta_min", self.beta_min)
-        _checks.positive_float("beta_max", self.beta_max)
-        if self.beta_max < self.beta_min:
-            raise ValueError(f"need beta_min <= beta_max, got beta_min={self.beta_min}, beta_max={self.beta_max}")
-
-    def beta(self, t: Array) -> Array:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def _log_mean_coef(self, t: Array) -> Array:
-        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
         """Forward SDE coefficients: ``(drift (b, *d), diffusion (b,))``."""
@@ -293,13 +283,6 @@ class SubVPSDE:
         """``(mean_coef (b,), std (b,))`` of ``x_t | x0``."""
         lm = self._log_mean_coef(t)
         return jnp.exp(lm), -jnp.expm1(2.0 * lm)
-
-    def prior_sample(self, key: PRNGKeyArray, shape) -> Array:
-        return jax.random.normal(key, tuple(shape), jnp.float32)
-
-    def prior_log_prob(self, z: Array) -> Array:
-        """``log N(z; 0, I)`` per example, ``(b,)`` nats."""
-        return _std_normal_log_prob(z)
 
 
 @dataclasses.dataclass(frozen=True)
