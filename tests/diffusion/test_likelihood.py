@@ -70,6 +70,27 @@ def test_ode_log_prob_hutchinson(key, rng):
     assert np.std(draws, axis=0).max() > 0
 
 
+def test_ode_log_prob_log_time_grid_resolves_narrow_data(key, rng):
+    """Data N(0, 0.01^2 I): the divergence of the exact score grows like 1/t down to the data
+    scale, which a uniform 50-step grid from eps = 1e-5 cannot integrate (measured error 1.4
+    nats) while the default geometric grid is exact to 2e-4 nats."""
+    sde, s = VPSDE(), 0.01
+
+    def score(x, t):
+        a, sd = sde.marginal(t)
+        return -x / (a**2 * s**2 + sd**2)[:, None]
+
+    x = jnp.asarray(rng.normal(0.0, s, (8, 2)), jnp.float32)
+    a, sd = (float(np.asarray(v)[0]) for v in sde.marginal(jnp.full((1,), 1e-5, jnp.float32)))
+    ref = stats.multivariate_normal(np.zeros(2), (a * a * s * s + sd * sd) * np.eye(2)).logpdf(np.asarray(x, np.float64))
+    run = lambda grid: np.asarray(ode_log_prob(key, score, x, sde=sde, num_steps=50, trace="exact", time_grid=grid))  # noqa: E731
+    np.testing.assert_allclose(run("auto"), ref, atol=5e-3, rtol=0)
+    np.testing.assert_allclose(run("log"), run("auto"), rtol=0, atol=0)
+    assert np.abs(run("uniform") - ref).max() > 0.3
+    with pytest.raises(ValueError, match="time_grid"):
+        run("cubic")
+
+
 def test_ode_log_prob_python_loop_equals_scan(key, rng, monkeypatch):
     """The Python loop of jitted RK4 steps (what ``loop="auto"`` picks for a conv score on
     CPU, outside jit) integrates the same ODE as the ``lax.scan``."""
