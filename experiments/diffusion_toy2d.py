@@ -39,27 +39,27 @@ JSON is ``diffusion_toy2d_partial``)::
     nohup nice python experiments/diffusion_toy2d.py > experiments/logs/diffusion_toy2d.log 2>&1 &
 
 Cost: 29 min wall for the six runs on the shared, heavily loaded 2-core CPU (load ~10-19;
-70-260 s of training per model, 1-5 min of evaluation + sampling each); the 400-step ODE
-check was added afterwards (the score_sde results re-evaluated from their final checkpoints:
-12 min; the JSON's ``wall_time_s`` is that re-evaluation's).
+70-260 s of training per model, 1-5 min of evaluation + sampling each). The figures below
+are a re-evaluation from the final checkpoints (103 s on a quieter machine) after
+``ode_log_prob`` moved to a geometric time grid; the JSON's ``wall_time_s`` is that run's.
 
-Figures reached (KL nats +- MC standard error, this config, seed 0, 2026-11-25, CPU):
+Figures reached (KL nats +- MC standard error, this config, seed 0, 2026-11-26, CPU):
 
     density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (issue 3)
-    8gaussians    -0.097 +- 0.026   -0.035 +- 0.032     0.413 +- 0.036     0.0050
-    checkerboard   0.176 +- 0.010    0.184 +- 0.011     0.483 +- 0.049     0.0175
-    rings          0.901 +- 0.018    0.882 +- 0.018     1.128 +- 0.050     0.0124
+    8gaussians     0.059 +- 0.007    0.056 +- 0.007     0.413 +- 0.036     0.0050
+    checkerboard   0.176 +- 0.010    0.184 +- 0.010     0.483 +- 0.049     0.0175
+    rings          0.898 +- 0.017    0.887 +- 0.017     1.128 +- 0.050     0.0124
 
 score_sde with 400 RK4 steps (``kl_nats_ode_steps_check``, first 500 test samples; the
-100-step value on the same samples in brackets): 8gaussians 0.013 (-0.119), checkerboard
-0.178 (0.178), rings 0.956 (0.964).
+100-step value on the same samples in brackets): 8gaussians 0.054 (0.054), checkerboard
+0.179 (0.178), rings 0.955 (0.954): the estimate has converged in the step count.
 
 How diffusion compares with the flows (KL 0.005-0.018): at this budget (5000 steps, about
-half the flows' 8000-10000) the score SDE matches the flows' order on 8gaussians only once
-the ODE is integrated finely (0.013 vs NSF's 0.005), and it is 10-70x worse on checkerboard
-and rings. A NEGATIVE KL (8gaussians, 100 steps) means the ODE estimate of log q is too
-high: 100 uniform RK4 steps from t = 1e-5 cannot resolve the score of modes of std 0.02
-near t = 0; 400 steps fix it there and change nothing on the broad densities.
+half the flows' 8000-10000) the score SDE and the DDPM are 10x worse than NSF on 8gaussians
+and checkerboard and 70x worse on rings. The first evaluation integrated the ODE on a
+uniform time grid from t = 1e-5, which cannot follow the ~1/t growth of the divergence near
+0 for the std-0.02 modes: it overestimated log q and gave NEGATIVE KLs on 8gaussians
+(-0.097 score_sde, -0.035 ddpm); the broad densities barely moved.
 The samples agree with the numbers: 8gaussians and checkerboard samples sit on the modes
 (checkerboard: 90% / 88% inside the support), rings samples are smeared between the rings
 (mean data log p of samples -8.0 vs -2.9 for data). The DDPM's VLB is a loose upper
