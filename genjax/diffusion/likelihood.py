@@ -98,8 +98,8 @@ def ode_log_prob(
       eps: the starting time (the density is that of the time-``eps`` marginal).
       time_grid: ``"log"`` (geometric: ``t_k = eps (T / eps)^(k / num_steps)``),
         ``"uniform"`` (equal steps from ``eps`` to ``T``) or ``"auto"`` (default): uniform
-        for a VE SDE, whose ``sigma(t)`` is already geometric in ``t``, log otherwise. A trained score's divergence grows like
-        ``D / t`` as ``t -> 0`` (the data's fine structure is unresolved), which the first
+        for a VE SDE, whose ``sigma(t)`` is already geometric in ``t``, log otherwise.
+        A trained score's divergence grows like ``D / t`` as ``t -> 0`` (the data's fine structure is unresolved), which the first
         uniform step cannot integrate: its first RK4 stage at ``t = eps`` weighs ``D / eps``
         by ``h / 6``. On 28x28 images a uniform 50-step grid gave a log-density off by
         thousands of nats (-16.9 bits/dim); the log grid gives 1.7828 / 1.7827 bits/dim
