@@ -50,6 +50,44 @@ def test_gan_mixture_smoke(tmp_path, load_experiment):
     assert json.loads((tmp_path / "w" / "grid_wgan_gp.json").read_text())["config_fingerprint"] != "another config"
 
 
+def test_gan_mixture_resumes_an_interrupted_run_from_its_last_chunk(tmp_path, monkeypatch, load_experiment):
+    """Killed after 3 of 10 chunk checkpoints, the rerun resumes at chunk 3 and ends where an
+    uninterrupted run ends; a finished run's chunk checkpoints are removed."""
+    mod = load_experiment("gan_mixture")
+    config = mod.get_config(smoke=True)  # 20 generator steps in chunks of 2
+    whole = mod.train_and_evaluate(config, "ring", "non_saturating", workdir=tmp_path / "whole")
+
+    saves, real = [], mod.Checkpointer
+
+    class Interrupted(Exception):
+        pass
+
+    class Dying(real):
+        def save(self, state):
+            if len(saves) == 3:
+                raise Interrupted
+            saves.append(int(state.step))
+            return super().save(state)
+
+    monkeypatch.setattr(mod, "Checkpointer", Dying)
+    with pytest.raises(Interrupted):
+        mod.cached_run(config, "ring", "non_saturating", tmp_path / "w")
+    ckpt_dir = mod.checkpoint_dir(config, tmp_path / "w", "ring", "non_saturating")
+    assert saves == [1, 2, 3] and ckpt_dir.is_dir()
+    assert not (tmp_path / "w" / "ring_non_saturating.json").exists()
+
+    monkeypatch.setattr(mod, "Checkpointer", real)
+    logs = []
+    orig = mod.train_and_evaluate
+    monkeypatch.setattr(mod, "train_and_evaluate", lambda *a, **kw: orig(*a, **{**kw, "log": logs.append}))
+    resumed = mod.cached_run(config, "ring", "non_saturating", tmp_path / "w")
+    assert any("resuming at generator step 6 of 20" in line for line in logs)
+    assert resumed["per_seed"] == whole["per_seed"]
+    assert [t["step"] for t in resumed["trace"]] == [t["step"] for t in whole["trace"]]
+    np.testing.assert_allclose([t["d_loss"] for t in resumed["trace"]], [t["d_loss"] for t in whole["trace"]], rtol=1e-5)
+    assert not ckpt_dir.exists() and (tmp_path / "w" / "ring_non_saturating.json").is_file()
+
+
 def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_experiment):
     """The vmapped trainer really trains distinct seeds, and seed i under vmap equals seed i alone."""
     import jax
