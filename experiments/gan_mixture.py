@@ -344,8 +344,9 @@ class Progress(flax.struct.PyTreeNode):
     train_time: jax.Array
 
 
-def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir: pathlib.Path | None, log=print) -> dict:
-    """Trains ``config["num_seeds"]`` GANs at once on one mixture and scores them."""
+def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir: pathlib.Path | None, log=print, progress_bar: bool = False) -> dict:
+    """Trains ``config["num_seeds"]`` GANs at once on one mixture and scores them
+    (``progress_bar``: a tqdm bar over generator steps, updated once per chunk)."""
     density = make_density(data_name)
     model, optimizer = build(config, objective, data_name)
     s, b = config["num_seeds"], config["batch_size"]
@@ -372,6 +373,11 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
             log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
     chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=config["data_scale"][data_name])
 
+    bar = None
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=int(progress.step) * k, unit="step", desc=f"{data_name} {objective}", dynamic_ncols=True)
     for i in range(int(progress.step), num_chunks):
         t0 = time.perf_counter()
         states, metrics = chunk(progress.states, jax.random.fold_in(k_data, i))
@@ -385,6 +391,11 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         )
         if ckpt is not None:
             ckpt.save(progress)
+        if bar is not None:
+            bar.update(k)
+            bar.set_postfix(d_loss=f"{float(row[0]):.3f}", g_loss=f"{float(row[1]):.3f}")
+    if bar is not None:
+        bar.close()
     states = progress.states
     train_time = float(progress.train_time)
     trace = [
@@ -464,7 +475,7 @@ def summary_table(runs: list[dict]) -> list[str]:
     return lines
 
 
-def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Path) -> dict:
+def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Path, progress_bar: bool = False) -> dict:
     """``train_and_evaluate``, or its saved result: each finished (data, objective) run is
     written to ``workdir/<data>_<objective>.json`` (atomically, with the config it used), so
     an interrupted experiment resumes at the first unfinished run, and that run at its last
@@ -479,7 +490,7 @@ def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Pa
         if saved.get("config_fingerprint") == fingerprint:
             print(f"{data_name} {objective}: reusing the finished run in {path}", flush=True)
             return saved["result"]
-    result = train_and_evaluate(config, data_name, objective, workdir=workdir, log=lambda s: print(s, flush=True))
+    result = train_and_evaluate(config, data_name, objective, workdir=workdir, log=lambda s: print(s, flush=True), progress_bar=progress_bar)
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"config_fingerprint": fingerprint, "result": result}))
@@ -495,12 +506,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", default=str(HERE / "checkpoints" / "gan_mixture"))
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--smoke", action="store_true", help="seconds-long run with tiny networks (tests use it)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (one per run, updated every chunk)")
     args = ap.parse_args(argv)
 
     config = get_config(smoke=args.smoke)
     workdir = pathlib.Path(args.workdir)
     t0 = time.time()
-    runs = [cached_run(config, d, o, workdir) for d in args.data for o in args.objectives]
+    runs = [cached_run(config, d, o, workdir, progress_bar=not args.no_progress) for d in args.data for o in args.objectives]
     best = {}
     for d in args.data:
         rs = [r for r in runs if r["data"] == d]
