@@ -45,7 +45,8 @@ def scatter_2d(
     marks: np.ndarray | None = None,
 ) -> Image.Image:
     """A 2-D point cloud on ``[-lim, lim]^2``: ``points`` dark blue, ``reference`` light grey
-    beneath, ``marks`` (e.g. mode centres) as red crosses."""
+    beneath, ``marks`` (e.g. mode centres) as thin red rings drawn *under* the points, so a
+    tight cluster on a mode stays visible (the ring's radius scales with ``size``)."""
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
 
@@ -57,16 +58,16 @@ def scatter_2d(
 
     draw.line([(size // 2, 0), (size // 2, size)], fill=(230, 230, 230))
     draw.line([(0, size // 2), (size, size // 2)], fill=(230, 230, 230))
+    if marks is not None:
+        r = max(2.0, size / 60)
+        for u, v in to_px(marks):
+            draw.ellipse([(u - r, v - r), (u + r, v + r)], outline=(220, 60, 60))
     for pts, colour in ((reference, (190, 190, 190)), (points, (20, 40, 160))):
         if pts is None:
             continue
         for u, v in to_px(pts):
             if 0 <= u < size and 0 <= v < size:
                 draw.point((u, v), fill=colour)
-    if marks is not None:
-        for u, v in to_px(marks):
-            draw.line([(u - 4, v - 4), (u + 4, v + 4)], fill=(200, 0, 0), width=2)
-            draw.line([(u - 4, v + 4), (u + 4, v - 4)], fill=(200, 0, 0), width=2)
     return img
 
 
