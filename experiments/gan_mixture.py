@@ -75,7 +75,8 @@ PacGAN4 24.8 / 93.6 (PacGAN, Table 1); VEEGAN 24.6 / 40 and Unrolled GAN 23.6 / 
 >= 95% on the ring.
 
 Command (resumable: re-run it after an interruption; finished (data, objective) runs
-are reused from ``<workdir>/<data>_<objective>.json`` and the unfinished one resumes at
+are reused from ``<workdir>/<data>_<objective>.json`` while the settings they depend on
+(``run_config``: that data set's entries, that objective's) are unchanged, and the unfinished one resumes at
 its last chunk checkpoint, ``<workdir>/checkpoints/``, every 2000 generator steps)::
 
     nohup python experiments/gan_mixture.py > gan_mixture.log 2>&1 &
@@ -324,9 +325,26 @@ def _mean_std(v) -> dict:
     return out
 
 
+def run_config(config: dict, data_name: str, objective: str) -> dict:
+    """The part of ``config`` that one (data set, objective) run depends on: the per-data-set
+    entries resolved for ``data_name`` and only ``objective``'s settings. Saved runs are keyed
+    by it, so changing the ring's budget or WGAN's learning rate re-runs only those runs.
+    Idempotent (a projected config projects to itself)."""
+    c = dict(config)
+    c["d_updates"] = d_updates(config, data_name)
+    scale = config["data_scale"]
+    c["data_scale"] = float(scale[data_name]) if isinstance(scale, dict) else float(scale)
+    c["objectives"] = {objective: config["objectives"][objective]}
+    return json.loads(json.dumps(c, default=str))  # tuples -> lists, as read back from a file
+
+
+def run_fingerprint(config: dict, data_name: str, objective: str) -> str:
+    return json.dumps(run_config(config, data_name, objective), sort_keys=True)
+
+
 def checkpoint_dir(config: dict, workdir: pathlib.Path, data_name: str, objective: str) -> pathlib.Path:
-    """Where the run's chunk checkpoints go: named by the config's hash, so a changed config starts afresh."""
-    fp = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """Where the run's chunk checkpoints go: named by the run config's hash, so a changed config starts afresh."""
+    fp = hashlib.sha256(run_fingerprint(config, data_name, objective).encode()).hexdigest()[:12]
     return workdir / "checkpoints" / f"{data_name}_{objective}_{fp}"
 
 
@@ -477,17 +495,19 @@ def summary_table(runs: list[dict]) -> list[str]:
 
 def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Path, progress_bar: bool = False) -> dict:
     """``train_and_evaluate``, or its saved result: each finished (data, objective) run is
-    written to ``workdir/<data>_<objective>.json`` (atomically, with the config it used), so
-    an interrupted experiment resumes at the first unfinished run, and that run at its last
-    chunk checkpoint (``checkpoint_dir``; removed once the run's JSON is written)."""
+    written to ``workdir/<data>_<objective>.json`` (atomically, with the run config it used:
+    ``run_config``), so an interrupted experiment resumes at the first unfinished run, and
+    that run at its last chunk checkpoint (``checkpoint_dir``; removed once the run's JSON is written)."""
     path = workdir / f"{data_name}_{objective}.json"
-    fingerprint = json.dumps(config, sort_keys=True, default=str)
+    fingerprint = run_fingerprint(config, data_name, objective)
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            saved = {}
-        if saved.get("config_fingerprint") == fingerprint:
+            # the saved config, projected the same way (a file may hold the whole config)
+            same = run_fingerprint(json.loads(saved["config_fingerprint"]), data_name, objective) == fingerprint
+        except (json.JSONDecodeError, KeyError, TypeError):
+            same = False
+        if same:
             print(f"{data_name} {objective}: reusing the finished run in {path}", flush=True)
             return saved["result"]
     result = train_and_evaluate(config, data_name, objective, workdir=workdir, log=lambda s: print(s, flush=True), progress_bar=progress_bar)

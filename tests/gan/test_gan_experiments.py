@@ -131,3 +131,34 @@ def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     style = mod.build(mod.get_config("stylegan"))
     assert style.is_style and style.style_mixing_prob == 0.9 and style.generator.out_shape == (28, 28, 1)
     assert mod.build(mod.get_config("dcgan")).generator.features == (128, 64)
+
+
+def test_gan_mixture_saved_runs_are_keyed_by_their_own_config(tmp_path, monkeypatch, load_experiment):
+    """A saved (data, objective) run is reused while the settings *it* depends on are unchanged
+    (another data set's budget or another objective's learning rate may change); a change to
+    its own budget or its objective's settings re-runs it."""
+    mod = load_experiment("gan_mixture")
+    config = mod.get_config(smoke=True)
+    first = mod.cached_run(config, "grid", "non_saturating", tmp_path / "w")
+    saved = json.loads((tmp_path / "w" / "grid_non_saturating.json").read_text())
+    assert json.loads(saved["config_fingerprint"]) == mod.run_config(config, "grid", "non_saturating")
+
+    calls = []
+    monkeypatch.setattr(mod, "train_and_evaluate", lambda c, d, o, **kw: calls.append((d, o)) or {"data": d, "objective": o})
+
+    other_data = {**config, "d_updates": {"grid": config["d_updates"], "ring": 4 * config["d_updates"]}}
+    other_objective = {**config, "objectives": {**config["objectives"], "wgan": {**config["objectives"]["wgan"], "lr": 1.0}}}
+    for c in (other_data, other_objective):
+        assert mod.cached_run(c, "grid", "non_saturating", tmp_path / "w") == json.loads(json.dumps(first))
+        assert mod.checkpoint_dir(c, tmp_path, "grid", "non_saturating") == mod.checkpoint_dir(config, tmp_path, "grid", "non_saturating")
+    assert calls == []
+
+    own_budget = {**config, "d_updates": {"grid": 2 * config["d_updates"], "ring": config["d_updates"]}}
+    own_objective = {**config, "objectives": {**config["objectives"], "non_saturating": {**config["objectives"]["non_saturating"], "lr": 1.0}}}
+    for c in (own_budget, own_objective):
+        mod.cached_run(c, "grid", "non_saturating", tmp_path / "w")
+        assert mod.checkpoint_dir(c, tmp_path, "grid", "non_saturating") != mod.checkpoint_dir(config, tmp_path, "grid", "non_saturating")
+    assert calls == [("grid", "non_saturating")] * 2
+    # a projected config projects to itself
+    rc = mod.run_config(config, "grid", "non_saturating")
+    assert mod.run_config(rc, "grid", "non_saturating") == rc
