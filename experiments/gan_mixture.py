@@ -76,8 +76,9 @@ PacGAN4 24.8 / 93.6 (PacGAN, Table 1); VEEGAN 24.6 / 40 and Unrolled GAN 23.6 / 
 
 Command (resumable: re-run it after an interruption; finished (data, objective) runs
 are reused from ``<workdir>/<data>_<objective>.json`` while the settings they depend on
-(``run_config``: that data set's entries, that objective's) are unchanged, and the unfinished one resumes at
-its last chunk checkpoint, ``<workdir>/checkpoints/``, every 2000 generator steps)::
+(``run_config``: that data set's entries, that objective's) are unchanged, and the
+unfinished one resumes at its last chunk checkpoint, ``<workdir>/checkpoints/``, every
+2000 generator steps)::
 
     nohup python experiments/gan_mixture.py > gan_mixture.log 2>&1 &
 
