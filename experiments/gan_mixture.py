@@ -411,8 +411,8 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         if ckpt is not None:
             ckpt.save(progress)
         if bar is not None:
-            bar.update(k)
-            bar.set_postfix(d_loss=f"{float(row[0]):.3f}", g_loss=f"{float(row[1]):.3f}")
+            bar.set_postfix(d_loss=f"{float(row[0]):.3f}", g_loss=f"{float(row[1]):.3f}", refresh=False)
+            bar.update(k)  # one refresh per chunk (one line per chunk in a log file)
     if bar is not None:
         bar.close()
     states = progress.states
