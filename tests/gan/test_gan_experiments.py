@@ -110,6 +110,27 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
 
 
+def test_gan_mixture_trains_with_a_pack_larger_than_eight(load_experiment):
+    """Any pack size that divides the batch works (the init batch was once fixed at 8), and a
+    packed discriminator gives every example of a pack the same decision."""
+    import jax
+
+    mod = load_experiment("gan_mixture")
+    config = mod.get_config(smoke=True)
+    config["discriminator"] = {**config["discriminator"], "pack": 16}
+    model, tx = mod.build(config, "non_saturating", "ring")
+    states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=32)
+    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None, scale=1.0)
+    states, metrics = chunk(states, jax.random.PRNGKey(1))
+    assert np.all(np.asarray(metrics["finite"]))
+    one = jax.tree_util.tree_map(lambda a: a[0], states.params["discriminator"])
+    x = jax.random.normal(jax.random.PRNGKey(2), (32, 2))
+    logits = np.asarray(model.discriminator.apply(one, x))
+    assert logits.shape == (32,)
+    np.testing.assert_array_equal(logits.reshape(2, 16), np.repeat(logits.reshape(2, 16)[:, :1], 16, axis=1))
+    assert logits[0] != logits[16]
+
+
 def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     if not (data_dir / "mnist").is_dir():
         pytest.skip("MNIST files not available (set GENJAX_DATA_DIR)")
