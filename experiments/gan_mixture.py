@@ -28,7 +28,7 @@ Networks and training (pinned in ``get_config``; found with short 2-seed trials)
 the networks see ``x / data_scale`` (grid / 4, ring / 1, so both span about
 ``[-1, 1]``); G is an MLP ``z (2-d) -> 128 -> 128 -> 128 -> 2`` (ReLU, linear
 output); D is :class:`FourierDiscriminator`: ``[x, sin(xB), cos(xB)]`` with 64 fixed
-random frequencies (``B ~ N(0, 2^2)``), PacGAN packing of 8 examples per decision,
+random frequencies (``B ~ N(0, 2^2)``), PacGAN packing of 8 (grid) / 16 (ring) examples per decision,
 then ``128 -> 128 -> 128 -> 1`` (LeakyReLU 0.2). Batch 512; every objective gets
 the same number of discriminator updates: 120k on the grid, 40k on the ring (as many
 generator updates for the logistic objectives, a fifth for the Wasserstein ones),
@@ -60,16 +60,19 @@ mean ± std; CPU under heavy load, so wall times are upper bounds)::
     ring  pack 4, batch 512, 20k                       8.0 ± 0.0 / 98.1 ± 0.5
     ring  pack 8, batch 512, 20k                       7.75 ± 0.4 / 98.0 ± 0.6  (EMA G: 8.0 ± 0 / 98.2 ± 0.6;
                                                       one raw seed without a high-quality sample on one mode)
-    ring  pack 8, batch 512, 40k, 8 seeds (pinned)     7.88 ± 0.33 / 98.6 ± 0.4  (EMA G; seed 4 keeps 7 modes)
+    ring  pack 8, batch 512, 40k, 8 seeds              7.88 ± 0.33 / 98.6 ± 0.4  (EMA G; seed 4 keeps 7 modes)
     ring  pack 4, batch 512, 40k, 8 seeds              7.50 ± 1.00 / 98.8 ± 0.4  (EMA G; seeds 2 and 4 keep 5
                                                       and 7 modes: less packing, less coverage)
+    ring  pack 16, batch 512, 40k, 8 seeds (pinned)    8.00 ± 0.00 / 97.8 ± 0.4  (EMA G; raw 8.0 / 97.6;
+                                                      every seed every mode; 36 min shared)
 
 Packing trades precision for coverage (pack 8 keeps every grid mode on every seed but
 leaves ~20% of samples on the bridges between modes); longer training thins the
 bridges (pack 4: 86.7 -> 94.8%, pack 8: 79.1 -> 94.2% from 20k to 60k updates; pack 8 at
 60k already beats PacGAN4's 24.8 / 93.6 on both counts, two of four seeds above 95%). The
 pinned config keeps pack 8 (every grid mode) and doubles the grid's budget to 120k updates
-to thin the bridges past 95%; the ring gets 40k (at 20k one raw seed missed a mode).
+to thin the bridges past 95%; the ring gets 40k (at 20k one raw seed missed a mode) and
+pack 16 (with pack 8 seed 4 keeps 7 of 8 modes, with pack 4 two seeds drop modes).
 Its full 8-seed, four-objective run is the experiment's figure.
 
 Anchors (grid, modes captured / % high quality; 10 trials): GAN 17.3 / 94.8 and
@@ -100,21 +103,20 @@ per-seed figures, the raw generator's and the KL to uniform)::
     grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
     grid  wgan (clipping)            21.75 ± 1.39 /  3.1 ± 0.7    43 min   a diffuse cloud
     grid  wgan_gp                    (running when this was written)
-    ring  minimax (the seed's game)   1.25 ± 2.63 / 10.1 ± 26.5   28 min   6 seeds: no sample
-                                                                           near any mode
-    ring  non_saturating              7.88 ± 0.33 / 98.6 ± 0.4    17 min   seed 4: 7 modes
-    ring  wgan (clipping)             8.00 ± 0.00 / 24.8 ± 6.6     9 min
-    ring  wgan_gp                     8.00 ± 0.00 / 74.1 ± 14.4   14 min
+    ring  non_saturating (pack 16)    8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
+    ring  minimax, wgan, wgan_gp      (to re-run with pack 16; with pack 8: min-max
+                                      1.25 ± 2.63 / 10.1 ± 26.5, WGAN 8.00 / 24.8 ± 6.6,
+                                      WGAN-GP 8.00 / 74.1 ± 14.4, non-saturating 7.88 / 98.6)
 
 So on the grid the seed's saturating min-max game, with PacGAN packing and a Fourier
-discriminator, keeps every mode on every seed at 97.9% high quality: past PacGAN4's
-24.8 / 93.6 on both counts (the goal). The same objective collapses on the ring, whose
-modes are 5x narrower (std 0.01): the discriminator wins at once (mean D loss 0.016 after
-2000 steps, 1.6e-6 after 10k) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no
-gradient: the saturation Goodfellow et al. (2014) warn of. The Wasserstein
-objectives keep every ring mode but place a quarter (clipping) to three quarters (GP) of
-the samples within 3 std. No objective reaches the ring's goal (8/8 and >= 95%) yet: the
-non-saturating GAN has the precision, one seed of eight drops a mode.
+discriminator, keeps every mode on every seed at 97.9% high quality, and on the ring the
+non-saturating GAN with pack 16 keeps all 8 modes on every seed at 97.8%: past PacGAN4's
+24.8 / 93.6 on both counts (the goal). The min-max game collapses on the ring (pack 8),
+whose modes are 5x narrower (std 0.01): the discriminator wins at once (mean D loss 0.016
+after 2000 steps, 1.6e-6 after 10k) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no
+gradient: the saturation Goodfellow et al. (2014) warn of. The Wasserstein objectives
+keep every ring mode but place a quarter (clipping) to three quarters (GP) of the samples
+within 3 std.
 
 Cost on this project's 2-core CPU (idle, 8 seeds at once):
 33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
@@ -189,7 +191,8 @@ def get_config(smoke: bool = False) -> dict:
             "num_features": 64,
             "sigma": 2.0,  # frequencies in the normalised space
             "seed": 0,
-            "pack": 8,  # PacGAN's packing: one decision per 8 examples (4: fewer modes, see trials)
+            # PacGAN's packing: one decision per `pack` examples (less: fewer modes, see trials)
+            "pack": {"grid": 8, "ring": 16},
         },
         "batch_size": 512,
         # every objective gets the same number of discriminator updates per data set:
@@ -220,10 +223,14 @@ def get_config(smoke: bool = False) -> dict:
     return config
 
 
+def per_data(value, data_name: str):
+    """A setting that is either one value or a dict with one value per data set."""
+    return value[data_name] if isinstance(value, dict) else value
+
+
 def d_updates(config: dict, data_name: str) -> int:
     """Discriminator updates on ``data_name`` (``config["d_updates"]``: one int, or one per data set)."""
-    d = config["d_updates"]
-    return int(d[data_name]) if isinstance(d, dict) else int(d)
+    return int(per_data(config["d_updates"], data_name))
 
 
 def generator_steps(config: dict, objective: str, data_name: str) -> int:
@@ -272,7 +279,7 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
             kwargs[name] = o[name]
     d = config["discriminator"]
     if d["kind"] == "fourier":
-        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], d["pack"])
+        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], int(per_data(d["pack"], data_name)))
     else:
         disc = gan.MLPDiscriminator(tuple(d["hidden"]), "leaky_relu")
     model = gan.GAN(
@@ -362,8 +369,8 @@ def run_config(config: dict, data_name: str, objective: str) -> dict:
     Idempotent (a projected config projects to itself)."""
     c = dict(config)
     c["d_updates"] = d_updates(config, data_name)
-    scale = config["data_scale"]
-    c["data_scale"] = float(scale[data_name]) if isinstance(scale, dict) else float(scale)
+    c["data_scale"] = float(per_data(config["data_scale"], data_name))
+    c["discriminator"] = {**config["discriminator"], "pack": int(per_data(config["discriminator"].get("pack", 1), data_name))}
     c["objectives"] = {objective: config["objectives"][objective]}
     return json.loads(json.dumps(c, default=str))  # tuples -> lists, as read back from a file
 
@@ -419,7 +426,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         if restored is not None:
             progress = restored
             log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
-    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=config["data_scale"][data_name])
+    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=float(per_data(config["data_scale"], data_name)))
 
     bar = None
     if progress_bar:
@@ -456,7 +463,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     for which, params in (("ema", states.ema_params), ("raw", states.params)):
         if params is None:
             continue
-        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=config["data_scale"][data_name])
+        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=float(per_data(config["data_scale"], data_name)))
         results[which] = {
             "modes_captured": _mean_std(cov.modes_captured),
             "hq_percent": _mean_std(100.0 * np.asarray(cov.hq_fraction)),

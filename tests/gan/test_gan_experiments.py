@@ -96,15 +96,15 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
     config = mod.get_config(smoke=True)
     density = mod.make_density("ring")
     model, tx = mod.build(config, "non_saturating", "ring")
-    states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False)
-    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=8, num_steps=3, ema_decay=None, scale=1.0)
+    states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=16)
+    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None, scale=1.0)
     single = jax.tree_util.tree_map(lambda a: a[1], states)
     states, _ = chunk(states, jax.random.PRNGKey(1))
     leaves = jax.tree_util.tree_leaves(states.params["generator"])
     assert any(not np.allclose(a[0], a[1]) for a in leaves)
-    # seed 1 alone on the same data (the chunk draws (2, 3, 8, 2) and takes row 1)
+    # seed 1 alone on the same data (the chunk draws (2, 3, 16, 2) and takes row 1)
     step = model.make_train_step(tx)
-    data = density.sample(jax.random.PRNGKey(1), 2 * 3 * 8).reshape(2, 3, 8, 2)[1]
+    data = density.sample(jax.random.PRNGKey(1), 2 * 3 * 16).reshape(2, 3, 16, 2)[1]
     alone, _ = jax.lax.scan(step, single, data)
     for a, b in zip(leaves, jax.tree_util.tree_leaves(alone.params["generator"])):
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
