@@ -92,8 +92,9 @@ Writes ``experiments/results/gan_mixture.json`` (config, per-seed and mean ± st
 figures, anchors, timings) and, under ``--workdir`` (default
 ``experiments/checkpoints/gan_mixture/``, git-ignored), one PNG scatter per data set
 and objective (``<data>_<objective>.png``: seed 0 large, with the 8 seeds as a strip
-below) over the true modes (red crosses). ``--smoke`` runs a seconds-long version
-(tests use it; results file ``gan_mixture_smoke.json``).
+below) over the true modes (thin red rings; a dropped mode is an empty ring).
+``--smoke`` runs a seconds-long version (tests use it; results file
+``gan_mixture_smoke.json``).
 
 Figures reached (8 seeds, EMA generator; modes captured / % high quality, mean ± std;
 train time on the shared 2-core CPU; ``experiments/results/gan_mixture.json`` has the
@@ -102,26 +103,37 @@ per-seed figures, the raw generator's and the KL to uniform)::
     grid  minimax (the seed's game)  25.00 ± 0.00 / 97.9 ± 0.4    52 min   meets the goal
     grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
     grid  wgan (clipping)            21.75 ± 1.39 /  3.1 ± 0.7    43 min   a diffuse cloud
-    grid  wgan_gp                    (running when this was written)
-    ring  non_saturating (pack 16)    8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
-    ring  minimax, wgan, wgan_gp      (to re-run with pack 16; with pack 8: min-max
-                                      1.25 ± 2.63 / 10.1 ± 26.5, WGAN 8.00 / 24.8 ± 6.6,
-                                      WGAN-GP 8.00 / 74.1 ± 14.4, non-saturating 7.88 / 98.6)
+    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud
+    ring  minimax                     1.62 ± 2.60 /  1.7 ± 4.3    23 min   saturates (7 of 8 seeds)
+    ring  non_saturating              8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
+    ring  wgan (clipping)             8.00 ± 0.00 / 12.4 ± 3.6    12 min   every mode, imprecise
+    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes
+
+Whole run: ``python experiments/gan_mixture.py`` (8 runs, 5.9 h of training on the
+shared CPU, spread over three sessions by its resume); the raw generator's figures are
+within 0.75 modes and 0.7 points of high quality of the EMA's on every row. The ring's rows are pack 16; with pack 8
+(the earlier pin) they were: min-max 1.25 ± 2.63 / 10.1 ± 26.5, non-saturating
+7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6, WGAN-GP 8.00 / 74.1 ± 14.4.
 
 So on the grid the seed's saturating min-max game, with PacGAN packing and a Fourier
 discriminator, keeps every mode on every seed at 97.9% high quality, and on the ring the
 non-saturating GAN with pack 16 keeps all 8 modes on every seed at 97.8%: past PacGAN4's
-24.8 / 93.6 on both counts (the goal). The min-max game collapses on the ring (pack 8),
-whose modes are 5x narrower (std 0.01): the discriminator wins at once (mean D loss 0.016
-after 2000 steps, 1.6e-6 after 10k) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no
-gradient: the saturation Goodfellow et al. (2014) warn of. The Wasserstein objectives
-keep every ring mode but place a quarter (clipping) to three quarters (GP) of the samples
-within 3 std.
+24.8 / 93.6 on both counts (the goal). The same table shows the weaker objectives
+honestly. The min-max game collapses on the ring, whose modes are 5x narrower
+(std 0.01): the discriminator wins at once (mean D loss 0.016 after 2000 steps, 1.6e-6
+after 10k with pack 8) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no gradient:
+the saturation Goodfellow et al. (2014) warn of; one seed in eight (seed 7) escapes it
+and draws the whole ring. The Wasserstein objectives rarely drop a mode (the ring's
+WGAN keeps all 8 on every seed) but are imprecise: 3-17% of samples land within 3 std.
+A likely reason: within 3 std of a mode (0.0375 in the grid's scaled units, 0.03 on the
+ring) a 1-Lipschitz critic can change by at most that much, so its gradient barely tells
+a sample at a mode's centre from one beside it. More packing hurt WGAN-GP on the ring:
+74% high quality with pack 8, 12% with pack 16.
 
 Cost on this project's 2-core CPU (idle, 8 seeds at once):
 33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
-steps), so about 65 min per logistic objective on the grid and 4-5 hours for the whole
-experiment; a GPU is many times faster.
+steps), so about 65 min per logistic objective on the grid; the whole experiment took
+5.9 hours of training on the shared CPU (above); a GPU is many times faster.
 """
 
 from __future__ import annotations
