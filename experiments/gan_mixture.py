@@ -111,9 +111,9 @@ per-seed figures, the raw generator's and the KL to uniform)::
 
 Whole run: ``python experiments/gan_mixture.py`` (8 runs, 5.9 h of training on the
 shared CPU, spread over three sessions by its resume); the raw generator's figures are
-within 0.75 modes and 0.7 points of high quality of the EMA's on every row. The ring's rows are pack 16; with pack 8
-(the earlier pin) they were: min-max 1.25 ± 2.63 / 10.1 ± 26.5, non-saturating
-7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6, WGAN-GP 8.00 / 74.1 ± 14.4.
+within 0.75 modes and 0.7 points of high quality of the EMA's on every row. The ring's
+rows are pack 16; with pack 8 (the earlier pin) they were: min-max 1.25 ± 2.63 /
+10.1 ± 26.5, non-saturating 7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6, WGAN-GP 8.00 / 74.1 ± 14.4.
 
 So on the grid the seed's saturating min-max game, with PacGAN packing and a Fourier
 discriminator, keeps every mode on every seed at 97.9% high quality, and on the ring the
@@ -417,6 +417,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     density = make_density(data_name)
     model, optimizer = build(config, objective, data_name)
     s, b = config["num_seeds"], config["batch_size"]
+    scale = float(per_data(config["data_scale"], data_name))
     steps = generator_steps(config, objective, data_name)
     k = min(config["steps_per_dispatch"], steps)
     if steps % k:
@@ -438,7 +439,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         if restored is not None:
             progress = restored
             log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
-    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=float(per_data(config["data_scale"], data_name)))
+    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=scale)
 
     bar = None
     if progress_bar:
@@ -475,7 +476,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     for which, params in (("ema", states.ema_params), ("raw", states.params)):
         if params is None:
             continue
-        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=float(per_data(config["data_scale"], data_name)))
+        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=scale)
         results[which] = {
             "modes_captured": _mean_std(cov.modes_captured),
             "hq_percent": _mean_std(100.0 * np.asarray(cov.hq_fraction)),
