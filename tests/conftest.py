@@ -22,6 +22,14 @@ import jax  # noqa: E402
 import numpy as np
 import pytest
 
+def pytest_report_header(config):
+    import chex, distrax, flax, optax
+    import orbax.checkpoint as ocp
+
+    return (f"versions: jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}, "
+            f"distrax {distrax.__version__}, chex {chex.__version__}, orbax {ocp.__version__}")
+
+
 #: Set ``GENJAX_TEST_SEED`` to replay a failure with the seed it printed.
 SEED_ENV = "GENJAX_TEST_SEED"
 
