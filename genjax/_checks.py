@@ -12,6 +12,7 @@ import numbers
 import weakref
 from typing import Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,15 +47,24 @@ def one_of(name: str, value, choices: Sequence[str]) -> str:
 
 
 def batch_shape(name: str, x, event_shape: tuple[int, ...], *, floating: bool = True) -> None:
-    """Checks ``x`` has shape ``(batch, *event_shape)`` with batch >= 1."""
+    """Checks ``x`` has shape ``(batch, *event_shape)`` with batch >= 1.
+
+    The rank and shape are asserted with chex (static, so also under ``jit``); chex's
+    ``AssertionError`` becomes a ``ValueError`` whose message names the argument and the
+    expected shape (chained to chex's, which says what it saw).
+    """
     shape = tuple(np.shape(x))
     expected = "(batch, " + ", ".join(str(d) for d in event_shape) + ")"
-    if len(shape) != 1 + len(event_shape):
+    try:
+        chex.assert_rank(x, 1 + len(event_shape))
+    except AssertionError as e:
         raise ValueError(
             f"{name} must have rank {1 + len(event_shape)} with shape {expected}, got shape {shape}"
-        )
-    if shape[1:] != tuple(event_shape):
-        raise ValueError(f"{name} must have shape {expected}, got shape {shape}")
+        ) from e
+    try:
+        chex.assert_shape(x, (None, *event_shape))
+    except AssertionError as e:
+        raise ValueError(f"{name} must have shape {expected}, got shape {shape}") from e
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape}); expected at least one example")
     if floating and not jnp.issubdtype(jnp.result_type(x), jnp.floating):
