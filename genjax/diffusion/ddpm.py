@@ -254,15 +254,17 @@ class DDPM:
     def vp_score(self, params: Params):
         """The eps network read as a VP-SDE score in model space: ``(score_fn, sde)``.
 
-        ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``std`` the marginal std of
-        ``VPSDE(T beta_1, T beta_T)`` (``VPSDE(0.1, 20)`` for DDPM's linear schedule): step
-        index ``i`` holds the marginal at ``t = (i + 1) / T``. Gives the DDPM a
-        probability-flow ODE likelihood (``likelihood.ode_log_prob(key, score_fn, x, sde=sde)``),
-        an estimate for a model that never saw continuous times.
+        ``sde = schedules.DiscreteVPSDE.from_schedule(schedule)``: the VP-SDE whose marginals
+        at ``t = (i + 1) / T`` are the chain's at step index ``i`` (exactly, for any ``T``);
+        ``score(x, t) = -eps(x, T t - 1) / std(t)``. Gives the DDPM a probability-flow ODE
+        likelihood (``likelihood.ode_log_prob(key, score_fn, x, sde=sde)``) and PC / ODE
+        sampling, an estimate for a model that never saw continuous times.
+
+        (Until issue 17 this read the chain as the linear ``VPSDE(T beta_1, T beta_T)``,
+        whose marginal std is off by 41% at ``T = 100`` and 22% at ``T = 200``.)
         """
-        betas = np.asarray(self.schedule.betas, np.float64)
-        T = len(betas)
-        sde = sch.VPSDE(beta_min=float(T * betas[0]), beta_max=float(T * betas[-1]))
+        sde = sch.DiscreteVPSDE.from_schedule(self.schedule)
+        T = sde.num_steps
 
         def score(x, t):
             _, std = sde.marginal(t)
