@@ -17,7 +17,7 @@ import numpy as np
 
 from genjax import _checks
 from genjax._checks import batch_x
-from genjax.types import Array, Batch
+from genjax.types import Array, Batch, check_cond
 
 
 DATA_RANGES = ("unit", "identity")
@@ -55,6 +55,8 @@ def _check_x(model, batch: Batch, name: str) -> Array:
     """Shape, dtype, finiteness and (``"unit"``, concrete) the [0, 1] range of the data."""
     x = batch_x(batch)
     _checks.batch_shape(name, x, model.data_shape)
+    if isinstance(batch, dict) and batch.get("cond") is not None and model.condition.kind == "none":
+        check_cond(model.condition, batch["cond"], x.shape[0], name=f"{name}['cond']")  # raises
     _checks.finite(name, x)
     if model.data_range == "unit" and _checks.is_concrete(x):
         a = np.asarray(x)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import flax.linen as nn
 import jax
@@ -28,7 +29,17 @@ from genjax.diffusion._common import (
     _to_model,
 )
 from genjax.nn.embeddings import check_labels
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import (
+    NO_CONDITION,
+    Array,
+    Batch,
+    Condition,
+    Metrics,
+    Params,
+    PRNGKeyArray,
+    check_cond,
+    check_guidance,
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,10 +50,13 @@ class DDPM:
     predicts the noise: ``eps_hat = network(x_t, t, y)``. Training minimises DDPM's
     "simple" loss (``objectives.eps_matching_loss``, ``t ~ U{0..T-1}``).
 
-    Classifier-free guidance (``num_classes`` set): training replaces each label by the
-    null label ``num_classes`` with probability ``p_uncond``; sampling with labels uses
-    ``(1 + w) eps(x, y) - w eps(x, null)`` (``w = guidance``; ``w = 0`` is the plain
-    conditional model) and without labels the unconditional (null-label) model.
+    Classifier-free guidance (``num_classes`` set; ``condition`` is then class labels):
+    batches are ``{"x": ..., "cond": labels}``; training replaces each label by the null
+    label ``num_classes`` with probability ``p_uncond``; ``sample(..., cond=y,
+    guidance=w)`` uses ``sampling.classifier_free_guidance``, ``(1 + w) eps(x, y) - w
+    eps(x, null)`` (``w = 0`` or ``None``: the plain conditional model), and ``cond=None``
+    the unconditional (null-label) model. (``labels=`` and a batch's ``"y"`` are
+    deprecated aliases of ``cond``.)
 
     ``log_prob`` is minus the discrete variational bound ``objectives.vlb_terms``
     (``log_prob_kind = "vlb"``, a lower bound on log-likelihood, one noise draw per
@@ -94,6 +108,11 @@ class DDPM:
         return self.schedule.num_steps
 
     @property
+    def condition(self) -> Condition:
+        """Class labels in ``[0, num_classes)`` for a conditional model, else none."""
+        return NO_CONDITION if self.num_classes is None else Condition("labels", num_classes=self.num_classes)
+
+    @property
     def null_label(self) -> int | None:
         """The unconditional label ``num_classes`` (``None`` for an unconditional model)."""
         return self.num_classes
@@ -108,13 +127,25 @@ class DDPM:
     def _batch_labels(self, batch: Batch, b: int, name: str) -> Array | None:
         if self.num_classes is None:
             return None  # labels in the batch are ignored by an unconditional model
-        if not isinstance(batch, dict) or "y" not in batch:
+        key = "cond" if isinstance(batch, dict) and "cond" in batch else "y"  # "y": deprecated alias
+        if not isinstance(batch, dict) or key not in batch:
             raise ValueError(
                 f"{name}: a class-conditional DDPM (num_classes={self.num_classes}) needs a dict batch "
-                "{'x': ..., 'y': labels}"
+                "{'x': ..., 'cond': labels}"
             )
-        check_labels(batch["y"], b, self.num_classes, name=f"{name}['y']", allow_null=False)
-        return jnp.asarray(batch["y"], jnp.int32)
+        return check_cond(self.condition, batch[key], b, name=f"{name}[{key!r}]")
+
+    def _cond(self, cond, labels, num: int) -> Array | None:
+        """The labels of a call: ``cond`` (checked by ``types.check_cond``) or the deprecated
+        ``labels`` (which also accepts the null label); ``None``: null labels."""
+        if labels is None:
+            if cond is None:
+                return None if self.num_classes is None else jnp.full((num,), self.num_classes, jnp.int32)
+            return check_cond(self.condition, cond, num)
+        if cond is not None:
+            raise ValueError("give cond or its deprecated alias labels, not both")
+        warnings.warn("labels= is deprecated; use cond=", DeprecationWarning, stacklevel=3)
+        return self._labels(labels, num)
 
     def _labels(self, labels, num: int) -> Array | None:
         if labels is None:
@@ -131,14 +162,16 @@ class DDPM:
         """Network noise prediction in model space: ``x (b, *d)``, ``t (b,)`` int -> ``(b, *d)``."""
         return self.network.apply(params, x, jnp.asarray(t, jnp.float32), y)
 
-    def eps_fn(self, params: Params, *, labels: Array | None = None, guidance=0.0):
+    def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
         """The sampler's ``eps_fn(x, t_int)``, closing over params, labels and guidance.
 
-        Labels ``(b,)`` (or ``None`` for the null label on a conditional model). With
-        ``guidance`` not the Python number 0 both the conditional and the null-label
-        predictions are made (one batched call) and combined by
-        ``sampling.classifier_free_guidance``.
+        ``cond``: labels ``(b,)`` (or ``None`` for the null label on a conditional model;
+        ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
+        number 0 both the conditional and the null-label predictions are made (one batched
+        call) and combined by ``sampling.classifier_free_guidance``.
         """
+        labels = cond if labels is None else labels
+        guidance = 0.0 if guidance is None else guidance
         static_zero = isinstance(guidance, (int, float)) and guidance == 0
         if labels is None or static_zero:
             return lambda x, t: self.eps(params, x, t, labels)
@@ -187,9 +220,10 @@ class DDPM:
         sampler: str | None = None,
         steps: int | None = None,
         eta: float = 0.0,
-        labels: Array | int | None = None,
-        guidance=0.0,
+        cond: Array | int | None = None,
+        guidance=None,
         return_trajectory: bool = False,
+        labels: Array | int | None = None,
     ):
         """``num`` samples ``(num, *data_shape)`` in the data range.
 
@@ -197,13 +231,16 @@ class DDPM:
           sampler: ``"ddpm"`` (ancestral, all ``T`` steps; ``steps`` must be ``None`` or
             ``T``) or ``"ddim"`` (``steps <= T`` evenly spaced steps, default
             ``min(T, 50)``, stochasticity ``eta``); default ``default_sampler``.
-          labels: ``(num,)`` ints or one int (conditional model); ``None``: unconditional.
-          guidance: classifier-free guidance weight ``w`` (0: plain conditional).
+          cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int (conditional
+            model, ``condition``); ``None``: the unconditional (null-label) model.
+          guidance: classifier-free guidance weight ``w >= 0`` (``None`` or 0: plain
+            conditional); needs ``cond``.
+          labels: deprecated alias of ``cond`` (also takes the null label ``num_classes``).
           return_trajectory: also return the sampler's trajectory
             ``(frames, num, *data_shape)``, mapped to the data range.
 
         Raises:
-          ValueError: unknown sampler, ``steps > T``, bad labels.
+          ValueError: unknown sampler, ``steps > T``, a bad ``cond`` or ``guidance``.
         """
         sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, DDPM_SAMPLERS)
         shape = _sample_shape(self, num)
@@ -214,7 +251,10 @@ class DDPM:
         if steps > T:
             raise ValueError(f"steps must be <= T={T} for DDIM, got steps={steps}")
         _check_params(self, params)
-        eps_fn = self.eps_fn(params, labels=self._labels(labels, shape[0]), guidance=guidance)
+        y = self._cond(cond, labels, shape[0])
+        if labels is None:
+            guidance = check_guidance(guidance, self.condition, cond)
+        eps_fn = self.eps_fn(params, cond=y, guidance=guidance)
         clip = (-1.0, 1.0) if self.data_range == "unit" else None
         if sampler == "ddpm":
             out = smp.ddpm_sample(
@@ -228,28 +268,35 @@ class DDPM:
             )
         return _finish(self, out, return_trajectory)
 
-    def vlb(self, params: Params, key: PRNGKeyArray, x: Array, *, labels: Array | None = None) -> dict[str, Array]:
-        """``objectives.vlb_terms`` of ``x`` (data range), each ``(b,)`` nats."""
+    def vlb(
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+    ) -> dict[str, Array]:
+        """``objectives.vlb_terms`` of ``x`` (data range), each ``(b,)`` nats; ``cond``: labels
+        (``None``: the null-label model of a conditional DDPM)."""
         x = _check_x(self, x, "x")
         _check_params(self, params)
-        eps_fn = self.eps_fn(params, labels=self._labels(labels, x.shape[0]))
+        eps_fn = self.eps_fn(params, cond=self._cond(cond, labels, x.shape[0]))
         decoder = "discretized" if self.data_range == "unit" else "gaussian"
         return obj.vlb_terms(
             key, eps_fn, _to_model(self, x), schedule=self.schedule, variance=self.variance,
             decoder=decoder, num_levels=self.num_levels,
         )
 
-    def log_prob(self, params: Params, key: PRNGKeyArray, x: Array, *, labels: Array | None = None) -> Array:
+    def log_prob(
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+    ) -> Array:
         """Minus the discrete VLB, ``(b,)`` nats -- a single-sample estimate of a lower bound.
 
         ``"unit"`` data: a bound on ``log P(x)`` of the ``num_levels``-level image
         (discretized decoder); ``"identity"`` data: on the log-density of ``x``.
         """
-        return -self.vlb(params, key, x, labels=labels)["total"]
+        return -self.vlb(params, key, x, cond=cond, labels=labels)["total"]
 
-    def vlb_bits_per_dim(self, params: Params, key: PRNGKeyArray, x: Array, *, labels: Array | None = None) -> Array:
+    def vlb_bits_per_dim(
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+    ) -> Array:
         """The VLB in bits per dimension, ``total / (D ln 2)``, ``(b,)``."""
-        return self.vlb(params, key, x, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
+        return self.vlb(params, key, x, cond=cond, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
 
     def vp_score(self, params: Params):
         """The eps network read as a VP-SDE score in model space: ``(score_fn, sde)``.
@@ -273,7 +320,14 @@ class DDPM:
         return score, sde
 
     def denoise_trajectory(
-        self, params: Params, key: PRNGKeyArray, x0: Array, *, num_frames: int = 8, labels: Array | None = None
+        self,
+        params: Params,
+        key: PRNGKeyArray,
+        x0: Array,
+        *,
+        num_frames: int = 8,
+        cond: Array | None = None,
+        labels: Array | None = None,
     ) -> dict[str, Array]:
         """Noised data and the network's one-shot denoising at ``num_frames`` evenly spaced steps.
 
@@ -284,7 +338,7 @@ class DDPM:
         num_frames = _checks.positive_int("num_frames", num_frames)
         _check_params(self, params)
         b = x0.shape[0]
-        eps_fn = self.eps_fn(params, labels=self._labels(labels, b))
+        eps_fn = self.eps_fn(params, cond=self._cond(cond, labels, b))
         ts = np.linspace(0, self.num_steps - 1, num_frames).round().astype(np.int32)
         xm = _to_model(self, x0)
 

@@ -24,7 +24,7 @@ from genjax.diffusion._common import (
     _steps,
     _to_model,
 )
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,6 +56,7 @@ class NCSN:
     step_size: float = 2e-5
 
     log_prob_kind = "none"
+    condition = NO_CONDITION  # unconditional: ``cond`` must be None
 
     def __post_init__(self):
         _init_common(self)
@@ -109,12 +110,16 @@ class NCSN:
         step_size: float | None = None,
         denoise: bool = True,
         return_trajectory: bool = False,
+        cond=None,
+        guidance=None,
     ):
         """Annealed Langevin samples ``(num, *data_shape)`` in the data range.
 
         ``steps`` is the number of Langevin steps per noise level (default
         ``steps_per_sigma``); ``denoise`` adds the final Tweedie step at ``sigma_L``.
         """
+        check_cond(self.condition, cond, num)  # raises: no condition
+        check_guidance(guidance, self.condition, cond)
         _checks.one_of("sampler", sampler, NCSN_SAMPLERS)
         shape = _sample_shape(self, num)
         steps = _steps(steps, self.steps_per_sigma)

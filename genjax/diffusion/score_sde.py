@@ -25,7 +25,7 @@ from genjax.diffusion._common import (
     _steps,
     _to_model,
 )
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,6 +64,7 @@ class ScoreSDE:
     default_sampler: str = "pc"
 
     log_prob_kind = "ode_estimate"
+    condition = NO_CONDITION  # unconditional: ``cond`` must be None
 
     def __post_init__(self):
         _init_common(self)
@@ -111,6 +112,8 @@ class ScoreSDE:
         corrector_steps: int = 1,
         denoise: bool = True,
         return_trajectory: bool = False,
+        cond=None,
+        guidance=None,
     ):
         """Samples ``(num, *data_shape)`` in the data range.
 
@@ -120,6 +123,8 @@ class ScoreSDE:
           steps: number of time steps.
           snr, corrector_steps, denoise: predictor-corrector settings.
         """
+        check_cond(self.condition, cond, num)  # raises: no condition
+        check_guidance(guidance, self.condition, cond)
         sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, SDE_SAMPLERS)
         shape = _sample_shape(self, num)
         _check_params(self, params)
