@@ -44,6 +44,37 @@ def _image_shape(data_shape, channel_mult) -> tuple[int, int, int]:
     return shape
 
 
+def ddpm_mlp(
+    data_shape: Sequence[int],
+    *,
+    hidden: Sequence[int] = (128, 128, 128),
+    emb_dim: int = 64,
+    T: int = 100,
+    schedule: str = "linear",
+    num_classes: int | None = None,
+    p_uncond: float = 0.1,
+    default_sampler: str = "ddpm",
+    variance: str = "beta",
+    data_range: str = "identity",
+    num_levels: int = 256,
+) -> DDPM:
+    """DDPM with a residual-MLP denoiser on data of any shape: flat ``(D,)`` vectors or
+    ``(H, W, C)`` images (``data_range="unit"``), which the denoiser flattens inside, so
+    params, losses and samples equal the flat model's on the flattened data."""
+    shape = tuple(int(d) for d in data_shape)
+    return DDPM(
+        MLPDenoiser(tuple(hidden), emb_dim, num_classes),
+        shape,
+        _discrete_schedule(schedule, T),
+        num_classes=num_classes,
+        p_uncond=p_uncond,
+        default_sampler=default_sampler,
+        data_range=data_range,
+        variance=variance,
+        num_levels=num_levels,
+    )
+
+
 def ddpm_2d(
     *,
     data_dim: int = 2,
@@ -57,15 +88,10 @@ def ddpm_2d(
     variance: str = "beta",
 ) -> DDPM:
     """DDPM for toy 2-D (flat) data with a residual-MLP denoiser; data unscaled."""
-    return DDPM(
-        MLPDenoiser(tuple(hidden), emb_dim, num_classes),
-        (_checks.positive_int("data_dim", data_dim),),
-        _discrete_schedule(schedule, T),
-        num_classes=num_classes,
-        p_uncond=p_uncond,
-        default_sampler=default_sampler,
+    return ddpm_mlp(
+        (_checks.positive_int("data_dim", data_dim),), hidden=hidden, emb_dim=emb_dim, T=T, schedule=schedule,
+        num_classes=num_classes, p_uncond=p_uncond, default_sampler=default_sampler, variance=variance,
         data_range="identity",
-        variance=variance,
     )
 
 

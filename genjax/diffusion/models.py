@@ -32,6 +32,7 @@ from genjax.diffusion.constructors import (
     _discrete_schedule,  # noqa: F401 - used by genjax.compare
     ddpm_2d,
     ddpm_image,
+    ddpm_mlp,
     ncsn_2d,
     score_sde_2d,
     score_sde_image,
@@ -51,6 +52,7 @@ __all__ = [
     "TIME_SCALE",
     "ddpm_2d",
     "ddpm_image",
+    "ddpm_mlp",
     "ncsn_2d",
     "score_sde_2d",
     "score_sde_image",

@@ -327,3 +327,23 @@ def test_bad_input_raises_clear_errors(key):
         img.check_batch(jnp.full((2, 8, 8, 1), 2.0))
     with pytest.raises(ValueError, match="sigmas must be strictly decreasing"):
         M.NCSN(model.network, (2,), jnp.array([0.1, 1.0]))
+
+
+# ---------------------------------------------------------------------- MLP denoiser on images
+def test_ddpm_mlp_on_images_equals_the_flat_model_on_flattened_data(key, rng):
+    """Issue 17 C/E: ``ddpm_mlp((H, W, C), data_range="unit")`` (the denoiser flattens inside)
+    gives the flat model's params, loss, log_prob and samples on hand-flattened data -- what
+    compare's FlatModel wrapper did."""
+    img = M.ddpm_mlp((4, 4, 1), hidden=(16,), emb_dim=8, T=10, data_range="unit", num_levels=17)
+    flat = M.ddpm_mlp((16,), hidden=(16,), emb_dim=8, T=10, data_range="unit", num_levels=17)
+    x = jnp.asarray(rng.integers(0, 17, size=(3, 4, 4, 1)) / 16.0, jnp.float32)
+    xf = x.reshape(3, 16)
+    params = flat.init(key, xf)
+    chex_tree = jax.tree_util.tree_structure
+    assert chex_tree(img.init(key, x)) == chex_tree(params)
+    k = jax.random.fold_in(key, 1)
+    np.testing.assert_array_equal(np.asarray(img.loss(params, k, x)[0]), np.asarray(flat.loss(params, k, xf)[0]))
+    np.testing.assert_allclose(np.asarray(img.log_prob(params, k, x)), np.asarray(flat.log_prob(params, k, xf)), rtol=1e-6)
+    s_img = np.asarray(img.sample(params, k, 2, sampler="ddim", steps=3))
+    assert s_img.shape == (2, 4, 4, 1)
+    np.testing.assert_array_equal(s_img, np.asarray(flat.sample(params, k, 2, sampler="ddim", steps=3)).reshape(2, 4, 4, 1))
