@@ -13,8 +13,9 @@ cosine decay, seed 0, trained with ``genjax.train.fit`` (checkpoints under
   a bound on -log P of the discrete image, ``bits/dim = nll / (D ln 2)``, no dequantization).
   For the digits (17 levels, k/16) the snap to k*16/255 is not exact, see ``vlb_note``.
 * **test bits/dim by the ODE**, through the matching VP SDE: the eps network read as the
-  score ``-eps(x, T t - 1) / std_VP(t)`` of ``VPSDE(0.1, 20)`` (= ``T beta`` of the linear
-  schedule), probability-flow ODE (RK4, ``ode_steps`` on a geometric time grid from t = 1e-5, one Hutchinson probe) on test images
+  score ``-eps(x, T t - 1) / std_VP(t)`` of ``DiscreteVPSDE.from_schedule`` (the VP SDE whose
+  marginals are the chain's at ``t = (i + 1) / T``; ``beta(t)`` about ``T beta`` of the linear
+  schedule, 0.1..20.2), probability-flow ODE (RK4, ``ode_steps`` on a geometric time grid from t = 1e-5, one Hutchinson probe) on test images
   dequantized ``k/(L-1) -> (k + u)/L`` (one draw each), ``+ D log 2`` for the ``2x - 1`` map,
   ``bits/dim = nll / (D ln 2) + log2 L`` (L = 17 digits, 256 MNIST). An ESTIMATE, not a bound.
 * **DDIM steps-vs-quality** (eta = 0; 10, 20, 50, 100, 1000 steps): FID and KID of
@@ -379,7 +380,8 @@ def main(argv=None) -> dict:
                      "on those 8-bit images" if num_levels != 256 else "8-bit data: exact"),
         "test_nll_ode_nats": nll_ode,
         "test_bits_per_dim_ode": bpd_ode,
-        "ode_convention": (f"DDPM eps network as the VP-SDE score (VPSDE({sde.beta_min:.3g}, {sde.beta_max:.3g}), "
+        "ode_convention": (f"DDPM eps network as the VP-SDE score ({type(sde).__name__}, beta(t) in "
+                           f"[{sde.beta_min:.3g}, {sde.beta_max:.3g}], marginals = the chain's at t = (i+1)/T, "
                            f"t <-> step T t - 1); probability-flow ODE ESTIMATE, RK4 {config['ode_steps']} steps on a geometric time grid from t = 1e-5, "
                            "1 Hutchinson probe; uniform dequantization k/(L-1) -> (k+u)/L, one draw per image; "
                            f"bits/dim = nll/(D ln 2) + log2(L), L={num_levels}"),

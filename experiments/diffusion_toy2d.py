@@ -7,7 +7,8 @@ learning rate, seed 0, with ``genjax.train.fit`` (checkpoints under ``--workdir`
 resumable: re-run the same command). Both models use the residual-MLP denoiser
 (``genjax.nn.denoiser.MLPDenoiser``) and the same VP noise scale: ``ddpm`` is
 ``ddpm_2d`` with T = 1000 and the linear schedule 1e-4..2e-2, whose ``T beta`` runs over
-0.1..20, i.e. exactly the discretisation of ``score_sde``'s ``VPSDE(0.1, 20)``.
+0.1..20, i.e. about the discretisation of ``score_sde``'s ``VPSDE(0.1, 20)``; the DDPM's ODE
+estimate reads it as ``DiscreteVPSDE.from_schedule`` (the VP SDE with the chain's marginals).
 
 Then, on ``test_samples`` fresh test draws,
 

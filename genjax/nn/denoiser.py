@@ -1,8 +1,11 @@
 """A residual-MLP denoiser for flat data (toy 2-D densities, flattened vectors).
 
-``MLPDenoiser()(x, t, y=None)``: ``x (b, d)``, ``t (b,)`` float (the conditioning
-scalar: a DDPM step index, ``999 * t``, a scaled noise level), ``y (b,)`` int labels
-or ``None`` -> ``(b, d)`` (noise or score prediction, whatever the model trains).
+``MLPDenoiser()(x, t, y=None)``: ``x (b, d)`` or ``(b, *event)`` (e.g. ``(b, H, W, C)``
+images: flattened to ``(b, prod(event))`` inside, the output reshaped back, so the
+parameters and the function are those of the flat ``(b, d)`` network), ``t (b,)`` float
+(the conditioning scalar: a DDPM step index, ``999 * t``, a scaled noise level), ``y (b,)``
+int labels or ``None`` -> ``x``'s shape (noise or score prediction, whatever the model
+trains).
 
 Architecture: ``emb = TimeEmbedding(t) [+ LabelEmbedding(y)]``; ``h = Dense(x)``;
 per entry of ``hidden`` a pre-activation residual block
@@ -12,10 +15,12 @@ when the width changes), then ``Dense(d)`` on ``act(LayerNorm(h))``.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from genjax.nn.embeddings import LabelEmbedding, TimeEmbedding, check_labels, check_time, null_label
@@ -23,7 +28,8 @@ from genjax.nn.mlp import get_activation
 
 
 class MLPDenoiser(nn.Module):
-    """Time- (and optionally class-) conditional residual MLP, ``(b, d) -> (b, d)``.
+    """Time- (and optionally class-) conditional residual MLP, ``(b, *event) -> (b, *event)``
+    (the event flattened inside).
 
     Attributes:
       hidden: widths of the residual blocks.
@@ -43,9 +49,11 @@ class MLPDenoiser(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
-        if np.ndim(x) != 2:
-            raise ValueError(f"MLPDenoiser: x must have shape (batch, dim), got shape {np.shape(x)}")
-        b, d = np.shape(x)
+        if np.ndim(x) < 2:
+            raise ValueError(f"MLPDenoiser: x must have shape (batch, dim) or (batch, *event), got shape {np.shape(x)}")
+        shape = tuple(np.shape(x))
+        b, d = shape[0], math.prod(shape[1:])
+        x = jnp.reshape(x, (b, d))
         check_time(t, b)
         act = get_activation(self.activation)
         emb = TimeEmbedding(self.emb_dim, name="time_emb")(t)
@@ -65,4 +73,4 @@ class MLPDenoiser(nn.Module):
             h = skip + r
         h = act(nn.LayerNorm(name="out_norm")(h))
         init = nn.initializers.zeros if self.zero_out else nn.linear.default_kernel_init
-        return nn.Dense(d, kernel_init=init, name="out")(h)
+        return jnp.reshape(nn.Dense(d, kernel_init=init, name="out")(h), shape)

@@ -1,7 +1,9 @@
 """A small DDPM-style UNet for NHWC images (Ho et al., 2020, at small scale).
 
-``UNet(...)(x, t, y=None)``: ``x (b, H, W, C)``, ``t (b,)`` float conditioning scalar,
-``y (b,)`` int labels or ``None`` -> ``(b, H, W, out_channels or C)``.
+``UNet(...)(x, t, y=None, context=None, context_mask=None)``: ``x (b, H, W, C)``, ``t (b,)``
+float conditioning scalar, ``y (b,)`` int labels or ``None``, ``context (b, L, D)`` a condition
+sequence (token embeddings) with ``context_mask (b, L)`` (True: a real token) for a UNet built
+with ``use_context=True`` -> ``(b, H, W, out_channels or C)``.
 
 * embedding ``emb = TimeEmbedding(t) [+ LabelEmbedding(y)]`` of width ``4 * base``;
 * a 3x3 input conv to ``base`` channels;
@@ -10,6 +12,10 @@
   -> SiLU -> conv, 1x1 conv on the skip when the width changes), then a stride-2 3x3
   conv, except at the last level; self-attention after each block of the lowest level;
 * middle: residual block, self-attention, residual block;
+* with ``use_context``: a residual cross-attention block
+  (``genjax.nn.attention.CrossAttentionBlock``: queries from the feature map, keys and
+  values from ``context``, padding masked) after every self-attention block (off by
+  default: the network and its parameters are then exactly the plain UNet's);
 * up path: per level (reversed) ``num_res_blocks + 1`` residual blocks on the
   concatenation with the stored down-path activations, then nearest-neighbour x2
   upsampling + 3x3 conv, except at the top level;
@@ -35,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.nn.attention import CrossAttentionBlock, check_context
 from genjax.nn.embeddings import LabelEmbedding, TimeEmbedding, check_labels, check_time, null_label
 
 
@@ -122,6 +129,8 @@ class UNet(nn.Module):
       num_groups: GroupNorm groups (reduced to a divisor of each width).
       dtype: computation dtype (``jnp.bfloat16`` for mixed precision; params stay
         float32, the output is cast back to at least float32); ``None``: params' dtype.
+      use_context: attend to a condition sequence ``context`` (cross-attention after each
+        self-attention block, ``num_heads`` heads); ``False``: the plain UNet.
     """
 
     base: int = 32
@@ -132,9 +141,17 @@ class UNet(nn.Module):
     num_heads: int = 1
     num_groups: int = 8
     dtype: Any = None
+    use_context: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        y: jax.Array | None = None,
+        context: jax.Array | None = None,
+        context_mask: jax.Array | None = None,
+    ) -> jax.Array:
         if np.ndim(x) != 4:
             raise ValueError(f"UNet: x must have shape (batch, H, W, C) (NHWC), got shape {np.shape(x)}")
         b, hgt, wid, c = np.shape(x)
@@ -145,6 +162,12 @@ class UNet(nn.Module):
         check_time(t, b)
         if y is not None:
             check_labels(y, b, self.num_classes)
+        if self.use_context:
+            if context is None:
+                raise ValueError("UNet(use_context=True) needs context (batch, L, D) (token embeddings)")
+            check_context(context, context_mask, b)
+        elif context is not None or context_mask is not None:
+            raise ValueError("UNet: context given, but the UNet was built without use_context=True")
         emb_dim = 4 * self.base
         emb = TimeEmbedding(emb_dim, dim=self.base + self.base % 2, name="time_emb")(t)
         if self.num_classes is not None:
@@ -153,6 +176,13 @@ class UNet(nn.Module):
             emb = emb + LabelEmbedding(self.num_classes, emb_dim, name="label_emb")(y)
 
         g, dt = self.num_groups, self.dtype
+
+        def attend(h, name):  # self-attention ``name``, then (use_context) cross-attention to the context
+            h = AttentionBlock(self.num_heads, g, dt, name=name)(h)
+            if self.use_context:
+                h = CrossAttentionBlock(self.num_heads, g, dt, name=name.replace("attn", "xattn"))(h, context, context_mask)
+            return h
+
         out_dtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
         h = nn.Conv(self.base, (3, 3), padding="SAME", dtype=dt, name="conv_in")(x)
         stack = [h]
@@ -160,14 +190,14 @@ class UNet(nn.Module):
             for j in range(self.num_res_blocks):
                 h = ResBlock(self.base * mult, g, dt, name=f"down_{i}_res_{j}")(h, emb)
                 if i == levels - 1:
-                    h = AttentionBlock(self.num_heads, g, dt, name=f"down_{i}_attn_{j}")(h)
+                    h = attend(h, f"down_{i}_attn_{j}")
                 stack.append(h)
             if i < levels - 1:
                 h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding="SAME", dtype=dt, name=f"down_{i}_downsample")(h)
                 stack.append(h)
 
         h = ResBlock(h.shape[-1], g, dt, name="mid_res_0")(h, emb)
-        h = AttentionBlock(self.num_heads, g, dt, name="mid_attn")(h)
+        h = attend(h, "mid_attn")
         h = ResBlock(h.shape[-1], g, dt, name="mid_res_1")(h, emb)
 
         for i in reversed(range(levels)):
@@ -175,7 +205,7 @@ class UNet(nn.Module):
                 h = jnp.concatenate([h, stack.pop()], axis=-1)
                 h = ResBlock(self.base * self.channel_mult[i], g, dt, name=f"up_{i}_res_{j}")(h, emb)
                 if i == levels - 1:
-                    h = AttentionBlock(self.num_heads, g, dt, name=f"up_{i}_attn_{j}")(h)
+                    h = attend(h, f"up_{i}_attn_{j}")
             if i > 0:
                 bb, hh, ww, cc = h.shape
                 h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), method="nearest")

@@ -23,7 +23,7 @@ from genjax import _checks
 from genjax._checks import batch_x
 from genjax.nn.conv import ConvDecoder, ConvEncoder
 from genjax.nn.mlp import ACTIVATIONS, MLP
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
 from genjax.vae import objectives as obj
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
@@ -82,6 +82,7 @@ class VAE:
     num_samples: int = 1
 
     log_prob_kind = "iwae_bound"
+    condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
 
     def __post_init__(self):
         _checks.one_of("likelihood", self.likelihood, LIKELIHOODS)
@@ -205,13 +206,18 @@ class VAE:
         loss = -jnp.mean(value)
         return loss, {"loss": loss, **metrics}
 
-    def sample(self, params: Params, key: PRNGKeyArray, num: int, *, mean: bool = False) -> Array:
+    def sample(
+        self, params: Params, key: PRNGKeyArray, num: int, *, mean: bool = False, cond=None, guidance=None
+    ) -> Array:
         """``num`` draws ``x ~ p(x|z) p(z)``, shape ``(num, *data_shape)``.
 
         With ``mean=True`` returns ``E[x|z]`` (Bernoulli probabilities / Gaussian
-        means) instead, as is usual for pictures.
+        means) instead, as is usual for pictures. ``cond`` and ``guidance`` (the model
+        API's) must be ``None``: this VAE takes no condition.
         """
         num = _checks.positive_int("num", num)
+        check_cond(self.condition, cond, num)
+        check_guidance(guidance, self.condition, cond)
         self.check_params(params, batch_size=num)
         k_z, k_x = jax.random.split(key)
         z = jax.random.normal(k_z, (num, self.latent_dim))

@@ -16,24 +16,27 @@ def _finite(d):
     return all(math.isfinite(v) for v in d.values() if isinstance(v, float))
 
 
-@pytest.mark.parametrize("script", ["diffusion_toy2d", "diffusion_mnist"])
-def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script, load_experiment):
-    """score(x, (i+1)/T) * sqrt(1 - abar_i) == -eps(x, i): the continuous time carries step i's
-    noise level (independent: the discrete schedule's cumulative product in float64)."""
+@pytest.mark.parametrize("script,T", [("diffusion_toy2d", 100), ("diffusion_mnist", 1000), ("diffusion_toy2d", 200)])
+def test_ddpm_network_read_as_vp_score_matches_the_discrete_marginals(script, T, load_experiment):
+    """score(x, (i+1)/T) * sqrt(1 - abar_i) == -eps(x, i) at every step including the first:
+    the continuous time carries step i's noise level (independent: the discrete schedule's
+    cumulative product in float64). Issue 17 A6: the linear VPSDE(T beta_0, T beta_T) this
+    used to be was off by 41% (T=100), 22% (T=200), 5% (T=1000) at the first step."""
     from genjax.diffusion import models as dif
 
     mod = load_experiment(script)
-    model = dif.ddpm_2d(hidden=(8,), emb_dim=8, T=1000)
+    model = dif.ddpm_2d(hidden=(8,), emb_dim=8, T=T)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 2))
     params = model.init(jax.random.PRNGKey(1), x)
     score, sde = mod.ddpm_as_vp_score(model, params)
-    assert sde.beta_min == pytest.approx(0.1, rel=1e-6) and sde.beta_max == pytest.approx(20.0, rel=1e-6)
     abar = np.cumprod(1.0 - np.asarray(model.schedule.betas, np.float64))
-    for i in (20, 100, 500, 999):
-        t = jnp.full((5,), (i + 1) / 1000.0)
+    for i in sorted({0, 1, T // 10, T // 2, T - 1}):
+        t = jnp.full((5,), (i + 1) / T)
+        _, std = sde.marginal(t)
+        assert float(std[0]) == pytest.approx(math.sqrt(1.0 - abar[i]), rel=1e-3), i
         lhs = np.asarray(score(x, t)) * math.sqrt(1.0 - abar[i])
         rhs = -np.asarray(model.eps(params, x, jnp.full((5,), i)))
-        np.testing.assert_allclose(lhs, rhs, rtol=0.02, atol=1e-4)
+        np.testing.assert_allclose(lhs, rhs, rtol=1e-3, atol=1e-5)
 
 
 def test_dequantize_stays_in_the_level_cell(load_experiment):

@@ -129,7 +129,7 @@ def test_image_constructors_build_unet_models(key):
     sde = M.score_sde_image((32, 32, 3), base=8, sde="ve")
     assert ddpm.data_range == "unit" and ddpm.num_steps == 50 and ddpm.network.num_classes == 10
     assert isinstance(sde.sde, sch.VESDE) and sde.sde.sigma_max == 50.0
-    batch = {"x": jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32), "y": jax.ShapeDtypeStruct((2,), jnp.int32)}
+    batch = {"x": jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32), "cond": jax.ShapeDtypeStruct((2,), jnp.int32)}
     params = jax.eval_shape(ddpm.init, key, batch)
     loss, _ = jax.eval_shape(ddpm.loss, params, key, batch)
     assert loss.shape == ()
@@ -147,19 +147,19 @@ def test_cfg_guidance_zero_is_the_conditional_path(key, rng):
     x = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
     t = jnp.array([0, 3, 5, 9], jnp.int32)
     y = jnp.array([0, 1, 2, 1], jnp.int32)
-    params = model.init(key, {"x": x, "y": y})
+    params = model.init(key, {"x": x, "cond": y})
     cond = np.asarray(model.network.apply(params, x, t.astype(jnp.float32), y))
     uncond = np.asarray(model.network.apply(params, x, t.astype(jnp.float32), jnp.full((4,), 3, jnp.int32)))
     assert np.abs(cond - uncond).max() > 1e-4
     for g in (0.0, jnp.asarray(0.0)):  # Python 0 (one pass) and a traced 0 (two passes)
-        got = np.asarray(model.eps_fn(params, labels=y, guidance=g)(x, t))
+        got = np.asarray(model.eps_fn(params, cond=y, guidance=g)(x, t))
         np.testing.assert_allclose(got, cond, rtol=1e-5, atol=1e-5)
-    got = np.asarray(model.eps_fn(params, labels=y, guidance=2.0)(x, t))
+    got = np.asarray(model.eps_fn(params, cond=y, guidance=2.0)(x, t))
     np.testing.assert_allclose(got, 3.0 * cond - 2.0 * uncond, rtol=1e-5, atol=1e-5)
     # without labels the model is the null-label (unconditional) model
     np.testing.assert_allclose(np.asarray(model.eps_fn(params)(x, t)), uncond, rtol=1e-5, atol=1e-5)
     # guided sampling runs and differs from unguided
-    sample = jax.jit(functools.partial(model.sample, sampler="ddim", steps=3, labels=1), static_argnames="num")
+    sample = jax.jit(functools.partial(model.sample, sampler="ddim", steps=3, cond=1), static_argnames="num")
     s0, s3 = sample(params, key, 4, guidance=0.0), sample(params, key, 4, guidance=3.0)
     assert s0.shape == (4, 2) and np.abs(np.asarray(s3) - np.asarray(s0)).max() > 1e-4
 
@@ -179,10 +179,10 @@ def test_training_drops_labels_with_probability_p_uncond(key, rng):
     y1, y2 = jnp.zeros((16,), jnp.int32), jnp.full((16,), 2, jnp.int32)
     for prob, same in ((1.0, True), (0.0, False)):
         m = _cond_ddpm(p_uncond=prob)
-        params = jax.jit(m.init)(key, {"x": x, "y": y1})
+        params = jax.jit(m.init)(key, {"x": x, "cond": y1})
         loss = jax.jit(m.loss)
-        l1 = float(loss(params, key, {"x": x, "y": y1})[0])
-        l2 = float(loss(params, key, {"x": x, "y": y2})[0])
+        l1 = float(loss(params, key, {"x": x, "cond": y1})[0])
+        l2 = float(loss(params, key, {"x": x, "cond": y2})[0])
         assert (abs(l1 - l2) < 1e-6) == same, (prob, l1, l2)
 
 
@@ -306,24 +306,44 @@ def test_bad_input_raises_clear_errors(key):
         model.sample(params, key, 2, sampler="euler")
     with pytest.raises(ValueError, match="unknown sampler 'ddpm'"):
         TINY["score_sde"]().sample(params, key, 2, sampler="ddpm")
-    with pytest.raises(ValueError, match="model is unconditional"):
-        model.sample(params, key, 2, labels=jnp.array([0, 1]))
+    with pytest.raises(ValueError, match="cond: this model takes no condition"):
+        model.sample(params, key, 2, cond=jnp.array([0, 1]))
     with pytest.raises(ValueError, match="num must be a positive integer"):
         model.sample(params, key, 0)
     with pytest.raises(ValueError, match="unknown data_range"):
         M.DDPM(model.network, (2,), model.schedule, data_range="minus_one_one")
 
     cond = _cond_ddpm()
-    cp = jax.jit(cond.init)(key, {"x": x, "y": jnp.zeros((4,), jnp.int32)})
-    with pytest.raises(ValueError, match=r"batch\['y'\] must lie in \[0, 2\]"):
-        cond.loss(cp, key, {"x": x, "y": jnp.array([0, 1, 2, 3])})
+    cp = jax.jit(cond.init)(key, {"x": x, "cond": jnp.zeros((4,), jnp.int32)})
+    with pytest.raises(ValueError, match=r"batch\['cond'\] must be int class labels in \[0, 3\)"):
+        cond.loss(cp, key, {"x": x, "cond": jnp.array([0, 1, 2, 3])})
     with pytest.raises(ValueError, match=r"needs a dict batch"):
         cond.check_batch(x)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\]"):
-        cond.sample(cp, key, 2, labels=jnp.array([0, 7]))
+    with pytest.raises(ValueError, match=r"cond must be int class labels in \[0, 3\) of shape \(2,\)"):
+        cond.sample(cp, key, 2, cond=jnp.array([0, 7]))
 
     img = M.DDPM(TinyImageNet(), (8, 8, 1), sch.linear_schedule(5), data_range="unit")
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\] for data_range='unit'"):
         img.check_batch(jnp.full((2, 8, 8, 1), 2.0))
     with pytest.raises(ValueError, match="sigmas must be strictly decreasing"):
         M.NCSN(model.network, (2,), jnp.array([0.1, 1.0]))
+
+
+# ---------------------------------------------------------------------- MLP denoiser on images
+def test_ddpm_mlp_on_images_equals_the_flat_model_on_flattened_data(key, rng):
+    """Issue 17 C/E: ``ddpm_mlp((H, W, C), data_range="unit")`` (the denoiser flattens inside)
+    gives the flat model's params, loss, log_prob and samples on hand-flattened data -- what
+    compare's FlatModel wrapper did."""
+    img = M.ddpm_mlp((4, 4, 1), hidden=(16,), emb_dim=8, T=10, data_range="unit", num_levels=17)
+    flat = M.ddpm_mlp((16,), hidden=(16,), emb_dim=8, T=10, data_range="unit", num_levels=17)
+    x = jnp.asarray(rng.integers(0, 17, size=(3, 4, 4, 1)) / 16.0, jnp.float32)
+    xf = x.reshape(3, 16)
+    params = flat.init(key, xf)
+    chex_tree = jax.tree_util.tree_structure
+    assert chex_tree(img.init(key, x)) == chex_tree(params)
+    k = jax.random.fold_in(key, 1)
+    np.testing.assert_array_equal(np.asarray(img.loss(params, k, x)[0]), np.asarray(flat.loss(params, k, xf)[0]))
+    np.testing.assert_allclose(np.asarray(img.log_prob(params, k, x)), np.asarray(flat.log_prob(params, k, xf)), rtol=1e-6)
+    s_img = np.asarray(img.sample(params, k, 2, sampler="ddim", steps=3))
+    assert s_img.shape == (2, 4, 4, 1)
+    np.testing.assert_array_equal(s_img, np.asarray(flat.sample(params, k, 2, sampler="ddim", steps=3)).reshape(2, 4, 4, 1))

@@ -12,6 +12,7 @@ from scipy import integrate, stats
 
 from genjax.diffusion import (
     VESDE,
+    DiscreteVPSDE,
     VPSDE,
     SubVPSDE,
     alpha_sigma,
@@ -116,6 +117,39 @@ def test_sde_marginals_match_numerical_solution(name):
         np.testing.assert_allclose(np.asarray(std, np.float64) ** 2, expected, rtol=1e-4)
     else:
         np.testing.assert_allclose(std, sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** ts, rtol=1e-5)
+
+
+def test_discrete_vpsde_marginals_match_numerical_solution():
+    """The piecewise-constant beta(t) of a short chain: ``marginal`` agrees with the moment ODE
+    of ``sde()``'s own drift and diffusion (scipy), on and between the grid points."""
+    sde = DiscreteVPSDE.from_schedule(linear_schedule(8, beta_min=0.05, beta_max=0.4))
+    ts = np.array([0.06, 0.125, 0.3, 0.5, 0.81, 1.0])
+    mean, std = sde.marginal(jnp.asarray(ts, jnp.float32))
+    for i, t in enumerate(ts):
+        m_ref, v_ref = _moment_ode(sde, t, 0.0)
+        assert float(mean[i]) == pytest.approx(m_ref, rel=1e-4, abs=1e-6), t
+        assert float(std[i]) ** 2 == pytest.approx(v_ref, rel=1e-3, abs=1e-6), t
+
+
+@pytest.mark.parametrize("T", [10, 100, 200, 1000])
+def test_discrete_vpsde_has_the_chains_marginals_at_the_grid(T):
+    """Issue 17 A6: at ``t_i = (i + 1) / T`` the SDE's mean and std are the chain's
+    ``sqrt(abar_i)``, ``sqrt(1 - abar_i)`` (float64 cumulative product) -- for every step,
+    whatever T (the linear VPSDE(T beta_0, T beta_T) was 41% off at T=100)."""
+    sched = linear_schedule(T, beta_min=min(1e-4 * 1000 / T, 0.5), beta_max=min(2e-2 * 1000 / T, 0.999))
+    sde = DiscreteVPSDE.from_schedule(sched)
+    assert isinstance(sde, VPSDE) and sde.num_steps == T
+    abar = np.cumprod(1.0 - np.asarray(sched.betas, np.float64))
+    mean, std = sde.marginal(jnp.asarray(np.arange(1, T + 1) / T, jnp.float32))
+    np.testing.assert_allclose(np.asarray(std, np.float64), np.sqrt(1.0 - abar), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(mean, np.float64), np.sqrt(abar), rtol=1e-3, atol=1e-6)
+
+
+def test_discrete_vpsde_bad_input():
+    with pytest.raises(ValueError, match="schedule must be a DiscreteSchedule"):
+        DiscreteVPSDE.from_schedule(np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="rates must be a non-empty tuple"):
+        DiscreteVPSDE()
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VESDE(sigma_max=3.0)])

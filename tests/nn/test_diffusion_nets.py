@@ -85,8 +85,11 @@ def test_mlp_denoiser_unconditional_and_errors(key):
     x, t = jnp.zeros((2, 3)), jnp.zeros((2,))
     params = net.init(key, x, t)
     assert net.apply(params, x, t).shape == (2, 3)
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, dim\)"):
-        net.apply(params, jnp.zeros((2, 3, 1)), t)
+    # an event of any shape is flattened inside: the flat network's function, reshaped
+    x3 = jnp.arange(6.0).reshape(2, 3, 1) / 6.0
+    np.testing.assert_array_equal(np.asarray(net.apply(params, x3, t)), np.asarray(net.apply(params, x3.reshape(2, 3), t)).reshape(2, 3, 1))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, dim\) or \(batch, \*event\)"):
+        net.apply(params, jnp.zeros((3,)), jnp.zeros((3,)))
     with pytest.raises(ValueError, match=r"t must have shape \(batch,\)"):
         net.apply(params, x, jnp.zeros((3,)))
     with pytest.raises(ValueError, match="num_classes=None"):
