@@ -275,3 +275,13 @@ def test_every_help_text_is_complete():
         if name.startswith("train "):
             family = registry.MODELS[name.split()[1]].family
             assert ("importance samples" in text) == (family == "vae"), name
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path):
+    """`genjax list | head -1`: the reader leaves early; no 'genjax: error: Broken pipe'."""
+    p = subprocess.Popen([sys.executable, "-m", "genjax.cli", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_child_env(), cwd=tmp_path)
+    p.stdout.close()  # before the child writes (its imports take a while)
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 0, err
+    assert "error" not in err.lower(), err
