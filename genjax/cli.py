@@ -1,9 +1,10 @@
-"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``compare``, ``list``.
+"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``runs``, ``compare``, ``list``.
 
     genjax train vae                       # VAE on the bundled 8x8 digits
     genjax train vae --data mnist --steps 20000 --latent-dim 32
     genjax sample runs/vae-digits --num 64
     genjax eval runs/vae-digits --num-samples 5000
+    genjax runs                            # the runs under runs/: model, data, step, main figure
     genjax compare --data digits           # VAE, GAN, flow, diffusion on the same data
 
 A run directory holds ``config.json`` (everything needed to rebuild the model and
@@ -18,6 +19,7 @@ import json
 import os
 import pathlib
 import sys
+import threading
 import time
 
 DEFAULT_DATA = "digits"
@@ -34,14 +36,29 @@ def _optimizer(config: dict):
     return optax.adam(config["lr"])
 
 
+def _flag(option_name: str) -> str:
+    return "--" + option_name.replace("_", "-")
+
+
 def _add_model_options(p: argparse.ArgumentParser, spec) -> None:
     g = p.add_argument_group(f"{spec.name} options")
     for name, o in spec.options.items():
-        flag = "--" + name.replace("_", "-")
-        kw = dict(dest=f"opt_{name}", default=None, help=f"{o.help} (default: {o.default})")
+        # a None default is data-dependent: the option's help says what it resolves to
+        help_ = o.help if o.default is None else f"{o.help} (default: {o.default})"
+        kw = dict(dest=f"opt_{name}", default=None, help=help_, metavar=name.upper())
         if o.choices:
             kw["choices"] = o.choices
-        g.add_argument(flag, type=o.type, **kw)
+            kw.pop("metavar")  # argparse shows {a,b,c}
+        g.add_argument(_flag(name), type=o.type, **kw)
+
+
+#: What ``train --eval-samples`` means to each family's end-of-run evaluation.
+_EVAL_SAMPLES_HELP = {
+    "vae": "importance samples per test example of the end-of-run likelihood estimate (default 1000)",
+    "diffusion": "samples drawn for the end-of-run sample statistics (default 1000; at most 2000 on images)",
+    "flows": "not used by flows: their likelihood is exact",
+    "gan": "not used by GANs: their end-of-run evaluation draws a fixed number of samples",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,11 +69,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"genjax: error: {where}{' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+_DATA_DIR_HELP = ("directory holding the data files, e.g. DIR/mnist/*.gz (default: $GENJAX_DATA_DIR, "
+                  "else ~/.cache/genjax; missing files are downloaded there)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genjax import registry
 
     parser = _Parser(prog="genjax", description="Deep generative models as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,compare,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,runs,compare,list}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model; writes runs/<name>/")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)),
@@ -64,24 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in sorted(registry.MODELS.items()):
         p = models.add_parser(name, help=spec.description, description=spec.description)
         p.add_argument("--data", default=DEFAULT_DATA, help=f"data set (default {DEFAULT_DATA}); `genjax list` shows all")
-        p.add_argument("--data-dir", default=None, help="directory holding data files (default: $GENJAX_DATA_DIR or the cache)")
-        p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {spec.defaults['steps']})")
-        p.add_argument("--batch-size", type=int, default=None, help=f"default {spec.defaults['batch_size']}")
-        p.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {spec.defaults['lr']})")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--out", default="runs", help="parent directory of run directories (default runs)")
+        p.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
+        p.add_argument("--steps", type=int, default=None, metavar="N", help=f"optimizer steps (default {spec.defaults['steps']})")
+        p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                       help=f"examples per step (default {spec.defaults['batch_size']})")
+        p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {spec.defaults['lr']})")
+        p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the run: initialisation, batches, noise (default 0)")
+        p.add_argument("--out", default="runs", metavar="DIR", help="parent directory of run directories (default runs)")
         p.add_argument("--name", default=None, help="run name (default <model>-<data>, made unique)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from its last checkpoint, with the settings in its config.json")
-        p.add_argument("--checkpoint-every", type=int, default=1000)
-        p.add_argument("--log-every", type=int, default=250)
-        p.add_argument("--steps-per-dispatch", type=int, default=250, help="steps fused in one lax.scan")
-        p.add_argument("--ema-decay", type=float, default=None)
+        p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="steps between checkpoints (default 1000; one is always written at the end)")
+        p.add_argument("--log-every", type=int, default=250, metavar="N", help="steps between records of metrics.jsonl (default 250)")
+        p.add_argument("--steps-per-dispatch", type=int, default=250, metavar="N", help="steps fused in one lax.scan (default 250)")
+        p.add_argument("--ema-decay", type=float, default=None, metavar="D",
+                       help="keep an exponential moving average of the parameters with this decay in [0, 1), "
+                       "used for sampling and evaluation (default: none)")
         p.add_argument("--on-nonfinite", choices=("raise", "skip"), default="raise",
                        help="a NaN/Inf loss or gradient stops the run (raise, default; the last checkpoint stays "
                        "the last good one) or its update is dropped and counted (skip)")
-        p.add_argument("--eval-samples", type=int, default=1000, help="importance samples of the final test estimate")
-        p.add_argument("--no-progress", action="store_true")
-        p.add_argument("--devices", type=int, default=None,
+        p.add_argument("--eval-samples", type=int, default=1000, metavar="N", help=_EVAL_SAMPLES_HELP.get(spec.family, "evaluation samples (default 1000)"))
+        p.add_argument("--eval-examples", type=int, default=None, metavar="N",
+                       help="evaluate on the first N test examples only (default: the family's evaluation size)")
+        p.add_argument("--no-eval", action="store_true", help="skip the end-of-run evaluation on the test split")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--devices", type=int, default=None, metavar="N",
                        help="data-parallel training on the first N devices (batch split along a mesh axis 'data'; "
                        "--batch-size must be divisible by N; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)")
         p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default=None,
@@ -89,21 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_options(p, spec)
 
     s = sub.add_parser("sample", help="draw samples from a trained run and write a picture")
-    s.add_argument("run_dir")
-    s.add_argument("--num", type=int, default=64)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("run_dir", help="a run directory written by genjax train")
+    s.add_argument("--num", type=int, default=64, metavar="N", help="number of samples (default 64)")
+    s.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
+    s.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
 
     e = sub.add_parser("eval", help="evaluate a trained run on its test split; writes RUN_DIR/eval.json")
-    e.add_argument("run_dir")
-    e.add_argument("--num-samples", type=int, default=5000, help="importance samples per example (VAE)")
-    e.add_argument("--max-examples", type=int, default=None, help="evaluate the first N test examples only")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("run_dir", help="a run directory written by genjax train")
+    e.add_argument("--num-samples", type=int, default=5000, metavar="N", help="importance samples per example (VAE)")
+    e.add_argument("--max-examples", type=int, default=None, metavar="N", help="evaluate the first N test examples only")
+    e.add_argument("--seed", type=int, default=0, metavar="N", help="evaluation seed (default 0)")
+    e.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
+
+    r = sub.add_parser("runs", help="list the runs in a directory: model, data, step and main figure")
+    r.add_argument("dir", nargs="?", default="runs", help="parent directory of run directories (default runs)")
 
     c = sub.add_parser("compare", help="train one model per family on the same data and budget; writes a report")
     c.add_argument("--data", default=DEFAULT_DATA, help=f"image data set with a feature classifier (default {DEFAULT_DATA})")
-    c.add_argument("--data-dir", default=None, help="directory holding data files and the classifier cache")
+    c.add_argument("--data-dir", default=None, metavar="DIR", help="directory holding data files and the classifier cache")
     c.add_argument("--budget", type=int, default=None, help="training examples seen per family (default: 256000 on digits)")
     c.add_argument("--batch-size", type=int, default=64, help="examples per step, the same for every family (default 64)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per family, trained at once with jax.vmap (default 3)")
@@ -112,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--options", default=None, help='JSON {model: {option: value}}, e.g. \'{"vae": {"latent_dim": 8}}\'')
     c.add_argument("--num-samples", type=int, default=None, help="samples per seed scored against as many test images")
     c.add_argument("--iwae-samples", type=int, default=1000, help="importance samples of the VAE likelihood bound")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", default=None, help="output directory (default runs/compare-<data>)")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--seed", type=int, default=0, metavar="N", help="first seed (default 0)")
+    c.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/compare-<data>)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list models and data sets")
     return parser
@@ -122,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Loop settings saved in config.json; a resumed run uses the saved values, so it makes the
 #: same chunks, log records and checkpoints as the uninterrupted run.
-LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_samples", "on_nonfinite")
+LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_samples", "eval_examples", "no_eval", "on_nonfinite")
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
@@ -158,6 +189,108 @@ def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
     return d
 
 
+def _load_data(name: str, data_dir, seed: int):
+    """``registry.load_data`` with a data-not-found error phrased for the command line."""
+    from genjax import registry
+    from genjax.data import download as dl
+
+    try:
+        return registry.load_data(name, data_dir=data_dir, seed=seed)
+    except dl.DataNotFoundError as e:
+        if data_dir is not None:
+            source = "given by --data-dir"
+        elif os.environ.get(dl.ENV_VAR):
+            source = f"from ${dl.ENV_VAR}"
+        else:
+            source = f"the default: neither --data-dir nor ${dl.ENV_VAR} is set"
+        if (e.root / e.file).is_file():  # pointed at the data set's own folder
+            fix = f"it holds the {e.dataset} files itself, so pass its parent: --data-dir {e.root.parent}"
+        else:
+            fix = (f"pass --data-dir DIR or set {dl.ENV_VAR}=DIR, where DIR/{e.dataset}/ holds the {e.dataset} files; "
+                   f"or retry online to download them into {e.root / e.dataset}/")
+        raise DataNotFoundError(
+            f"data set {name!r} not found: no file {e.path}, and could not download it "
+            f"({'; '.join(e.reasons)}). Data directory: {e.root} ({source}). Fix: {fix}."
+        ) from None
+
+
+class DataNotFoundError(OSError):
+    """The command line's data-not-found error (one message, flags named)."""
+
+
+def _check_int_lists(opts: dict, spec) -> None:
+    """Options given as comma-separated integers (``--hidden 256,128``) parse, else the flag is named."""
+    from genjax import registry
+
+    for name, o in spec.options.items():
+        default, value = o.default, opts.get(name)
+        if isinstance(default, str) and default.replace(",", "").isdigit() and value is not None:
+            try:
+                registry.int_tuple(value)
+            except ValueError as e:
+                raise ValueError(f"{_flag(name)}: {e}") from None
+
+
+def _preflight(model, data, transform, config: dict) -> None:
+    """The checks ``fit`` makes before any work, made before the run directory exists.
+
+    A run directory is created only for a run that can start: a failed check leaves
+    nothing behind, so the corrected command can reuse the name.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n, batch = len(data.train), config["batch_size"]
+    if batch > n:
+        raise ValueError(f"--batch-size {batch} is larger than the training split of {data.name!r} ({n} examples)")
+    if config["options"].get("likelihood") == "bernoulli":
+        lo, hi = float(data.train.min()), float(data.train.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"--likelihood bernoulli needs data in [0, 1], but {data.name!r} ranges over [{lo:.3g}, {hi:.3g}]; "
+                "use --likelihood gaussian_learned (or gaussian) for real-valued data"
+            )
+    first = jnp.asarray(data.train[:batch])
+    checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
+    if hasattr(model, "check_batch"):
+        model.check_batch(checked, name="train_data")
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), first)  # a model that cannot take this data fails here
+
+
+def _checkpoint_steps(run_dir: pathlib.Path) -> list[int]:
+    from genjax.train import Checkpointer
+
+    if not (run_dir / "checkpoints").is_dir():
+        return []
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        return ckpt.steps()
+    finally:
+        ckpt.close()
+
+
+def _metric_records(run_dir: pathlib.Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass  # a torn last line of a killed run
+    return records
+
+
+def _remove_unstarted_run(run_dir: pathlib.Path) -> None:
+    """Removes a run directory this command created when the run failed before training anything."""
+    if _checkpoint_steps(run_dir) or _metric_records(run_dir):
+        return
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def cmd_train(args) -> int:
     from genjax import _checks, registry
     from genjax.train import fit
@@ -180,6 +313,8 @@ def cmd_train(args) -> int:
         "checkpoint_every": args.checkpoint_every,
         "steps_per_dispatch": args.steps_per_dispatch,
         "eval_samples": args.eval_samples,
+        "eval_examples": args.eval_examples,
+        "no_eval": args.no_eval,
         "on_nonfinite": args.on_nonfinite,
         "compute_dtype": args.compute_dtype,
     }
@@ -187,6 +322,8 @@ def cmd_train(args) -> int:
     _checks.positive_int("--batch-size", config["batch_size"])
     _checks.positive_float("--lr", config["lr"])
     _checks.positive_int("--eval-samples", args.eval_samples)
+    if args.eval_examples is not None:
+        _checks.positive_int("--eval-examples", args.eval_examples)
     _checks.positive_int("--log-every", args.log_every)
     _checks.positive_int("--checkpoint-every", args.checkpoint_every)
     _checks.positive_int("--steps-per-dispatch", args.steps_per_dispatch)
@@ -197,39 +334,65 @@ def cmd_train(args) -> int:
         check_batch_size(config["batch_size"], mesh, name="--batch-size")
     if args.data not in registry.dataset_names():
         raise ValueError(f"unknown data set {args.data!r}; valid choices: {', '.join(registry.dataset_names())}")
+    _check_int_lists(opts, spec)
 
     parent = pathlib.Path(args.out)
     name = args.name or f"{args.model}-{args.data}"
+    resumed_from = None
     if args.resume:
         run_dir = parent / name
-        if (run_dir / "config.json").exists():
-            saved = _read_config(run_dir)
-            if saved.get("model") != args.model or saved.get("data") != args.data:
-                raise ValueError(
-                    f"--resume: run directory {str(run_dir)!r} holds model {saved.get('model')!r} on "
-                    f"{saved.get('data')!r}, not {args.model!r} on {args.data!r}"
-                )
-            # resume with the run's own config; runs written before the loop settings were
-            # saved keep the flags given now
-            config = {**saved, **{k: config[k] for k in LOOP_SETTINGS if k not in saved}}
+        if not (run_dir / "config.json").exists():
+            what = "does not exist" if not run_dir.exists() else "has no config.json"
+            raise FileNotFoundError(
+                f"--resume: run directory {str(run_dir)!r} {what}: there is no run {name!r} to resume "
+                f"in {str(parent)!r} (check --name and --out, or drop --resume to start a new run)"
+            )
+        saved = _read_config(run_dir)
+        if saved.get("model") != args.model or saved.get("data") != args.data:
+            raise ValueError(
+                f"--resume: run directory {str(run_dir)!r} holds model {saved.get('model')!r} on "
+                f"{saved.get('data')!r}, not {args.model!r} on {args.data!r}"
+            )
+        # resume with the run's own config; runs written before the loop settings were
+        # saved keep the flags given now
+        config = {**saved, **{k: config[k] for k in LOOP_SETTINGS if k not in saved}}
+        steps = _checkpoint_steps(run_dir)
+        resumed_from = steps[-1] if steps else None
     else:
-        run_dir = parent / name if args.name and not (parent / name).exists() else _unique_dir(parent, name)
         if args.name and (parent / name).exists():
             raise ValueError(f"--name: run directory {str(parent / name)!r} already exists; pass --resume or another name")
+        run_dir = parent / name if args.name else _unique_dir(parent, name)
 
-    data = registry.load_data(config["data"], data_dir=args.data_dir, seed=config["seed"])
+    # everything is checked before the run directory exists: data, model, batch size, precision
+    data = _load_data(config["data"], args.data_dir, config["seed"])
     model = spec.build(data, config["options"])
     transform = spec.transform(model, data)
-    with_compute_dtype(model, config.get("compute_dtype"))  # a model without bf16 networks fails before the run dir
+    with_compute_dtype(model, config.get("compute_dtype"))
+    _preflight(model, data, transform, config)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    args.run_dir_created = run_dir  # for the interrupt message
     if not (run_dir / "config.json").exists():  # a resumed run keeps its file untouched
         _write_json_atomic(run_dir / "config.json", config)
-    print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps -> {run_dir}", file=sys.stderr)
+    where = f" on {args.devices} devices" if args.devices and args.devices > 1 else ""
+    resuming = f", resuming from step {resumed_from}" if resumed_from is not None else ""
+    print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps{where}"
+          f"{resuming} -> {run_dir}", file=sys.stderr)
+    try:
+        return _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit)
+    except Exception:  # (an interrupted run keeps its directory: the interrupt message says --resume)
+        if created:
+            _remove_unstarted_run(run_dir)
+        raise
 
+
+def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -> int:
     import jax
 
     def eval_fn(params, key):
-        return {k: v for k, v in spec.evaluate(model, params, data, key, num_samples=config["eval_samples"]).items() if not isinstance(v, str)}
+        metrics = spec.evaluate(model, params, data, key, num_samples=config["eval_samples"],
+                                max_examples=config.get("eval_examples"))
+        return {k: v for k, v in metrics.items() if not isinstance(v, str)}
 
     t0 = time.perf_counter()
     result = fit(
@@ -241,7 +404,7 @@ def cmd_train(args) -> int:
         seed=config["seed"],
         out_dir=run_dir,
         transform=transform,
-        eval_fn=eval_fn,
+        eval_fn=None if config.get("no_eval") else eval_fn,
         log_every=config["log_every"],
         checkpoint_every=config["checkpoint_every"],
         steps_per_dispatch=config["steps_per_dispatch"],
@@ -274,11 +437,13 @@ def _load_run(run_dir: str, data_dir=None):
     from genjax.train import restore_params
 
     rd = pathlib.Path(run_dir)
+    if not rd.exists():
+        raise FileNotFoundError(f"run directory {str(rd)!r} does not exist (`genjax runs` lists the runs under runs/)")
     if not (rd / "config.json").exists():
-        raise FileNotFoundError(f"run_dir {str(rd)!r} has no config.json: not a genjax run directory")
+        raise FileNotFoundError(f"run directory {str(rd)!r} has no config.json: not a genjax run directory")
     config = _read_config(rd)
     spec = registry.get_model_spec(config["model"])
-    data = registry.load_data(config["data"], data_dir=data_dir, seed=config["seed"])
+    data = _load_data(config["data"], data_dir, config["seed"])
     model = spec.build(data, config["options"])
     state = restore_params(rd, model, data.train[:2], optimizer=_optimizer(config), ema=config.get("ema_decay") is not None)
     params = state.ema_params if state.ema_params is not None else state.params
@@ -292,7 +457,7 @@ def cmd_sample(args) -> int:
     from genjax import _checks, viz
 
     _checks.positive_int("--num", args.num)
-    rd, config, spec, data, model, params, step = _load_run(args.run_dir)
+    rd, config, spec, data, model, params, step = _load_run(args.run_dir, args.data_dir)
     key = jax.random.PRNGKey(args.seed)
     out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
     custom = getattr(spec, "sample", None)  # a family's own `genjax sample` (ModelSpec.sample), if any
@@ -325,6 +490,60 @@ def cmd_eval(args) -> int:
     metrics = {"model": config["model"], "data": config["data"], "step": step, **metrics, "eval_time_s": round(time.perf_counter() - t0, 2)}
     (rd / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+#: The headline figure of a run, first present wins: likelihood, then toy KL, then sample quality.
+MAIN_FIGURES = ("test_bits_per_dim", "test_kl_nats", "test_nll_nats", "fid", "kid", "mean_error", "pixel_histogram_tv")
+
+
+def _main_figure(metrics: dict) -> str:
+    if all(isinstance(metrics.get(k), (int, float)) for k in ("hq_fraction", "modes_captured", "num_modes")):
+        # a mode-coverage evaluation: quality first, then the modes it reaches
+        return f"high quality {metrics['hq_fraction']:.1%}, modes {metrics['modes_captured']}/{metrics['num_modes']}"
+    k = next((k for k in MAIN_FIGURES if isinstance(metrics.get(k), (int, float))), None)
+    return "-" if k is None else f"{k} {metrics[k]:.4g}"
+
+
+def _run_row(run_dir: pathlib.Path) -> dict | None:
+    """One row of ``genjax runs``; None for a directory that is not a run."""
+    try:
+        config = _read_config(run_dir)
+    except ValueError:
+        return None
+    records = _metric_records(run_dir)
+    evals = [r for r in records if r.get("kind") == "eval"]
+    evaluated = None
+    if (run_dir / "eval.json").is_file():
+        try:
+            evaluated = json.loads((run_dir / "eval.json").read_text())
+        except ValueError:
+            pass
+    source, metrics = (("eval.json", evaluated) if isinstance(evaluated, dict)
+                       else ("metrics.jsonl", evals[-1]) if evals else (None, {}))
+    trained = max((r.get("step", 0) for r in records if r.get("kind") == "train"), default=0)
+    return {
+        "name": run_dir.name,
+        "model": config["model"],
+        "data": config["data"],
+        "step": f"{trained}/{config.get('steps', '?')}",
+        "figure": _main_figure(metrics),
+        "from": source or "-",
+    }
+
+
+def cmd_runs(args) -> int:
+    parent = pathlib.Path(args.dir)
+    if not parent.is_dir():
+        raise FileNotFoundError(f"runs directory {str(parent)!r} does not exist (runs are written to --out, default runs)")
+    rows = [r for d in sorted(parent.iterdir()) if d.is_dir() and (r := _run_row(d)) is not None]
+    if not rows:
+        print(f"no runs in {str(parent)!r}", file=sys.stderr)
+        return 0
+    heads = {"name": "RUN", "model": "MODEL", "data": "DATA", "step": "STEP", "figure": "MAIN FIGURE", "from": "FROM"}
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in heads.items()}
+    for r in [heads, *rows]:
+        print("  ".join(str(r[k]).ljust(widths[k]) for k in heads).rstrip())
     return 0
 
 
@@ -376,6 +595,47 @@ def cmd_compare(args, argv=None) -> int:
     return 0
 
 
+def _interruptible(fn, *args):
+    """Runs ``fn(*args)`` in a worker thread so that Ctrl-C ends the command at once.
+
+    A SIGINT reaches Python only between bytecodes, so one long XLA computation (an
+    evaluation's importance-sampling batch, a sampler's scan) would delay it until the
+    computation ends, which can be minutes. The main thread waits here instead and
+    leaves with ``os._exit`` on Ctrl-C: for commands that write their result only at the
+    end (``eval``, ``sample``) there is nothing to clean up.
+    """
+    result: dict = {}
+
+    def work():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as e:  # re-raised in the main thread
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name=f"genjax-{fn.__name__}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _interrupted(args) -> int:
+    """The Ctrl-C message of each command; says what survives and how to go on."""
+    run_dir = getattr(args, "run_dir_created", None)
+    if args.command == "train" and run_dir is not None:
+        how = f"genjax train {args.model} --out {run_dir.parent} --name {run_dir.name} --resume"
+        print(f"genjax: interrupted; the run's last checkpoint is intact: continue it with `{how}`", file=sys.stderr)
+    elif args.command in ("eval", "sample"):
+        print(f"genjax: {args.command} interrupted; nothing was written", file=sys.stderr)
+    elif args.command == "train":
+        print("genjax: train interrupted before the run started; nothing was written", file=sys.stderr)
+    else:
+        print(f"genjax: {args.command} interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -387,10 +647,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return cmd_compare(args, argv)
+        if args.command == "runs":
+            return cmd_runs(args)
+        if args.command in ("eval", "sample") and threading.current_thread() is threading.main_thread():
+            try:
+                return _interruptible({"sample": cmd_sample, "eval": cmd_eval}[args.command], args)
+            except KeyboardInterrupt:
+                rc = _interrupted(args)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(rc)  # the worker may be inside an XLA computation that cannot be stopped
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command](args)
     except KeyboardInterrupt:
-        print("genjax: interrupted (the last checkpoint is intact; resume with --resume)", file=sys.stderr)
-        return 130
+        return _interrupted(args)
+    except BrokenPipeError:  # `genjax list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
         msg = " ".join(str(e).split())
         print(f"genjax: error: {msg}", file=sys.stderr)

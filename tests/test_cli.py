@@ -67,8 +67,8 @@ def test_toy_density_run_writes_scatter(tmp_path, capsys):
         (["train", "vae", "--data", "nope"], "unknown data set 'nope'; valid choices: .*digits"),
         (["train", "vae", "--steps", "0"], "--steps must be a positive integer"),
         (["train", "vae", "--batch-size", "-3"], "--batch-size must be a positive integer"),
-        (["train", "vae", "--hidden", "a,b"], "comma-separated integers"),
-        (["eval", "/nonexistent-run"], "no config.json"),
+        (["train", "vae", "--hidden", "a,b"], "--hidden: expected comma-separated integers"),
+        (["eval", "/nonexistent-run"], "run directory '/nonexistent-run' does not exist"),
         (["sample", "/nonexistent-run", "--num", "0"], "--num must be a positive integer"),
     ],
 )

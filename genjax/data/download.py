@@ -26,11 +26,13 @@ import socket
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
 __all__ = [
     "ChecksumError",
+    "DataNotFoundError",
     "DownloadError",
     "FILES",
     "MIRRORS",
@@ -51,6 +53,23 @@ class DownloadError(OSError):
 
 class ChecksumError(DownloadError):
     """A file's sha256 differs from the recorded one (a download, or a file already on disk)."""
+
+
+class DataNotFoundError(DownloadError):
+    """A recorded data file is not on disk and no mirror could supply it.
+
+    Attributes (for callers that phrase their own advice, e.g. the CLI's ``--data-dir``):
+    ``dataset``, ``file`` (its name), ``path`` (where it was looked for), ``root`` (the data
+    directory), ``root_source`` (how ``root`` was chosen, in words) and ``reasons``
+    (one line per distinct failure, each naming the mirrors it happened on).
+    """
+
+    def __init__(self, message: str, *, dataset: str, filename: str, path: pathlib.Path, root: pathlib.Path,
+                 root_source: str, reasons: list[str]):
+        super().__init__(message)
+        # (not ``filename``: OSError's own attribute, which would change the message)
+        self.dataset, self.file, self.path, self.root = dataset, filename, path, root
+        self.root_source, self.reasons = root_source, reasons
 
 
 # dataset -> filename -> sha256 of the file as stored/served.
@@ -119,6 +138,15 @@ def data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "genjax"
 
 
+def data_dir_source(data_dir: str | os.PathLike | None = None) -> str:
+    """How :func:`data_dir` chooses its answer for these arguments, in words (for error messages)."""
+    if data_dir is not None:
+        return "given as data_dir"
+    if os.environ.get(ENV_VAR):
+        return f"from ${ENV_VAR}"
+    return f"the default cache; ${ENV_VAR} is not set"
+
+
 def _hash_file(path: str | os.PathLike, h) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -143,6 +171,14 @@ def _remove_quietly(path: str | os.PathLike) -> None:
         pass
 
 
+def _remove_empty_dirs(dirs: list[pathlib.Path]) -> None:
+    for d in dirs:  # deepest first; a directory something else wrote into meanwhile stays
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def download(
     url: str,
     dest: pathlib.Path,
@@ -154,7 +190,7 @@ def download(
     """Download ``url`` to ``dest``, verifying its sha256.
 
     The body is streamed to ``<dest.name>.part-<random>`` in ``dest``'s directory
-    (created if needed), its length is checked against Content-Length (when the
+    (created if needed, and removed again when the download fails), its length is checked against Content-Length (when the
     server sends one) and its sha256 against ``sha256``; only then is it renamed
     onto ``dest`` with :func:`os.replace`.
 
@@ -173,11 +209,17 @@ def download(
             file, and the expected and actual checksums.
         DownloadError: HTTP error status, connection/timeout error or truncated
             body; the message names the URL and the cause.
-        On any failure the temporary file is removed and ``dest`` is untouched.
+        On any failure the temporary file and the directories this call created are
+        removed, and ``dest`` is untouched.
     """
     dest = pathlib.Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".part-", dir=dest.parent)
+    created = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]  # deepest first
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".part-", dir=dest.parent)
+    except BaseException:
+        _remove_empty_dirs(created)
+        raise
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
@@ -242,6 +284,7 @@ def download(
         os.replace(tmp, dest)
     except BaseException:
         _remove_quietly(tmp)
+        _remove_empty_dirs(created)  # a failed download leaves the file system as it found it
         raise
     return dest
 
@@ -296,7 +339,9 @@ def fetch(
         ValueError: Unknown dataset or filename.
         ChecksumError: The file exists but its sha256 differs (it is not deleted).
         FileNotFoundError: The file is missing and ``download=False``.
-        DownloadError: The file is missing and every mirror failed.
+        DataNotFoundError: The file is missing and every mirror failed (a
+            ``DownloadError``; nothing is left on disk). The message says where the
+            file was looked for, why each mirror failed, and how to point at a copy.
     """
     if dataset not in FILES:
         raise ValueError(f"unknown dataset {dataset!r}; valid choices: {sorted(FILES)}")
@@ -320,16 +365,24 @@ def fetch(
     bases = list(MIRRORS.get(dataset, []) if mirrors is None else mirrors)
     if not bases:
         raise DownloadError(f"no mirrors to download {path} from (dataset {dataset!r})")
-    errors = []
+    failures: dict[str, list[str]] = {}  # reason -> hosts it happened on (in order)
     for base in bases:
         url = base if base.endswith("/") else base + "/"
         url += filename
         try:
             return _download(url, path, sha256=expected)
         except DownloadError as e:
-            errors.append(f"  {e}")
-    raise DownloadError(
-        f"could not download {path}; every mirror failed:\n"
-        + "\n".join(errors)
-        + f"\nPlace the file there manually or set {ENV_VAR} to a directory that has it."
+            reason = str(e).removeprefix(f"download of {url} failed: ")
+            failures.setdefault(reason, []).append(urllib.parse.urlsplit(url).netloc or url)
+    reasons = [f"{r} ({', '.join(hosts)})" for r, hosts in failures.items()]
+    source = data_dir_source(data_dir)
+    hint = ""
+    if (root / filename).is_file():  # pointed at the data set's own folder
+        hint = f" {root} itself holds {filename}: the data directory is its parent, {root.parent}."
+    raise DataNotFoundError(
+        f"could not download {path}; every mirror failed: " + "; ".join(reasons) + "."
+        + hint
+        + f" Data directory: {root} ({source}). Put '{dataset}/{filename}' there, or set {ENV_VAR}"
+        " (or pass data_dir) to a directory that holds it.",
+        dataset=dataset, filename=filename, path=path, root=root, root_source=source, reasons=reasons,
     )

@@ -391,10 +391,10 @@ def _opt(type_, default, help_, choices=None):
 
 
 _COMMON = {
-    "d_lr": _opt(float, None, "discriminator learning rate (None: the same as --lr)"),
+    "d_lr": _opt(float, None, "discriminator learning rate (default: the same as --lr)"),
 }
 _MLP = {
-    "latent_dim": _opt(int, None, "latent dimension (None: 100 for images, 2 for 2-D data)"),
+    "latent_dim": _opt(int, None, "latent dimension (default: 100 for images, 2 for 2-D data)"),
     "g_hidden": _opt(str, "128,256", "generator MLP widths (the seed's 128,256)"),
     "d_hidden": _opt(str, "256,128", "discriminator MLP widths (the seed's 256,128)"),
     "output": _opt(str, "auto", "generator output: tanh (images, data rescaled to [-1, 1]) or linear (2-D data)", OUTPUTS),

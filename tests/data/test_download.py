@@ -267,3 +267,49 @@ def test_recorded_table_is_complete():
         for sha in files.values():
             assert len(sha) == 64 and int(sha, 16) >= 0
     assert set(dl.MIRRORS) == set(dl.FILES)
+
+
+def _refusing_base() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"  # nothing listens: connection refused at once
+
+
+def test_failed_download_removes_the_directories_it_created(tmp_path):
+    dest = tmp_path / "a" / "b" / PAYLOAD_NAME
+    with pytest.raises(dl.DownloadError):
+        dl.download(_refusing_base() + PAYLOAD_NAME, dest, sha256=PAYLOAD_SHA, timeout=5, progress=False)
+    assert _leftovers(tmp_path) == []  # not even an empty a/b/
+
+
+def test_failed_download_keeps_directories_that_were_there(server, tmp_path):
+    base, _, _ = server
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    with pytest.raises(dl.DownloadError):
+        dl.download(base + "status/404/x", tmp_path / "out" / "a" / "b" / PAYLOAD_NAME, sha256=PAYLOAD_SHA, progress=False)
+    assert _leftovers(tmp_path / "out") == ["a"] and _leftovers(tmp_path / "out" / "a") == []
+
+
+def test_fetch_not_found_says_where_it_looked_once_per_failure(tmp_path, fake_dataset, monkeypatch):
+    monkeypatch.delenv("GENJAX_DATA_DIR", raising=False)
+    root = tmp_path / "data" / "nested"
+    mirrors = [_refusing_base(), _refusing_base(), _refusing_base()]
+    with pytest.raises(dl.DataNotFoundError) as info:
+        dl.fetch(fake_dataset, PAYLOAD_NAME, data_dir=root, mirrors=mirrors)
+    e = info.value
+    assert isinstance(e, dl.DownloadError)
+    assert (e.dataset, e.file, e.path, e.root) == (fake_dataset, PAYLOAD_NAME, root / fake_dataset / PAYLOAD_NAME, root)
+    assert len(e.reasons) == 1 and "refused" in e.reasons[0]  # three mirrors, one failure: said once
+    msg = str(e)
+    assert msg.count("refused") == 1 and "download of" not in msg
+    assert f"Data directory: {root} (given as data_dir)" in msg and "GENJAX_DATA_DIR" in msg
+    assert not (tmp_path / "data").exists()  # nothing created until a download succeeds
+
+
+def test_fetch_not_found_names_the_data_dir_source(tmp_path, fake_dataset, monkeypatch):
+    monkeypatch.setenv("GENJAX_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(dl.DataNotFoundError) as info:
+        dl.fetch(fake_dataset, PAYLOAD_NAME, mirrors=[_refusing_base()])
+    assert info.value.root == tmp_path / "env" and info.value.root_source == "from $GENJAX_DATA_DIR"
+    assert not (tmp_path / "env").exists()

@@ -257,10 +257,10 @@ CLI_CASES = [
     ("cli/lr-nan", lambda t: T + ["--lr", "nan", "--out", str(t)], 1, r"--lr must be a positive finite number, got nan"),
     ("cli/checkpoint-every-zero", lambda t: T + ["--checkpoint-every", "0", "--out", str(t)], 1, r"--checkpoint-every must be a positive integer, got 0"),
     ("cli/ema-decay-above-one", lambda t: T + ["--ema-decay", "1.5", "--out", str(t)], 1, r"--ema-decay must be in \[0, 1\), got 1.5"),
-    ("cli/hidden-negative-width", lambda t: T + ["--hidden", "8,-1", "--out", str(t)], 1, r"expected positive comma-separated integers such as '256,128', got '8,-1'"),
-    ("cli/batch-larger-than-data", lambda t: ["train", "vae", "--data", "digits", "--batch-size", "100000", "--steps", "1", "--out", str(t), "--no-progress"], 1, r"batch_size=100000 is larger than train_data"),
+    ("cli/hidden-negative-width", lambda t: T + ["--hidden", "8,-1", "--out", str(t)], 1, r"--hidden: expected positive comma-separated integers such as '256,128', got '8,-1'"),
+    ("cli/batch-larger-than-data", lambda t: ["train", "vae", "--data", "digits", "--batch-size", "100000", "--steps", "1", "--out", str(t), "--no-progress"], 1, r"--batch-size 100000 is larger than the training split of 'digits' \(1437 examples\)"),
     ("cli/sample-num-zero", lambda t: ["sample", str(t), "--num", "0"], 1, r"--num must be a positive integer, got 0"),
-    ("cli/sample-not-a-run-dir", lambda t: ["sample", str(t)], 1, r"run_dir '.*' has no config.json: not a genjax run directory"),
+    ("cli/sample-not-a-run-dir", lambda t: ["sample", str(t)], 1, r"run directory '.*' has no config.json: not a genjax run directory"),
     ("cli/resume-corrupt-config", lambda t: ["train", "vae", "--out", str(t), "--name", _corrupt_config(t).name, "--resume", "--no-progress"], 1, r"run directory '.*bad' has an unreadable config.json \(JSONDecodeError"),
     ("cli/sample-run-dir-of-another-model", lambda t: ["sample", str(_write_run_of_another_model(t)), "--num", "2"], 1, r"checkpoint at step 2 in .* holds the state of a different model"),
 ]
