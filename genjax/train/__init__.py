@@ -22,6 +22,7 @@ from genjax.train.sharding import (
     replicate,
     shard_batch,
 )
+from genjax.train.stages import Stage, StagesResult, fit_stages, stage_params
 from genjax.train.state import TrainState
 from genjax.train.step import apply_update, ema_update, make_multi_step, make_train_step, with_transform
 
@@ -34,11 +35,14 @@ __all__ = [
     "FitResult",
     "MetricsLog",
     "NonFiniteError",
+    "Stage",
+    "StagesResult",
     "TrainState",
     "apply_update",
     "data_mesh",
     "ema_update",
     "fit",
+    "fit_stages",
     "is_adversarial",
     "make_adversarial_step",
     "make_multi_step",
@@ -51,6 +55,7 @@ __all__ = [
     "seed_keys",
     "shard_batch",
     "split_run_key",
+    "stage_params",
     "with_compute_dtype",
     "with_transform",
 ]
