@@ -92,8 +92,15 @@ def _curves(history, kind, metric):
     return {i: (np.asarray(a), np.asarray(b, np.float64)) for i, (a, b) in sorted(out.items())}
 
 
+#: The purposes of a run's keys (see :func:`split_run_key`).
+RUN_KEYS = ("init", "data", "train", "eval")
+
+
 def split_run_key(seed_or_key) -> dict[str, jax.Array]:
-    """The run's keys by purpose: ``init``, ``data``, ``train``, ``eval``."""
+    """The run's keys by purpose: ``init``, ``data``, ``train``, ``eval`` (a dict of
+    them is returned as it is, as raw keys)."""
+    if isinstance(seed_or_key, Mapping):
+        return {k: raw_key(seed_or_key[k]) for k in RUN_KEYS}
     if isinstance(seed_or_key, (int, np.integer)):
         key = jax.random.PRNGKey(int(seed_or_key))
     else:
@@ -114,6 +121,12 @@ def seed_keys(seed: int | jax.Array, num_seeds: int) -> list[jax.Array]:
 def _check_seed(name: str, seed) -> None:
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return
+    if isinstance(seed, Mapping):
+        if set(seed) != set(RUN_KEYS):
+            raise ValueError(f"{name} as a dict must hold exactly the keys {list(RUN_KEYS)}, got {sorted(seed)}")
+        for k in RUN_KEYS:
+            _check_seed(f"{name}[{k!r}]", seed[k])
+        return
     if isinstance(seed, bool) or not hasattr(seed, "dtype") or not (
         jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or (seed.dtype == np.uint32 and np.shape(seed) == (2,))
     ):
@@ -126,6 +139,8 @@ def _seed_list(seed, seeds) -> list:
     if seeds is None:
         return [seed]
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if isinstance(seed, Mapping):
+            raise ValueError("seeds=S needs seed to be an int or a key (the base of the S seeds), not a dict of run keys")
         return seed_keys(seed, seeds)
     if isinstance(seeds, (str, bytes, bool)) or not hasattr(seeds, "__len__") or len(seeds) == 0:
         raise ValueError(f"seeds must be a positive int or a non-empty sequence of int seeds / PRNG keys, got {seeds!r}")
@@ -157,6 +172,33 @@ def make_step(model, optimizer, *, transform: Transform | None = None, ema_decay
         return make_adversarial_step(model, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite)
     return make_train_step(with_transform(model.loss, transform), optimizer, ema_decay=ema_decay,
                            skip_nonfinite=skip_nonfinite, jit=False)
+
+
+def _host_data(train_data):
+    """``train_data`` as host arrays (an array or a dict / pytree of arrays of one length), checked."""
+    if train_data is None or (isinstance(train_data, Mapping) and not train_data):
+        raise ValueError(f"train_data must be an array or a dict of arrays, got {train_data!r}")
+    tree = jax.tree_util.tree_map(np.asarray, train_data)
+    lengths = {}
+    for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "train_data" + jax.tree_util.keystr(path)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise ValueError(f"{name} must be a numeric array, got dtype {a.dtype}")
+        if a.ndim < 1 or len(a) == 0:
+            raise ValueError(f"{name} must be a non-empty array of examples, got shape {a.shape}")
+        _checks.finite(name, a)  # all of it: a NaN outside the first batch surfaces only mid-run
+        lengths[name] = len(a)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"train_data's arrays must hold the same number of examples, got {lengths}")
+    return tree, next(iter(lengths.values()))
+
+
+def _host_take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
+
+
+def _device_take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), tree)
 
 
 def _to_host(tree):
@@ -286,6 +328,7 @@ def fit(
     learning_rate: float = 1e-3,
     seed: int | jax.Array = 0,
     seeds: int | Sequence[int | jax.Array] | None = None,
+    sampler=None,
     out_dir: str | os.PathLike | None = None,
     transform: Transform | None = None,
     eval_fn: EvalFn | None = None,
@@ -314,12 +357,16 @@ def fit(
         same contract as ``make_train_step`` (metrics include ``loss`` and ``finite``);
         ``optimizer`` is then whatever that model expects (its ``init(params)`` builds
         ``state.opt_state``).
-      train_data: ``(n, *data_shape)`` array, held on the host (numpy).
+      train_data: ``(n, *data_shape)`` array, held on the host (numpy), or a dict (any
+        pytree) of such arrays with one ``n``, e.g. ``{"x": images, "y": labels}``: each
+        batch is then the same dict of ``batch_size`` rows.
       num_steps: total number of optimizer steps of the run (a resumed run stops
         at the same total).
       batch_size: examples per step.
       optimizer: an optax optimizer; default ``optax.adam(learning_rate)``.
-      seed: int seed or PRNG key of the run (with ``seeds=S``: the base of the S seeds).
+      seed: int seed or PRNG key of the run (with ``seeds=S``: the base of the S seeds),
+        split by :func:`split_run_key`; or the run's keys by purpose themselves, a dict
+        ``{"init", "data", "train", "eval"}`` of PRNG keys (as ``split_run_key`` returns).
       seeds: train several independent runs at once: an int ``S`` (seed ``i``'s run key
         is ``fold_in(PRNGKey(seed), i)``, see :func:`seed_keys`) or a sequence of int
         seeds / PRNG keys (seed ``i`` uses ``seeds[i]``). The train states are stacked on a
@@ -331,6 +378,10 @@ def fit(
         parameters and eval key. Non-finite steps are handled per seed: "raise" names the
         seed and step, "skip" counts ``skipped_updates`` per seed, "continue" flags the
         seed in ``FitResult.diverged`` and the others train on. Not with ``mesh``.
+      sampler: the batch order: an object with ``indices(step) -> (batch_size,)`` and
+        ``indices_for(start, count) -> (count, batch_size)`` row indices of ``train_data``
+        (what :class:`genjax.data.pipeline.BatchSampler` has); default
+        ``BatchSampler(<the run's data key>, n, batch_size)``. One seed only.
       out_dir: run directory for ``metrics.jsonl`` and ``checkpoints/``; None
         keeps everything in memory.
       transform: ``transform(key, batch) -> batch`` applied inside the step
@@ -395,14 +446,14 @@ def fit(
     num_seeds = len(run_seeds)
     if multi and mesh is not None:
         raise ValueError("seeds and mesh cannot be combined: train several seeds on one device, or one seed on a mesh")
-    train_data = np.asarray(train_data)
-    if not (np.issubdtype(train_data.dtype, np.number) or train_data.dtype == bool):
-        raise ValueError(f"train_data must be a numeric array, got dtype {train_data.dtype}")
-    if train_data.ndim < 1 or len(train_data) == 0:
-        raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
-    if batch_size > len(train_data):
-        raise ValueError(f"batch_size={batch_size} is larger than train_data ({len(train_data)} examples)")
-    _checks.finite("train_data", train_data)  # all of it: a NaN outside the first batch surfaces only mid-run
+    train_data, num_examples = _host_data(train_data)
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size={batch_size} is larger than train_data ({num_examples} examples)")
+    if sampler is not None:
+        if multi:
+            raise ValueError("sampler= sets the batch order of one run; it cannot be combined with seeds")
+        if not (callable(getattr(sampler, "indices", None)) and callable(getattr(sampler, "indices_for", None))):
+            raise ValueError(f"sampler must have indices(step) and indices_for(start, count) (like BatchSampler), got {sampler!r}")
     if optimizer is None:
         optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
     if mesh is not None:
@@ -411,14 +462,15 @@ def fit(
     main_process = jax.process_index() == 0  # with several processes, only process 0 writes the log
 
     keys = [split_run_key(s) for s in run_seeds]
-    samplers = [BatchSampler(k["data"], len(train_data), batch_size) for k in keys]
-    firsts = [jnp.asarray(train_data[s.indices(0)]) for s in samplers]
+    samplers = [BatchSampler(k["data"], num_examples, batch_size) for k in keys] if sampler is None else [sampler]
+    firsts = [_device_take(train_data, s.indices(0)) for s in samplers]
     first = firsts[0]
     checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
     if hasattr(model, "check_batch"):
         model.check_batch(checked, name="train_data")
     else:
-        _checks.finite("train_data", checked)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(checked)[0]:
+            _checks.finite("train_data" + jax.tree_util.keystr(path), leaf)
 
     out = pathlib.Path(out_dir) if out_dir is not None else None
     ckpt = log = None
@@ -473,15 +525,15 @@ def fit(
             take_sharded = _sharding.make_sharded_gather(mesh)
             gather = lambda idx: take_sharded(device_data, idx)
         else:
-            gather = lambda idx: _sharding.shard_batch(train_data[idx], mesh, stacked=True)
+            gather = lambda idx: _sharding.shard_batch(_host_take(train_data, idx), mesh, stacked=True)
     else:
         multi_step = make_multi_step(step_fn)
         if data_on_device:
-            device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
-            take = jax.jit(lambda data, idx: jnp.take(data, idx, axis=0))
+            device_data = jax.tree_util.tree_map(jnp.asarray, train_data)  # an argument, never baked in as a constant
+            take = jax.jit(lambda data, idx: jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data))
             gather = lambda idx: take(device_data, idx)
         else:
-            gather = lambda idx: jnp.asarray(train_data[idx])
+            gather = lambda idx: _device_take(train_data, idx)
 
     start = state_step(state)
     history = log.read() if log is not None else []
