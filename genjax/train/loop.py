@@ -193,6 +193,21 @@ def _host_data(train_data):
     return tree, next(iter(lengths.values()))
 
 
+def _make_draw(sample, batch_size: int):
+    """``draw(data_keys (S, 2), start, count) -> (count, S, batch_size, ...)``: the batch of
+    step ``s`` of seed ``i`` is ``sample(fold_in(data_keys[i], s), batch_size)``."""
+
+    @jax.jit
+    def steps(keys, start, offsets):
+        def one(key, s):
+            return sample(jax.random.fold_in(key, s), batch_size)
+
+        per_seed = jax.vmap(lambda k: jax.vmap(lambda o: one(k, start + o))(offsets))(keys)  # (S, K, b, ...)
+        return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), per_seed)
+
+    return lambda keys, start, count: steps(keys, jnp.asarray(start, jnp.uint32), jnp.arange(count, dtype=jnp.uint32))
+
+
 def _host_take(tree, idx):
     return jax.tree_util.tree_map(lambda a: a[idx], tree)
 
@@ -359,7 +374,10 @@ def fit(
         ``state.opt_state``).
       train_data: ``(n, *data_shape)`` array, held on the host (numpy), or a dict (any
         pytree) of such arrays with one ``n``, e.g. ``{"x": images, "y": labels}``: each
-        batch is then the same dict of ``batch_size`` rows.
+        batch is then the same dict of ``batch_size`` rows. Or a sampling function
+        ``sample(key, num) -> batch`` (jax-traceable, e.g. a toy density's ``sample``) for
+        fresh data at every step: step ``s``'s batch is
+        ``sample(fold_in(data_key, s), batch_size)``, whatever the chunking.
       num_steps: total number of optimizer steps of the run (a resumed run stops
         at the same total).
       batch_size: examples per step.
@@ -446,9 +464,15 @@ def fit(
     num_seeds = len(run_seeds)
     if multi and mesh is not None:
         raise ValueError("seeds and mesh cannot be combined: train several seeds on one device, or one seed on a mesh")
-    train_data, num_examples = _host_data(train_data)
-    if batch_size > num_examples:
-        raise ValueError(f"batch_size={batch_size} is larger than train_data ({num_examples} examples)")
+    stream = callable(train_data)
+    if stream:
+        if sampler is not None:
+            raise ValueError("sampler= orders the rows of an array; this train_data is a sampling function")
+        draw = _make_draw(train_data, batch_size)
+    else:
+        train_data, num_examples = _host_data(train_data)
+        if batch_size > num_examples:
+            raise ValueError(f"batch_size={batch_size} is larger than train_data ({num_examples} examples)")
     if sampler is not None:
         if multi:
             raise ValueError("sampler= sets the batch order of one run; it cannot be combined with seeds")
@@ -462,8 +486,12 @@ def fit(
     main_process = jax.process_index() == 0  # with several processes, only process 0 writes the log
 
     keys = [split_run_key(s) for s in run_seeds]
-    samplers = [BatchSampler(k["data"], num_examples, batch_size) for k in keys] if sampler is None else [sampler]
-    firsts = [_device_take(train_data, s.indices(0)) for s in samplers]
+    if stream:
+        data_keys = jnp.stack([k["data"] for k in keys])
+        firsts = [jax.tree_util.tree_map(lambda a: a[0, 0], draw(data_keys[i : i + 1], 0, 1)) for i in range(num_seeds)]
+    else:
+        samplers = [BatchSampler(k["data"], num_examples, batch_size) for k in keys] if sampler is None else [sampler]
+        firsts = [_device_take(train_data, s.indices(0)) for s in samplers]
     first = firsts[0]
     checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
     if hasattr(model, "check_batch"):
@@ -520,7 +548,9 @@ def fit(
         step_fn = jax.vmap(step_fn)
     if mesh is not None:
         multi_step = _sharding.make_sharded_multi_step(step_fn, mesh)
-        if data_on_device:  # a full copy per device; each dispatch gathers a stack split along the batch
+        if stream:
+            pass
+        elif data_on_device:  # a full copy per device; each dispatch gathers a stack split along the batch
             device_data = _sharding.replicate(train_data, mesh)
             take_sharded = _sharding.make_sharded_gather(mesh)
             gather = lambda idx: take_sharded(device_data, idx)
@@ -528,7 +558,9 @@ def fit(
             gather = lambda idx: _sharding.shard_batch(_host_take(train_data, idx), mesh, stacked=True)
     else:
         multi_step = make_multi_step(step_fn)
-        if data_on_device:
+        if stream:
+            pass
+        elif data_on_device:
             device_data = jax.tree_util.tree_map(jnp.asarray, train_data)  # an argument, never baked in as a constant
             take = jax.jit(lambda data, idx: jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data))
             gather = lambda idx: take(device_data, idx)
@@ -559,10 +591,18 @@ def fit(
             return samplers[0].indices_for(at, count)
         return np.stack([s.indices_for(at, count) for s in samplers], axis=1)  # (K, S, b)
 
+    def batches_for(at: int, count: int):
+        if not stream:
+            return gather(indices(at, count))
+        b = draw(data_keys, at, count)  # (K, S, b, ...)
+        if not multi:
+            b = jax.tree_util.tree_map(lambda a: a[:, 0], b)
+        return _sharding.shard_batch(b, mesh, stacked=True) if mesh is not None else b
+
     try:
         for stop in stops:
             count = stop - step
-            batches = gather(indices(step, count))
+            batches = batches_for(step, count)
             state, metrics = multi_step(state, batches)
             metrics = _to_host(metrics)
             if not multi:  # one column per seed: (K, S)
