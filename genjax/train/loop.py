@@ -360,6 +360,7 @@ def fit(
     init_params: Params | None = None,
     mesh: jax.sharding.Mesh | None = None,
     compute_dtype: Any = None,
+    on_chunk: Callable[[int, dict], None] | None = None,
 ) -> FitResult:
     """Trains ``model`` (any object with the model API) on ``train_data``.
 
@@ -438,6 +439,10 @@ def fit(
         in bfloat16 while parameters, optimizer state and losses stay float32 (see
         ``genjax.train.precision.with_compute_dtype``; needs networks with a ``dtype``
         attribute, e.g. the conv VAE and the UNet models). ``None``: float32.
+
+      on_chunk: ``on_chunk(step, metrics)`` after every chunk (dispatch): ``step`` reached
+        and the chunk's per-step metrics as host arrays, ``(K,)`` each (``(K, S)`` with
+        seeds), ``finite`` included; e.g. a caller's progress bar or every step's loss.
 
     Returns:
       ``FitResult`` with the final state and the metric records.
@@ -622,6 +627,9 @@ def fit(
                 counts += (~finite).sum(axis=0)
             window.append(metrics)
             step = stop
+            if on_chunk is not None:
+                on_chunk(step, {"finite": finite if multi else finite[:, 0],
+                                **{k: (v if multi else v[:, 0]) for k, v in metrics.items()}})
             if bar is not None:
                 bar.update(count)
                 bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][-1])):.4g}")

@@ -205,3 +205,14 @@ def test_sampled_data_stream_seeds_and_resume(tmp_path):
     k = split_run_key(seed_keys(2, 2)[1])["data"]
     drawn = _make_draw(_sample_blobs, 8)(jnp.stack([k]), 3, 1)[0, 0]
     np.testing.assert_allclose(drawn, _sample_blobs(jax.random.fold_in(k, 3), 8), rtol=0, atol=1e-6)
+
+
+def test_on_chunk_sees_every_step_of_every_seed():
+    seen = []
+    res = fit(NoisyLinearAE(), DATA, seed=7, seeds=3, ema_decay=0.8, on_chunk=lambda s, m: seen.append((s, m)), **KW)
+    assert [s for s, _ in seen] == [3, 4, 6, 8, 9, 10]  # chunk ends: steps_per_dispatch 3 and log_every 4
+    loss = np.concatenate([m["loss"] for _, m in seen])
+    assert loss.shape == (10, 3) and np.concatenate([m["finite"] for _, m in seen]).all()
+    for i in range(3):  # the train records are the means of those per-step losses
+        recs = [r["loss"] for r in res.history if r.get("seed") == i and r["kind"] == "train"]
+        np.testing.assert_allclose(recs, [loss[0:4, i].mean(), loss[4:8, i].mean(), loss[8:10, i].mean()], rtol=1e-6)
