@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genjax import registry
 
     parser = _Parser(prog="genjax", description="Deep generative models as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,runs,compare,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,runs,plot,compare,list}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model; writes runs/<name>/")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)),
@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, metavar="N", help="first seed (default 0)")
     c.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/compare-<data>)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    pl = sub.add_parser("plot", help="draw a run's curves (loss, gradient norm, evaluation metrics) from its metrics.jsonl")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
 
     sub.add_parser("list", help="list models and data sets")
     return parser
@@ -636,6 +640,24 @@ def _interrupted(args) -> int:
     return 130
 
 
+def cmd_plot(args) -> int:
+    """Redraws ``RUN_DIR/curves.png`` (what ``fit`` draws at the end) from ``RUN_DIR/metrics.jsonl``."""
+    from genjax import viz
+    from genjax.train import CURVES_FILE
+
+    run = pathlib.Path(args.run_dir)
+    if not run.is_dir():
+        raise ValueError(f"run directory {str(run)!r} does not exist")
+    log = run / "metrics.jsonl"
+    if not log.exists():
+        raise ValueError(f"{str(run)!r} has no metrics.jsonl (not a run directory of `genjax train` / genjax.train.fit?)")
+    out = pathlib.Path(args.out) if args.out else run / CURVES_FILE
+    data = viz.save_curves(out, viz.read_metrics(log))
+    seeds = sorted({s for curves in data.values() for s in curves})
+    print(f"wrote {out}: {', '.join(data)} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -657,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(rc)  # the worker may be inside an XLA computation that cannot be stopped
-        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command](args)
+        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
     except KeyboardInterrupt:
         return _interrupted(args)
     except BrokenPipeError:  # `genjax list | head`: the reader left; say nothing more

@@ -77,3 +77,135 @@ def density_heatmap(log_density: np.ndarray, *, size: int = 400) -> Image.Image:
     d = np.nan_to_num(d)
     arr = (255 * (1.0 - d / max(d.max(), 1e-300))).astype(np.uint8)
     return Image.fromarray(arr, mode="L").resize((size, size), Image.BILINEAR)
+
+
+# ---------------------------------------------------------------------- training curves
+#: Line colour of seed ``i`` (``SEED_COLOURS[i % 10]``, the tab10 palette).
+SEED_COLOURS = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)
+#: Train metrics drawn (when recorded), before every evaluation metric.
+TRAIN_CURVES = ("loss", "grad_norm", "d_loss", "d_grad_norm")
+_NOT_METRICS = {"step", "kind", "seed", "skipped_updates", "nonfinite_steps"}
+
+
+def curve_data(records: list[dict]) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The curves of a run's metric records (``fit``'s ``history`` or ``metrics.jsonl``):
+    ``{panel: {seed: (steps, values)}}``, panels ``loss``, ``grad_norm`` (and a GAN's
+    ``d_loss``, ``d_grad_norm``) of the train records, then ``eval <name>`` for every
+    numeric evaluation metric. Records without ``seed`` are seed 0; non-finite values
+    (NaN, Inf, their string forms) are left out of the lines."""
+    panels: dict[str, dict[int, tuple[list, list]]] = {}
+
+    def add(panel, rec, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return
+        try:
+            v = float(value)
+        except ValueError:
+            return
+        steps, values = panels.setdefault(panel, {}).setdefault(int(rec.get("seed", 0)), ([], []))
+        if np.isfinite(v):
+            steps.append(int(rec["step"]))
+            values.append(v)
+
+    for rec in records:
+        if rec.get("kind") == "train":
+            for name in TRAIN_CURVES:
+                if name in rec:
+                    add(name, rec, rec[name])
+    for rec in records:
+        if rec.get("kind") == "eval":
+            for name, value in rec.items():
+                if name not in _NOT_METRICS:
+                    add(f"eval {name}", rec, value)
+    order = [n for n in TRAIN_CURVES if n in panels] + [n for n in panels if n not in TRAIN_CURVES]
+    return {
+        n: {s: (np.asarray(a, np.int64), np.asarray(b, np.float64)) for s, (a, b) in sorted(panels[n].items())}
+        for n in order
+    }
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def curves_image(
+    records: list[dict], *, ncol: int = 2, panel_size: tuple[int, int] = (380, 240)
+) -> tuple[Image.Image, dict]:
+    """Every curve of a run, one panel per metric against steps, one line per seed
+    (colour ``SEED_COLOURS[seed]``). Returns the picture and :func:`curve_data`.
+
+    Raises:
+      ValueError: no train or eval record with a numeric metric.
+    """
+    data = curve_data(records)
+    if not data:
+        raise ValueError("records hold no train or eval metric to plot (is metrics.jsonl empty?)")
+    w, h = panel_size
+    nrow = -(-len(data) // ncol)
+    img = Image.new("RGB", (ncol * w, nrow * h), "white")
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 58, 12, 22, 26
+    seeds = sorted({s for curves in data.values() for s in curves})
+    for p, (name, curves) in enumerate(data.items()):
+        ox, oy = (p % ncol) * w, (p // ncol) * h
+        x0, y0, x1, y1 = ox + left, oy + top, ox + w - right, oy + h - bottom
+        draw.rectangle([x0, y0, x1, y1], outline=(120, 120, 120))
+        draw.text((ox + left, oy + 5), name, fill=(0, 0, 0))
+        xs = np.concatenate([c[0] for c in curves.values()]) if curves else np.zeros(0)
+        ys = np.concatenate([c[1] for c in curves.values()]) if curves else np.zeros(0)
+        if not ys.size:
+            draw.text((x0 + 8, y0 + 8), "no finite values", fill=(200, 0, 0))
+            continue
+        xlo, xhi = float(xs.min()), float(xs.max())
+        ylo, yhi = float(ys.min()), float(ys.max())
+        if xhi == xlo:
+            xlo, xhi = xlo - 1, xhi + 1
+        if yhi == ylo:
+            ylo, yhi = ylo - max(abs(ylo), 1.0) * 0.05, yhi + max(abs(yhi), 1.0) * 0.05
+        pad = 0.04 * (yhi - ylo)
+        ylo, yhi = ylo - pad, yhi + pad
+        draw.text((ox + 2, y0), _fmt(yhi), fill=(80, 80, 80))
+        draw.text((ox + 2, y1 - 10), _fmt(ylo), fill=(80, 80, 80))
+        draw.text((x0, y1 + 4), _fmt(xlo), fill=(80, 80, 80))
+        label = f"{_fmt(xhi)} steps"
+        draw.text((x1 - 6 * len(label), y1 + 4), label, fill=(80, 80, 80))
+
+        def px(s, v):
+            return (x0 + 1 + (s - xlo) / (xhi - xlo) * (x1 - x0 - 2), y1 - 1 - (v - ylo) / (yhi - ylo) * (y1 - y0 - 2))
+
+        for seed, (s, v) in curves.items():
+            colour = SEED_COLOURS[seed % len(SEED_COLOURS)]
+            pts = [px(a, b) for a, b in zip(s, v)]
+            if len(pts) > 1:
+                draw.line(pts, fill=colour, width=2)
+            for u, q in pts if len(pts) <= 1 else []:
+                draw.ellipse([(u - 2, q - 2), (u + 2, q + 2)], fill=colour)
+        if p == 0 and len(seeds) > 1:  # the legend: one entry per seed
+            for j, seed in enumerate(seeds[:10]):
+                draw.text((x1 - 52, y0 + 4 + 11 * j), f"seed {seed}", fill=SEED_COLOURS[seed % len(SEED_COLOURS)])
+    return img, data
+
+
+def save_curves(path: str | os.PathLike, records: list[dict], **kwargs) -> dict:
+    """Writes :func:`curves_image` of ``records`` to ``path`` (PNG); returns the plotted data."""
+    img, data = curves_image(records, **kwargs)
+    img.save(path)
+    return data
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
+    import json
+
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return out

@@ -481,29 +481,40 @@ def _shift_images(key: jax.Array, x: jax.Array, shift: int) -> jax.Array:
     return jax.vmap(crop)(padded, offsets)
 
 
-def _make_train_chunk(module: FeatureClassifier, tx: optax.GradientTransformation, shift: int):
-    """A jitted ``(params, opt_state, x_all, y_all, idx (K, b), keys (K,)) -> (params,
-    opt_state, losses (K,))`` running ``K`` Adam steps in one ``lax.scan``."""
+@dataclasses.dataclass(frozen=True)
+class _ClassifierTraining:
+    """The classifier as a model ``fit`` trains: batches ``{"x", "y"}``, softmax
+    cross-entropy on images shifted by up to ``shift`` pixels with the step key."""
 
-    def loss_fn(params, x, y):
-        logits, _ = module.apply(params, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits=logits, labels=y).mean()
+    module: FeatureClassifier
+    input_shape: tuple
+    shift: int
+    log_prob_kind = "none"
 
-    def step(carry, inp):
-        params, opt_state, x_all, y_all = carry
-        idx, key = inp
-        x = _shift_images(key, x_all[idx], shift)
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y_all[idx])
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, x_all, y_all), loss
+    def init(self, key, batch):
+        return self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32))
 
-    @jax.jit
-    def run(params, opt_state, x_all, y_all, idx, keys):
-        (params, opt_state, _, _), losses = jax.lax.scan(step, (params, opt_state, x_all, y_all), (idx, keys))
-        return params, opt_state, losses
+    def loss(self, params, key, batch):
+        logits, _ = self.module.apply(params, _shift_images(key, batch["x"], self.shift))
+        return optax.softmax_cross_entropy_with_integer_labels(logits=logits, labels=batch["y"]).mean(), {}
 
-    return run
+
+class _EpochPermutations:
+    """The classifier's batch order: whole batches from per-epoch permutations drawn with
+    ``numpy.random.default_rng(seed)``, ``steps`` batches in all (``fit``'s ``sampler``)."""
+
+    def __init__(self, seed: int, n: int, batch_size: int, steps: int):
+        rng = np.random.default_rng(seed)
+        per_epoch = n // batch_size
+        epochs = math.ceil(steps / per_epoch)
+        idx = np.concatenate([rng.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size) for _ in range(epochs)])
+        self.idx = idx[:steps].astype(np.int32)
+
+    def indices(self, step: int) -> np.ndarray:
+        return self.idx[step]
+
+    def indices_for(self, start: int, count: int) -> np.ndarray:
+        return self.idx[start : start + count]
 
 
 def train_classifier(
@@ -523,7 +534,9 @@ def train_classifier(
     ``seed`` (``numpy.random.default_rng(seed)``), random shifts of up to ``shift``
     pixels; init and augmentation keys come from ``jax.random.PRNGKey(seed)``. So the
     same ``(name, seed, settings)`` gives the same classifier on the same machine.
-    Then evaluates the accuracy on the test split.
+    Trained by :func:`genjax.train.fit` (100 steps per dispatch; a non-finite loss
+    raises ``NonFiniteError``, a ``FloatingPointError``). Then evaluates the accuracy on
+    the test split.
 
     Args:
       name: one of :data:`CLASSIFIER_DATASETS`.
@@ -558,43 +571,30 @@ def train_classifier(
     n = len(train)
     if bs > n:
         raise ValueError(f"batch_size={bs} exceeds the {n} training images of {name!r}")
+    # init and augmentation keys from PRNGKey(seed); the step-s shift key is fit's
+    # fold_in(aug_key, s), which is split(aug_key, steps)[s] (the key this training drew
+    # before it ran through fit; threefry's split is fold-in-like): the same weights
     init_key, aug_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = module.init(init_key, jnp.zeros((1, *input_shape), jnp.float32))
-    schedule = optax.cosine_decay_schedule(config["learning_rate"], steps)
-    tx = optax.adam(schedule)
-    opt_state = tx.init(params)
-    run = _make_train_chunk(module, tx, config["shift"])
+    from genjax.train import fit
 
-    # host index stream: whole batches from per-epoch permutations
-    rng = np.random.default_rng(seed)
-    per_epoch = n // bs
-    epochs = math.ceil(steps / per_epoch)
-    idx_all = np.concatenate([rng.permutation(n)[: per_epoch * bs].reshape(per_epoch, bs) for _ in range(epochs)])
-    idx_all = idx_all[:steps].astype(np.int32)
-    keys_all = jax.random.split(aug_key, steps)
-
-    x_all, y_all = jnp.asarray(train.x), jnp.asarray(train.y)
-    chunk = min(100, steps)
     start = time.perf_counter()
-    done = 0
-    next_report = 0
-    while done < steps:
-        k = min(chunk, steps - done)  # a shorter last chunk compiles once more
-        params, opt_state, losses = run(
-            params, opt_state, x_all, y_all, jnp.asarray(idx_all[done : done + k]), keys_all[done : done + k]
-        )
-        done += k
-        if progress and (done >= next_report or done == steps):
-            loss = float(jnp.mean(losses))
-            print(
-                f"[genjax.metrics] {name} classifier: step {done}/{steps} loss {loss:.4f} "
-                f"({time.perf_counter() - start:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-            next_report = done + max(steps // 10, 1)
-        if not np.isfinite(float(losses[-1])):
-            raise FloatingPointError(f"{name} classifier training diverged at step {done} (loss {float(losses[-1])})")
+    result = fit(
+        _ClassifierTraining(module, tuple(input_shape), config["shift"]),
+        {"x": train.x, "y": np.asarray(train.y)},
+        num_steps=steps,
+        batch_size=bs,
+        optimizer=optax.adam(optax.cosine_decay_schedule(config["learning_rate"], steps)),
+        seed={"init": init_key, "data": init_key, "train": aug_key, "eval": init_key},
+        sampler=_EpochPermutations(seed, n, bs, steps),
+        log_every=steps,
+        checkpoint_every=None,
+        steps_per_dispatch=100,
+        progress=progress,
+    )
+    params = result.state.params
+    if progress:
+        print(f"[genjax.metrics] {name} classifier: {steps} steps, final loss {result.history[-1]['loss']:.4f} "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
     h = config_hash(name, seed, config)
     clf = Classifier(module, params, name, 0.0, input_shape, seed, config, h)

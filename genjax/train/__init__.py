@@ -1,7 +1,18 @@
 """Training core: state, step factories, the ``fit`` loop and checkpoints."""
 
 from genjax.train.checkpoint import CheckpointError, CheckpointMismatchError, Checkpointer
-from genjax.train.loop import FitResult, MetricsLog, NonFiniteError, fit, restore_params, split_run_key
+from genjax.train.adversarial import is_adversarial, make_adversarial_step
+from genjax.train.loop import (
+    CURVES_FILE,
+    FitResult,
+    MetricsLog,
+    NonFiniteError,
+    fit,
+    make_step,
+    restore_params,
+    seed_keys,
+    split_run_key,
+)
 from genjax.train.precision import with_compute_dtype
 from genjax.train.sharding import (
     DATA_AXIS,
@@ -11,10 +22,12 @@ from genjax.train.sharding import (
     replicate,
     shard_batch,
 )
+from genjax.train.stages import Stage, StagesResult, fit_stages, stage_params
 from genjax.train.state import TrainState
-from genjax.train.step import make_multi_step, make_train_step, with_transform
+from genjax.train.step import apply_update, ema_update, make_multi_step, make_train_step, with_transform
 
 __all__ = [
+    "CURVES_FILE",
     "DATA_AXIS",
     "CheckpointError",
     "CheckpointMismatchError",
@@ -22,17 +35,27 @@ __all__ = [
     "FitResult",
     "MetricsLog",
     "NonFiniteError",
+    "Stage",
+    "StagesResult",
     "TrainState",
+    "apply_update",
     "data_mesh",
+    "ema_update",
     "fit",
+    "fit_stages",
+    "is_adversarial",
+    "make_adversarial_step",
     "make_multi_step",
     "make_sharded_multi_step",
     "make_sharded_step",
+    "make_step",
     "make_train_step",
     "replicate",
     "restore_params",
+    "seed_keys",
     "shard_batch",
     "split_run_key",
+    "stage_params",
     "with_compute_dtype",
     "with_transform",
 ]

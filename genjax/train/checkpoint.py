@@ -43,7 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from genjax.train.state import TrainState
+from genjax.train.state import TrainState, state_step
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, state: TrainState) -> int:
-        step = int(state.step)
+        step = state_step(state)
         if step in self.steps():
             if step not in self._unreadable:
                 return step
@@ -169,8 +169,8 @@ class Checkpointer:
                 self._unreadable.add(step)
                 continue
             problem = None
-            if int(state.step) != step:
-                problem = f"holds step {int(state.step)}"
+            if state_step(state) != step:
+                problem = f"holds step {state_step(state)}"
             else:
                 try:
                     expected = (self.manager.metadata(step).custom_metadata or {}).get(DIGEST_KEY)

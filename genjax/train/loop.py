@@ -24,7 +24,8 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Any, Callable, Mapping
+import warnings
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,8 @@ from genjax.data.pipeline import BatchSampler
 from genjax.train import sharding as _sharding
 from genjax.train.checkpoint import Checkpointer
 from genjax.train.precision import canonical_dtype, with_compute_dtype
-from genjax.train.state import TrainState, raw_key
+from genjax.train.state import TrainState, raw_key, state_step
+from genjax.train.adversarial import is_adversarial, make_adversarial_step
 from genjax.train.step import Transform, make_multi_step, make_train_step, with_transform
 from genjax.types import Params, PRNGKeyArray
 
@@ -49,21 +51,169 @@ class NonFiniteError(FloatingPointError):
 
 @dataclasses.dataclass
 class FitResult:
+    """What ``fit`` returns.
+
+    ``state``: the final ``TrainState``; with ``seeds`` every leaf has a leading axis of
+    size ``num_seeds`` (``seed_state(i)`` is seed ``i``'s). ``history``: the metric
+    records (with ``seeds``, one per seed per step, each with its ``seed`` index).
+    ``diverged``: per seed (an ``(S,)`` bool array with ``seeds``, else a bool), True when
+    a non-finite update was applied (``on_nonfinite="continue"``) or the final parameters
+    are not finite.
+    """
+
     state: TrainState
     history: list[dict]
     out_dir: pathlib.Path | None
     resumed_from: int | None
     wall_time_s: float
+    num_seeds: int | None = None
+    diverged: Any = False
+
+    def seed_state(self, i: int) -> TrainState:
+        """Seed ``i``'s ``TrainState`` of a multi-seed run."""
+        if self.num_seeds is None:
+            raise ValueError("seed_state: this run was trained without seeds=; use result.state")
+        if not 0 <= i < self.num_seeds:
+            raise ValueError(f"seed index must be in [0, {self.num_seeds}), got {i}")
+        return jax.tree_util.tree_map(lambda a: a[i], self.state)
+
+    def curves(self, kind: str = "train", metric: str = "loss") -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{seed: (steps, values)}`` of ``metric`` in the ``kind`` records (seed 0 only without seeds)."""
+        return _curves(self.history, kind, metric)
+
+
+def _curves(history, kind, metric):
+    out: dict[int, tuple[list, list]] = {}
+    for r in history:
+        if r.get("kind") == kind and metric in r:
+            s, v = out.setdefault(int(r.get("seed", 0)), ([], []))
+            s.append(r["step"])
+            v.append(float(r[metric]))
+    return {i: (np.asarray(a), np.asarray(b, np.float64)) for i, (a, b) in sorted(out.items())}
+
+
+#: The purposes of a run's keys (see :func:`split_run_key`).
+RUN_KEYS = ("init", "data", "train", "eval")
 
 
 def split_run_key(seed_or_key) -> dict[str, jax.Array]:
-    """The run's keys by purpose: ``init``, ``data``, ``train``, ``eval``."""
+    """The run's keys by purpose: ``init``, ``data``, ``train``, ``eval`` (a dict of
+    them is returned as it is, as raw keys)."""
+    if isinstance(seed_or_key, Mapping):
+        return {k: raw_key(seed_or_key[k]) for k in RUN_KEYS}
     if isinstance(seed_or_key, (int, np.integer)):
         key = jax.random.PRNGKey(int(seed_or_key))
     else:
         key = raw_key(seed_or_key)
     k = jax.random.split(key, 4)
     return {"init": k[0], "data": k[1], "train": k[2], "eval": k[3]}
+
+
+def seed_keys(seed: int | jax.Array, num_seeds: int) -> list[jax.Array]:
+    """The run keys of ``fit(..., seed=seed, seeds=num_seeds)``: seed ``i`` is
+    ``fold_in(PRNGKey(seed), i)`` (``fold_in(seed, i)`` for a key), so ``fit(seed=keys[i])``
+    trains seed ``i`` alone."""
+    num_seeds = _checks.positive_int("seeds", num_seeds)
+    base = jax.random.PRNGKey(int(seed)) if isinstance(seed, (int, np.integer)) else raw_key(seed)
+    return [jax.random.fold_in(base, i) for i in range(num_seeds)]
+
+
+def _check_seed(name: str, seed) -> None:
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return
+    if isinstance(seed, Mapping):
+        if set(seed) != set(RUN_KEYS):
+            raise ValueError(f"{name} as a dict must hold exactly the keys {list(RUN_KEYS)}, got {sorted(seed)}")
+        for k in RUN_KEYS:
+            _check_seed(f"{name}[{k!r}]", seed[k])
+        return
+    if isinstance(seed, bool) or not hasattr(seed, "dtype") or not (
+        jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or (seed.dtype == np.uint32 and np.shape(seed) == (2,))
+    ):
+        raise ValueError(f"{name} must be an int or a PRNG key (jax.random.key / PRNGKey), got {seed!r}")
+
+
+def _seed_list(seed, seeds) -> list:
+    """The run key (or int seed) of every seed; ``[seed]`` without ``seeds``."""
+    _check_seed("seed", seed)
+    if seeds is None:
+        return [seed]
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if isinstance(seed, Mapping):
+            raise ValueError("seeds=S needs seed to be an int or a key (the base of the S seeds), not a dict of run keys")
+        return seed_keys(seed, seeds)
+    if isinstance(seeds, (str, bytes, bool)) or not hasattr(seeds, "__len__") or len(seeds) == 0:
+        raise ValueError(f"seeds must be a positive int or a non-empty sequence of int seeds / PRNG keys, got {seeds!r}")
+    out = list(seeds)
+    for i, s in enumerate(out):
+        _check_seed(f"seeds[{i}]", s)
+    return out
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def make_step(model, optimizer, *, transform: Transform | None = None, ema_decay: float | None = None,
+              skip_nonfinite: bool = False):
+    """The un-jitted ``step(state, batch) -> (state, metrics)`` that ``fit`` trains ``model`` with.
+
+    A model with its own ``make_train_step(optimizer, *, transform, ema_decay,
+    skip_nonfinite)`` gets that; a two-player model (``d_loss`` and ``g_loss``, see
+    :class:`~genjax.types.AdversarialModel`) gets
+    :func:`~genjax.train.adversarial.make_adversarial_step`; any other model
+    :func:`make_train_step` of ``with_transform(model.loss, transform)``. Both steps share
+    one update (:func:`genjax.train.step.apply_update`). ``jax.vmap`` of this step over
+    stacked states is what ``fit(..., seeds=S)`` scans.
+    """
+    if hasattr(model, "make_train_step"):  # models with their own update rule
+        return model.make_train_step(optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite)
+    if is_adversarial(model):
+        return make_adversarial_step(model, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite)
+    return make_train_step(with_transform(model.loss, transform), optimizer, ema_decay=ema_decay,
+                           skip_nonfinite=skip_nonfinite, jit=False)
+
+
+def _host_data(train_data):
+    """``train_data`` as host arrays (an array or a dict / pytree of arrays of one length), checked."""
+    if train_data is None or (isinstance(train_data, Mapping) and not train_data):
+        raise ValueError(f"train_data must be an array or a dict of arrays, got {train_data!r}")
+    tree = jax.tree_util.tree_map(np.asarray, train_data)
+    lengths = {}
+    for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "train_data" + jax.tree_util.keystr(path)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise ValueError(f"{name} must be a numeric array, got dtype {a.dtype}")
+        if a.ndim < 1 or len(a) == 0:
+            raise ValueError(f"{name} must be a non-empty array of examples, got shape {a.shape}")
+        _checks.finite(name, a)  # all of it: a NaN outside the first batch surfaces only mid-run
+        lengths[name] = len(a)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"train_data's arrays must hold the same number of examples, got {lengths}")
+    return tree, next(iter(lengths.values()))
+
+
+def _make_draw(sample, batch_size: int):
+    """``draw(data_keys (S, 2), start, count) -> (count, S, batch_size, ...)``: the batch of
+    step ``s`` of seed ``i`` is ``sample(fold_in(data_keys[i], s), batch_size)``."""
+
+    @jax.jit
+    def steps(keys, start, offsets):
+        def one(key, s):
+            return sample(jax.random.fold_in(key, s), batch_size)
+
+        per_seed = jax.vmap(lambda k: jax.vmap(lambda o: one(k, start + o))(offsets))(keys)  # (S, K, b, ...)
+        return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), per_seed)
+
+    return lambda keys, start, count: steps(keys, jnp.asarray(start, jnp.uint32), jnp.arange(count, dtype=jnp.uint32))
+
+
+def _host_take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
+
+
+def _device_take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), tree)
 
 
 def _to_host(tree):
@@ -192,6 +342,8 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     learning_rate: float = 1e-3,
     seed: int | jax.Array = 0,
+    seeds: int | Sequence[int | jax.Array] | None = None,
+    sampler=None,
     out_dir: str | os.PathLike | None = None,
     transform: Transform | None = None,
     eval_fn: EvalFn | None = None,
@@ -208,6 +360,7 @@ def fit(
     init_params: Params | None = None,
     mesh: jax.sharding.Mesh | None = None,
     compute_dtype: Any = None,
+    on_chunk: Callable[[int, dict], None] | None = None,
 ) -> FitResult:
     """Trains ``model`` (any object with the model API) on ``train_data``.
 
@@ -220,12 +373,34 @@ def fit(
         same contract as ``make_train_step`` (metrics include ``loss`` and ``finite``);
         ``optimizer`` is then whatever that model expects (its ``init(params)`` builds
         ``state.opt_state``).
-      train_data: ``(n, *data_shape)`` array, held on the host (numpy).
+      train_data: ``(n, *data_shape)`` array, held on the host (numpy), or a dict (any
+        pytree) of such arrays with one ``n``, e.g. ``{"x": images, "y": labels}``: each
+        batch is then the same dict of ``batch_size`` rows. Or a sampling function
+        ``sample(key, num) -> batch`` (jax-traceable, e.g. a toy density's ``sample``) for
+        fresh data at every step: step ``s``'s batch is
+        ``sample(fold_in(data_key, s), batch_size)``, whatever the chunking.
       num_steps: total number of optimizer steps of the run (a resumed run stops
         at the same total).
       batch_size: examples per step.
       optimizer: an optax optimizer; default ``optax.adam(learning_rate)``.
-      seed: int seed or PRNG key of the run.
+      seed: int seed or PRNG key of the run (with ``seeds=S``: the base of the S seeds),
+        split by :func:`split_run_key`; or the run's keys by purpose themselves, a dict
+        ``{"init", "data", "train", "eval"}`` of PRNG keys (as ``split_run_key`` returns).
+      seeds: train several independent runs at once: an int ``S`` (seed ``i``'s run key
+        is ``fold_in(PRNGKey(seed), i)``, see :func:`seed_keys`) or a sequence of int
+        seeds / PRNG keys (seed ``i`` uses ``seeds[i]``). The train states are stacked on a
+        leading axis and the step is ``jax.vmap``-ped over it: seed ``i`` gets the keys,
+        batches and chunks of ``fit(..., seed=<its key>)`` alone and ends with the same
+        parameters (to floating-point rounding of the batched ops). One checkpoint holds
+        the stacked state; resume works as for one seed. Metric records are one per seed
+        with a ``seed`` field (its index); ``eval_fn`` is called per seed with that seed's
+        parameters and eval key. Non-finite steps are handled per seed: "raise" names the
+        seed and step, "skip" counts ``skipped_updates`` per seed, "continue" flags the
+        seed in ``FitResult.diverged`` and the others train on. Not with ``mesh``.
+      sampler: the batch order: an object with ``indices(step) -> (batch_size,)`` and
+        ``indices_for(start, count) -> (count, batch_size)`` row indices of ``train_data``
+        (what :class:`genjax.data.pipeline.BatchSampler` has); default
+        ``BatchSampler(<the run's data key>, n, batch_size)``. One seed only.
       out_dir: run directory for ``metrics.jsonl`` and ``checkpoints/``; None
         keeps everything in memory.
       transform: ``transform(key, batch) -> batch`` applied inside the step
@@ -239,11 +414,16 @@ def fit(
         :func:`genjax.train.make_multi_step`'s ``loop='auto'``).
       ema_decay: keep an exponential moving average of the parameters.
       on_nonfinite: "raise" stops with ``NonFiniteError`` naming the step (the last
-        checkpoint stays the last good one); "skip" drops such updates and counts them.
+        checkpoint stays the last good one); "skip" drops such updates and counts them
+        (``skipped_updates`` in the train records); "continue" applies them as they are
+        (the parameters may become NaN), counts them (``nonfinite_steps``) and marks the
+        seed in ``FitResult.diverged``: for many seeds, where one diverged seed is a
+        result, not a reason to stop the others.
       resume: continue from the newest checkpoint in ``out_dir``. Without it, an
         ``out_dir`` that already holds checkpoints is an error (nothing is overwritten).
       data_on_device: copy ``train_data`` to the device once and gather batches there.
-      init_params: start from these parameters instead of ``model.init``.
+      init_params: start from these parameters instead of ``model.init`` (with
+        ``seeds``: one tree, the start of every seed).
       mesh: data-parallel training on this ``jax.sharding.Mesh`` (see
         ``genjax.train.sharding``): each batch is split along the mesh's ``"data"``
         axis, the train state is replicated. ``batch_size`` must be divisible by the
@@ -259,6 +439,10 @@ def fit(
         in bfloat16 while parameters, optimizer state and losses stay float32 (see
         ``genjax.train.precision.with_compute_dtype``; needs networks with a ``dtype``
         attribute, e.g. the conv VAE and the UNet models). ``None``: float32.
+
+      on_chunk: ``on_chunk(step, metrics)`` after every chunk (dispatch): ``step`` reached
+        and the chunk's per-step metrics as host arrays, ``(K,)`` each (``(K, S)`` with
+        seeds), ``finite`` included; e.g. a caller's progress bar or every step's loss.
 
     Returns:
       ``FitResult`` with the final state and the metric records.
@@ -276,23 +460,29 @@ def fit(
         _checks.positive_int("eval_every", eval_every)
     if checkpoint_every is not None:
         _checks.positive_int("checkpoint_every", checkpoint_every)
-    _checks.one_of("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    _checks.one_of("on_nonfinite", on_nonfinite, ("raise", "skip", "continue"))
     if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0):
         raise ValueError(f"ema_decay must be a number in [0, 1) or None, got {ema_decay!r}")
     max_to_keep = _checks.positive_int("max_to_keep", max_to_keep)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        if isinstance(seed, bool) or not hasattr(seed, "dtype") or not (
-            jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or (seed.dtype == np.uint32 and np.shape(seed) == (2,))
-        ):
-            raise ValueError(f"seed must be an int or a PRNG key (jax.random.key / PRNGKey), got {seed!r}")
-    train_data = np.asarray(train_data)
-    if not (np.issubdtype(train_data.dtype, np.number) or train_data.dtype == bool):
-        raise ValueError(f"train_data must be a numeric array, got dtype {train_data.dtype}")
-    if train_data.ndim < 1 or len(train_data) == 0:
-        raise ValueError(f"train_data must be a non-empty array of examples, got shape {train_data.shape}")
-    if batch_size > len(train_data):
-        raise ValueError(f"batch_size={batch_size} is larger than train_data ({len(train_data)} examples)")
-    _checks.finite("train_data", train_data)  # all of it: a NaN outside the first batch surfaces only mid-run
+    run_seeds = _seed_list(seed, seeds)
+    multi = seeds is not None
+    num_seeds = len(run_seeds)
+    if multi and mesh is not None:
+        raise ValueError("seeds and mesh cannot be combined: train several seeds on one device, or one seed on a mesh")
+    stream = callable(train_data)
+    if stream:
+        if sampler is not None:
+            raise ValueError("sampler= orders the rows of an array; this train_data is a sampling function")
+        draw = _make_draw(train_data, batch_size)
+    else:
+        train_data, num_examples = _host_data(train_data)
+        if batch_size > num_examples:
+            raise ValueError(f"batch_size={batch_size} is larger than train_data ({num_examples} examples)")
+    if sampler is not None:
+        if multi:
+            raise ValueError("sampler= sets the batch order of one run; it cannot be combined with seeds")
+        if not (callable(getattr(sampler, "indices", None)) and callable(getattr(sampler, "indices_for", None))):
+            raise ValueError(f"sampler must have indices(step) and indices_for(start, count) (like BatchSampler), got {sampler!r}")
     if optimizer is None:
         optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
     if mesh is not None:
@@ -300,14 +490,20 @@ def fit(
     train_model = with_compute_dtype(model, canonical_dtype(compute_dtype))
     main_process = jax.process_index() == 0  # with several processes, only process 0 writes the log
 
-    keys = split_run_key(seed)
-    sampler = BatchSampler(keys["data"], len(train_data), batch_size)
-    first = jnp.asarray(train_data[sampler.indices(0)])
+    keys = [split_run_key(s) for s in run_seeds]
+    if stream:
+        data_keys = jnp.stack([k["data"] for k in keys])
+        firsts = [jax.tree_util.tree_map(lambda a: a[0, 0], draw(data_keys[i : i + 1], 0, 1)) for i in range(num_seeds)]
+    else:
+        samplers = [BatchSampler(k["data"], num_examples, batch_size) for k in keys] if sampler is None else [sampler]
+        firsts = [_device_take(train_data, s.indices(0)) for s in samplers]
+    first = firsts[0]
     checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
     if hasattr(model, "check_batch"):
         model.check_batch(checked, name="train_data")
     else:
-        _checks.finite("train_data", checked)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(checked)[0]:
+            _checks.finite("train_data" + jax.tree_util.keystr(path), leaf)
 
     out = pathlib.Path(out_dir) if out_dir is not None else None
     ckpt = log = None
@@ -323,9 +519,14 @@ def fit(
             )
 
     if init_params is not None:
-        _check_like("init_params", init_params, jax.eval_shape(model.init, keys["init"], first))
-    params = model.init(keys["init"], first) if init_params is None else init_params
-    state = TrainState.create(params, optimizer, keys["train"], ema=ema_decay is not None)
+        _check_like("init_params", init_params, jax.eval_shape(model.init, keys[0]["init"], first))
+    states = [
+        TrainState.create(model.init(k["init"], f) if init_params is None else init_params, optimizer, k["train"],
+                          ema=ema_decay is not None)
+        for k, f in zip(keys, firsts)
+    ]
+    state = _stack(states) if multi else states[0]
+    del states
     resumed_from = None
     if ckpt is not None:
         try:
@@ -336,7 +537,7 @@ def fit(
             raise
     if ckpt is not None and resume:
         if restored is not None:
-            state, resumed_from = restored, int(restored.step)
+            state, resumed_from = restored, state_step(restored)
             if log is not None:
                 log.truncate_after(resumed_from)
         elif log is not None and log.path.exists():
@@ -347,76 +548,110 @@ def fit(
         state = _sharding.replicate(state, mesh)
 
     skip = on_nonfinite == "skip"
-    if hasattr(train_model, "make_train_step"):  # models with their own update rule (e.g. two-player GANs)
-        step_fn = train_model.make_train_step(optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip)
-    else:
-        loss_fn = with_transform(train_model.loss, transform)
-        step_fn = make_train_step(loss_fn, optimizer, ema_decay=ema_decay, skip_nonfinite=skip, jit=False)
+    step_fn = make_step(train_model, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip)
+    if multi:  # one step of every seed: batches (S, b, ...) against stacked states
+        step_fn = jax.vmap(step_fn)
     if mesh is not None:
-        multi = _sharding.make_sharded_multi_step(step_fn, mesh)
-        if data_on_device:  # a full copy per device; each dispatch gathers a stack split along the batch
+        multi_step = _sharding.make_sharded_multi_step(step_fn, mesh)
+        if stream:
+            pass
+        elif data_on_device:  # a full copy per device; each dispatch gathers a stack split along the batch
             device_data = _sharding.replicate(train_data, mesh)
             take_sharded = _sharding.make_sharded_gather(mesh)
             gather = lambda idx: take_sharded(device_data, idx)
         else:
-            gather = lambda idx: _sharding.shard_batch(train_data[idx], mesh, stacked=True)
+            gather = lambda idx: _sharding.shard_batch(_host_take(train_data, idx), mesh, stacked=True)
     else:
-        multi = make_multi_step(step_fn)
-        if data_on_device:
-            device_data = jnp.asarray(train_data)  # passed as an argument, never baked in as a constant
-            take = jax.jit(lambda data, idx: jnp.take(data, idx, axis=0))
+        multi_step = make_multi_step(step_fn)
+        if stream:
+            pass
+        elif data_on_device:
+            device_data = jax.tree_util.tree_map(jnp.asarray, train_data)  # an argument, never baked in as a constant
+            take = jax.jit(lambda data, idx: jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data))
             gather = lambda idx: take(device_data, idx)
         else:
-            gather = lambda idx: jnp.asarray(train_data[idx])
+            gather = lambda idx: _device_take(train_data, idx)
 
-    start = int(state.step)
+    start = state_step(state)
     history = log.read() if log is not None else []
+    # per-seed counters of non-finite steps, carried over a resume from the last train records
+    count_name = {"skip": "skipped_updates", "continue": "nonfinite_steps"}.get(on_nonfinite)
+    counts = np.zeros(num_seeds, np.int64)
+    if count_name is not None:
+        for r in history:
+            if r.get("kind") == "train" and count_name in r:
+                counts[int(r.get("seed", 0))] = int(r[count_name])
     if start >= num_steps:
-        return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start)
+        _write_curves(out, history, main_process)
+        return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start,
+                         num_seeds if multi else None, _diverged(state, counts, on_nonfinite, multi))
 
     stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
     bar = _progress(progress and main_process, start, num_steps)
     window: list[dict] = []
-    skipped = 0
     step = start
+
+    def indices(at: int, count: int) -> np.ndarray:
+        if not multi:
+            return samplers[0].indices_for(at, count)
+        return np.stack([s.indices_for(at, count) for s in samplers], axis=1)  # (K, S, b)
+
+    def batches_for(at: int, count: int):
+        if not stream:
+            return gather(indices(at, count))
+        b = draw(data_keys, at, count)  # (K, S, b, ...)
+        if not multi:
+            b = jax.tree_util.tree_map(lambda a: a[:, 0], b)
+        return _sharding.shard_batch(b, mesh, stacked=True) if mesh is not None else b
+
     try:
         for stop in stops:
             count = stop - step
-            batches = gather(sampler.indices_for(step, count))
-            state, metrics = multi(state, batches)
+            batches = batches_for(step, count)
+            state, metrics = multi_step(state, batches)
             metrics = _to_host(metrics)
+            if not multi:  # one column per seed: (K, S)
+                metrics = {k: v[:, None] for k, v in metrics.items()}
             finite = metrics.pop("finite")
             if not finite.all():
-                bad = int(np.argmin(finite))
                 if on_nonfinite == "raise":
-                    names = [k for k, v in metrics.items() if not np.isfinite(v[bad])]
+                    bad_step, bad_seed = (int(i) for i in np.argwhere(~finite)[0])
+                    names = [k for k, v in metrics.items() if not np.isfinite(v[bad_step, bad_seed])]
                     last = ckpt.steps()[-1] if ckpt is not None and ckpt.steps() else None
+                    where = f"step {step + bad_step}" + (f" of seed {bad_seed}" if multi else "")
                     raise NonFiniteError(
-                        f"non-finite value at step {step + bad}: {', '.join(names) or 'gradients'} "
-                        f"= {[_jsonable(metrics[k][bad]) for k in names]}; "
+                        f"non-finite value at {where}: {', '.join(names) or 'gradients'} "
+                        f"= {[_jsonable(metrics[k][bad_step, bad_seed]) for k in names]}; "
                         + (f"last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint was written")
                     )
-                skipped += int((~finite).sum())
+                counts += (~finite).sum(axis=0)
             window.append(metrics)
             step = stop
+            if on_chunk is not None:
+                on_chunk(step, {"finite": finite if multi else finite[:, 0],
+                                **{k: (v if multi else v[:, 0]) for k, v in metrics.items()}})
             if bar is not None:
                 bar.update(count)
-                bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}")
+                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][-1])):.4g}")
             records = []
             if step % log_every == 0 or step == num_steps:
                 merged = {k: np.concatenate([w[k] for w in window]) for k in window[0]}
-                rec = {"step": step, "kind": "train"}
-                rec.update({k: _jsonable(np.mean(v)) for k, v in merged.items()})
-                if on_nonfinite == "skip":
-                    rec["skipped_updates"] = skipped
-                records.append(rec)
+                for i in range(num_seeds):
+                    rec = {"step": step, "kind": "train", **({"seed": i} if multi else {})}
+                    rec.update({k: _jsonable(np.mean(v[:, i])) for k, v in merged.items()})
+                    if count_name is not None:
+                        rec[count_name] = int(counts[i])
+                    records.append(rec)
                 window = []
             if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
-                eval_params = state.ema_params if state.ema_params is not None else state.params
+                all_params = state.ema_params if state.ema_params is not None else state.params
                 if mesh is not None:
-                    eval_params = jax.tree_util.tree_map(jnp.asarray, _sharding.to_local(eval_params))
-                ev = eval_fn(eval_params, jax.random.fold_in(keys["eval"], step))
-                records.append({"step": step, "kind": "eval", **{k: _jsonable(v) for k, v in ev.items()}})
+                    all_params = jax.tree_util.tree_map(jnp.asarray, _sharding.to_local(all_params))
+                for i in range(num_seeds):
+                    eval_params = jax.tree_util.tree_map(lambda a: a[i], all_params) if multi else all_params
+                    ev = eval_fn(eval_params, jax.random.fold_in(keys[i]["eval"], step))
+                    records.append({"step": step, "kind": "eval", **({"seed": i} if multi else {}),
+                                    **{k: _jsonable(v) for k, v in ev.items()}})
             history.extend(records)
             if log is not None:
                 log.append(records)
@@ -427,7 +662,35 @@ def fit(
             bar.close()
         if ckpt is not None:
             ckpt.close()
-    return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start)
+    _write_curves(out, history, main_process)
+    return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start,
+                     num_seeds if multi else None, _diverged(state, counts, on_nonfinite, multi))
+
+
+def _diverged(state, counts, on_nonfinite, multi):
+    """Per seed: a non-finite update was applied, or the final parameters are not finite."""
+    n = len(counts)
+    ok = np.ones(n, bool)
+    for a in jax.tree_util.tree_leaves(_sharding.to_local(state.params)):
+        ok &= np.isfinite(a.reshape(n, -1)).all(axis=1)
+    bad = ~ok | ((counts > 0) if on_nonfinite == "continue" else False)
+    return bad if multi else bool(bad[0])
+
+
+#: The file ``fit`` draws its curves to in ``out_dir`` (redrawn by ``genjax plot RUN``).
+CURVES_FILE = "curves.png"
+
+
+def _write_curves(out, history, main_process) -> None:
+    """``out/curves.png`` from the run's records; a failure to draw warns and never loses the run."""
+    if out is None or not main_process or not history:
+        return
+    from genjax import viz
+
+    try:
+        viz.save_curves(out / CURVES_FILE, history)
+    except Exception as e:  # the run is trained and checkpointed; a picture must not fail it
+        warnings.warn(f"could not draw {out / CURVES_FILE}: {type(e).__name__}: {e}", stacklevel=3)
 
 
 def _progress(enabled: bool, start: int, total: int):
@@ -438,10 +701,12 @@ def _progress(enabled: bool, start: int, total: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
 
 
-def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimizer=None, ema: bool | None = None):
+def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimizer=None, ema: bool | None = None,
+                   seeds: int | None = None):
     """The newest checkpoint's ``TrainState`` of a run directory, for sampling / evaluation.
 
-    Needs the model (to build the structure to restore into) and an example batch.
+    Needs the model (to build the structure to restore into) and an example batch; a run
+    trained with ``seeds=S`` needs ``seeds=S`` (the state is the stacked one).
     """
     out = pathlib.Path(out_dir)
     ckpt = Checkpointer(out / "checkpoints")
@@ -451,6 +716,8 @@ def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimize
         params = model.init(jax.random.PRNGKey(0), example_batch)
         tx = optimizer if optimizer is not None else optax.adam(1e-3)
         like = TrainState.create(params, tx, jax.random.PRNGKey(0), ema=bool(ema))
+        if seeds is not None:
+            like = _stack([like] * _checks.positive_int("seeds", seeds))
         return ckpt.restore_latest(like)
     finally:
         ckpt.close()

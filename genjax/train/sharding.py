@@ -169,7 +169,8 @@ def make_sharded_multi_step(step: StepFn, mesh: Mesh, *, donate: bool = True) ->
 def make_sharded_gather(mesh: Mesh) -> Callable[[jax.Array, np.ndarray], jax.Array]:
     """``gather(data, idx)``: rows ``idx`` (``(K, b)`` host indices) of the replicated
     ``data``, returned as a ``(K, b, ...)`` stack split along ``b``."""
-    take = jax.jit(lambda data, idx: data[idx], out_shardings=batch_sharding(mesh, stacked=True))
+    take = jax.jit(lambda data, idx: jax.tree_util.tree_map(lambda a: a[idx], data),
+                   out_shardings=batch_sharding(mesh, stacked=True))
     rep = replicated(mesh)
     take = _under_mesh(take, mesh)
     return lambda data, idx: take(data, put_global(np.asarray(idx), rep))

@@ -47,3 +47,9 @@ def raw_key(key: Any) -> jax.Array:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
     return key
+
+
+def state_step(state) -> int:
+    """``state.step`` as an int; for the stacked state of several seeds (every seed at the same step) its first entry."""
+    step = jax.device_get(state.step)
+    return int(step.reshape(-1)[0]) if getattr(step, "ndim", 0) else int(step)

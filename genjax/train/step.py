@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import optax
 
 from genjax._xla import LOOPS, check_loop, has_convolution, python_loop_is_faster  # noqa: F401  (LOOPS, has_convolution: re-exported)
 from genjax.train.state import TrainState
-from genjax.types import Batch, LossFn, Metrics, PRNGKeyArray
+from genjax.types import Batch, LossFn, Metrics, Params, PRNGKeyArray
 
 StepFn = Callable[[TrainState, Batch], "tuple[TrainState, Metrics]"]
 Transform = Callable[[PRNGKeyArray, Batch], Batch]
@@ -31,6 +31,72 @@ def with_transform(loss_fn: LossFn, transform: Transform | None) -> LossFn:
     return wrapped
 
 
+def keep_if(ok: jax.Array, new, old):
+    """``new`` where the scalar ``ok`` holds, else ``old`` (leaf by leaf)."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+class Update(NamedTuple):
+    """What :func:`apply_update` returns: the new parameters, optimizer state and EMA
+    (``None`` without one), the loss, the loss function's metrics, the global gradient
+    norm and ``finite``."""
+
+    params: Params
+    opt_state: optax.OptState
+    ema: Params | None
+    loss: jax.Array
+    metrics: Metrics
+    grad_norm: jax.Array
+    finite: jax.Array
+
+
+def apply_update(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    params: Params,
+    opt_state: optax.OptState,
+    key: PRNGKeyArray,
+    batch: Batch,
+    *,
+    skip_nonfinite: bool = False,
+    project: Callable[[Params], Params] | None = None,
+    ema: Params | None = None,
+    ema_decay: float | None = None,
+) -> Update:
+    """One optimizer update of ``params``: the update every train step is made of.
+
+    Gradient of ``loss_fn(params, key, batch) -> (loss, metrics)``, its global norm,
+    ``finite`` (loss and norm are finite), the optax update, then ``project`` (e.g. WGAN
+    weight clipping) on the new parameters, then (given ``ema`` and ``ema_decay``) the
+    EMA ``decay * ema + (1 - decay) * params``. With ``skip_nonfinite`` a non-finite
+    update is dropped: the old ``params``, ``opt_state`` and ``ema`` are returned.
+    """
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, batch)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    if project is not None:
+        new_params = project(new_params)
+    new_ema = ema
+    if ema is not None and ema_decay is not None:
+        new_ema = ema_update(ema, new_params, ema_decay, finite=finite if skip_nonfinite else None)
+    if skip_nonfinite:
+        new_params, new_opt = keep_if(finite, new_params, params), keep_if(finite, new_opt, opt_state)
+    return Update(new_params, new_opt, new_ema, loss, metrics, grad_norm, finite)
+
+
+def ema_update(ema: Params, params: Params, decay: float, *, finite: jax.Array | None = None) -> Params:
+    """``decay * ema + (1 - decay) * params``; kept as ``ema`` where ``finite`` is False."""
+    new = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    return new if finite is None else keep_if(finite, new, ema)
+
+
+def check_ema_decay(ema_decay) -> None:
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+
+
 def make_train_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
@@ -45,7 +111,9 @@ def make_train_step(
     ``grad_norm`` and ``finite`` (False when the loss or any gradient is NaN/Inf).
     With ``skip_nonfinite`` such an update is dropped (params, optimizer state and
     EMA stay as they were; the step counter still advances). With ``jit`` the step
-    is ``jax.jit``-compiled with the state donated.
+    is ``jax.jit``-compiled with the state donated. The update itself is
+    :func:`apply_update`, shared with the two-player step
+    (:func:`genjax.train.adversarial.make_adversarial_step`).
 
     Args:
       loss_fn: ``(params, key, batch) -> (scalar loss, metrics)``.
@@ -54,26 +122,14 @@ def make_train_step(
       skip_nonfinite: drop non-finite updates instead of applying them.
       jit: compile the step.
     """
-    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+    check_ema_decay(ema_decay)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(state.key, state.step)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key, batch)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema = state.ema_params
-        if ema_decay is not None and ema is not None:
-            ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
-        if skip_nonfinite:
-            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-            params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
-            if ema is not None:
-                ema = keep(ema, state.ema_params)
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
-        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite}
+        u = apply_update(loss_fn, tx, state.params, state.opt_state, key, batch, skip_nonfinite=skip_nonfinite,
+                         ema=state.ema_params, ema_decay=ema_decay)
+        new_state = state.replace(step=state.step + 1, params=u.params, opt_state=u.opt_state, ema_params=u.ema)
+        metrics = {**u.metrics, "loss": u.loss, "grad_norm": u.grad_norm, "finite": u.finite}
         return new_state, metrics
 
     return jax.jit(step, donate_argnums=0) if jit else step

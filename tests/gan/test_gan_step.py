@@ -13,7 +13,7 @@ import pytest
 import genjax.data
 import genjax.gan as gan
 import genjax.train
-from genjax.train import TrainState
+from genjax.train import TrainState, make_adversarial_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
@@ -42,7 +42,7 @@ def test_no_retrace_and_n_critic_updates_per_generator_update(key, rng):
     params = model.init(key, _x(rng))
     state = TrainState.create(params, tx, key)
     chex.clear_trace_counter()
-    step = jax.jit(chex.assert_max_traces(model.make_train_step(tx), n=1))
+    step = jax.jit(chex.assert_max_traces(make_adversarial_step(model, tx), n=1))
     for _ in range(3):
         state, metrics = step(state, _x(rng))  # new data, same shapes: no retrace
     assert int(state.step) == 3
@@ -68,7 +68,7 @@ def test_critic_updates_compile_without_a_loop(key, rng, n_critic):
     batch = jnp.asarray(rng.uniform(-1, 1, (4, 28, 28, 1)), jnp.float32)
     params = model.init(key, batch)
     state = TrainState.create(params, tx, key)
-    step = model.make_train_step(tx)
+    step = make_adversarial_step(model, tx)
     hlo = jax.jit(step).lower(state, batch).compile().as_text()
     loops = [line for line in hlo.splitlines() if " while(" in line]
     assert all("threefry" in line or "_uniform" in line for line in loops), loops
@@ -92,7 +92,7 @@ def test_wgan_clipping_keeps_critic_weights_in_range(key, rng):
     tx = gan.GANOptimizer(generator=optax.sgd(0.1), discriminator=optax.sgd(1.0))
     params = model.init(key, _x(rng))
     assert max(np.abs(p).max() for p in _leaves(params["discriminator"])) > c  # init exceeds c
-    state, _ = jax.jit(model.make_train_step(tx))(TrainState.create(params, tx, key), _x(rng))
+    state, _ = jax.jit(make_adversarial_step(model, tx))(TrainState.create(params, tx, key), _x(rng))
     d = _leaves(state.params["discriminator"])
     assert max(np.abs(p).max() for p in d) == pytest.approx(c, rel=1e-6)  # within, and active
     assert all(np.all(np.abs(p) <= c) for p in d)
@@ -102,7 +102,7 @@ def test_split_critic_batch(key, rng):
     model = tiny_gan(loss_kind="hinge", n_critic=2, split_critic_batch=True)
     tx = gan.gan_adam(1e-3)
     state = TrainState.create(model.init(key, _x(rng)), tx, key)
-    step = model.make_train_step(tx)
+    step = make_adversarial_step(model, tx)
     with pytest.raises(ValueError, match="batch size 5 is not divisible by n_critic=2"):
         jax.eval_shape(step, state, _x(rng, 5))
     out, metrics = jax.eval_shape(step, state, _x(rng, 6))
@@ -113,7 +113,7 @@ def test_ema_and_skip_nonfinite(key, rng):
     model = tiny_gan()
     tx = gan.gan_adam(1e-2)
     params = model.init(key, _x(rng))
-    step = jax.jit(model.make_train_step(tx, ema_decay=0.25, skip_nonfinite=True))
+    step = jax.jit(make_adversarial_step(model, tx, ema_decay=0.25, skip_nonfinite=True))
     state, metrics = step(TrainState.create(params, tx, key, ema=True), _x(rng))
     assert bool(metrics["finite"])
     chex.assert_trees_all_close(
@@ -173,7 +173,44 @@ def test_stylegan_step_is_finite_and_trains_both_players(key):
     x = jnp.asarray(np.linspace(-0.9, 0.9, 2 * 64).reshape(2, 8, 8, 1), jnp.float32)
     params = jax.jit(model.init)(key, x)
     tx = gan.gan_adam(1e-3)
-    state, metrics = jax.jit(model.make_train_step(tx))(TrainState.create(params, tx, key), x)
+    state, metrics = jax.jit(make_adversarial_step(model, tx))(TrainState.create(params, tx, key), x)
     assert bool(metrics["finite"]) and np.isfinite(float(metrics["r1"]))
     assert _changed(state.params["generator"], params["generator"])
     assert _changed(state.params["discriminator"], params["discriminator"])
+
+
+class ProtocolOnly:
+    """A two-player model that is only the AdversarialModel protocol (no make_train_step):
+    ``fit`` trains it with genjax.train's adversarial step."""
+
+    def __init__(self, gan_model):
+        self.gan = gan_model
+        self.log_prob_kind = "none"
+        self.n_critic = gan_model.n_critic
+
+    def init(self, key, batch):
+        return self.gan.init(key, batch)
+
+    def d_loss(self, params, key, batch):
+        return self.gan.d_loss(params, key, batch)
+
+    def g_loss(self, params, key, batch):
+        return self.gan.g_loss(params, key, batch)
+
+    def sample(self, params, key, num):
+        return self.gan.sample(params, key, num)
+
+
+def test_fit_trains_a_protocol_only_adversarial_model_like_the_gan(rng):
+    model = tiny_gan(loss_kind="wgan_gp", n_critic=2)
+    x = np.asarray(rng.uniform(-0.9, 0.9, (32, 2)), np.float32)
+    kw = dict(num_steps=3, batch_size=8, optimizer=gan.gan_adam(1e-2), seed=4, steps_per_dispatch=3, log_every=3,
+              checkpoint_every=None, ema_decay=0.5, progress=False)
+    assert genjax.train.is_adversarial(ProtocolOnly(model)) and not hasattr(ProtocolOnly(model), "make_train_step")
+    a = genjax.train.fit(ProtocolOnly(model), x, **kw)
+    b = genjax.train.fit(model, x, **kw)
+    for u, v in zip(_leaves(a.state), _leaves(b.state)):
+        np.testing.assert_array_equal(u, v)
+    assert a.history[0]["d_updates"] == 2
+    with pytest.raises(ValueError, match="one optimizer per player"):
+        genjax.train.fit(ProtocolOnly(model), x, **dict(kw, optimizer=optax.adam(1e-3)))

@@ -269,3 +269,68 @@ def test_read_only_data_dir_caches_in_the_user_cache(trained, tmp_path, monkeypa
     assert not data_dir.exists()
     F.get_classifier("digits", data_dir=data_dir, progress=False, **TINY)
     assert len(calls) == 1  # found in the fallback cache
+
+
+# --------------------------------------------------------------------------- trained through fit
+def _pre_fit_training(name: str, seed: int, config: dict):
+    """The classifier's own training loop as it was before it ran through ``genjax.train.fit``
+    (a ``lax.scan`` of Adam steps over host-drawn epoch permutations and ``split(aug_key,
+    steps)``): the weights every published FID was computed with."""
+    import math
+
+    import optax
+
+    from genjax.data import images as _images
+
+    train = _images.load_image_dataset(name, "train")
+    module, input_shape = F._build(name, config)
+    steps, bs = config["steps"], config["batch_size"]
+    init_key, aug_key = jax.random.split(jax.random.PRNGKey(seed))
+    params = module.init(init_key, jnp.zeros((1, *input_shape), jnp.float32))
+    tx = optax.adam(optax.cosine_decay_schedule(config["learning_rate"], steps))
+    opt_state = tx.init(params)
+
+    def step(carry, inp):
+        params, opt_state, x_all, y_all = carry
+        idx, key = inp
+        x = F._shift_images(key, x_all[idx], config["shift"])
+
+        def loss_fn(p):
+            logits, _ = module.apply(p, x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits=logits, labels=y_all[idx]).mean()
+
+        grads = jax.grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, x_all, y_all), None
+
+    run = jax.jit(lambda p, o, x, y, idx, keys: jax.lax.scan(step, (p, o, x, y), (idx, keys))[0][:2])
+    rng = np.random.default_rng(seed)
+    n = len(train)
+    per_epoch = n // bs
+    idx_all = np.concatenate([rng.permutation(n)[: per_epoch * bs].reshape(per_epoch, bs)
+                              for _ in range(math.ceil(steps / per_epoch))])[:steps].astype(np.int32)
+    keys_all = jax.random.split(aug_key, steps)
+    x_all, y_all = jnp.asarray(train.x), jnp.asarray(train.y)
+    for done in range(0, steps, 100):
+        k = min(100, steps - done)
+        params, opt_state = run(params, opt_state, x_all, y_all, jnp.asarray(idx_all[done:done + k]), keys_all[done:done + k])
+    return params
+
+
+def test_split_keys_are_fold_in_keys():
+    """``fit``'s step key ``fold_in(key, s)`` is ``split(key, n)[s]``, the key the classifier's
+    own loop drew (threefry's partitionable split): what keeps its weights unchanged."""
+    key = jax.random.PRNGKey(3)
+    keys = jax.random.split(key, 257)
+    for s in (0, 1, 100, 256):
+        np.testing.assert_array_equal(keys[s], jax.random.fold_in(key, s))
+
+
+def test_classifier_trained_by_fit_has_the_weights_of_its_own_loop():
+    config = F.classifier_config("digits", **dict(TINY, steps=150))  # two chunks: 100 + 50
+    new = F.train_classifier("digits", seed=1, progress=False, **dict(TINY, steps=150))
+    ref = _pre_fit_training("digits", 1, config)
+    new_leaves, ref_leaves = jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(ref)
+    assert len(new_leaves) == len(ref_leaves)
+    for a, b in zip(new_leaves, ref_leaves):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
