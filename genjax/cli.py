@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     pl = sub.add_parser("plot", help="draw a run's curves (loss, gradient norm, evaluation metrics) from its metrics.jsonl")
-    pl.add_argument("run_dir")
-    pl.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
+    pl.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `genjax train` (holds metrics.jsonl)")
+    pl.add_argument("--out", default=None, metavar="PNG", help="output PNG (default: RUN_DIR/curves.png)")
 
     sub.add_parser("list", help="list models and data sets")
     return parser
