@@ -9,7 +9,7 @@ made, in the same form::
                  program="experiments/flows_toy2d.py", argv=argv)
 
 The file gets the payload's keys and one more, ``"run"`` (see :func:`run_info`): the
-command line, a UTC timestamp, the git commit (and whether tracked files had uncommitted
+command line and the ``GENJAX_*`` / ``JAX_*`` / ``XLA_*`` environment variables, a UTC timestamp, the git commit (and whether tracked files had uncommitted
 changes) when the run started (when this module was first imported), machine, OS, CPU model and count, the JAX backend and device kind, and the
 versions of Python and the libraries the figures depend on. The write is atomic: the
 JSON is serialised first (an unserialisable payload raises before anything is
@@ -33,6 +33,9 @@ from typing import Any, Mapping, Sequence
 
 #: distributions whose versions every result records (``None`` when not installed)
 VERSIONED = ("genjax", "jax", "jaxlib", "flax", "optax", "distrax", "chex", "orbax-checkpoint", "numpy", "torch")
+
+#: environment variables that change what a run does (data folder, XLA/JAX options), recorded with it
+ENV_PREFIXES = ("GENJAX_", "JAX_", "XLA_")
 
 #: the key :func:`write_result` adds to the payload
 RUN_KEY = "run"
@@ -128,6 +131,7 @@ def run_info(*, program: str | None = None, argv: Sequence[str] | None = None) -
         load = None
     return {
         "command": command_line(program, argv),
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git": _GIT_AT_IMPORT,
         "machine": platform.machine(),

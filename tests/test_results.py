@@ -15,7 +15,9 @@ import pytest
 from genjax import results
 
 
-def test_write_result_records_the_run(tmp_path):
+def test_write_result_records_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENJAX_DATA_DIR", "/data/here")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
     path = tmp_path / "sub" / "r.json"
     out = results.write_result(path, {"kl_nats": 0.01, "config": {"steps": 3}},
                                program="experiments/x.py", argv=["--steps", "3", "a b"])
@@ -25,6 +27,7 @@ def test_write_result_records_the_run(tmp_path):
     assert saved["kl_nats"] == 0.01 and saved["config"] == {"steps": 3}
     run = saved["run"]
     assert run["command"] == "python experiments/x.py --steps 3 'a b'"
+    assert run["environment"]["GENJAX_DATA_DIR"] == "/data/here" and "UNRELATED_SECRET" not in run["environment"]
     assert run["machine"] == platform.machine() and run["cpu_count"] == os.cpu_count()
     assert run["backend"] == jax.default_backend() and run["device_kind"] == jax.devices()[0].device_kind
     assert run["device_count"] == jax.device_count() and run["python"] == platform.python_version()
