@@ -38,14 +38,19 @@ JSON is ``diffusion_toy2d_partial``)::
     mkdir -p experiments/logs
     nohup nice python experiments/diffusion_toy2d.py > experiments/logs/diffusion_toy2d.log 2>&1 &
 
-Cost: 29 min wall for the six runs on the shared, heavily loaded 2-core CPU (load ~10-19;
-70-260 s of training per model, 1-5 min of evaluation + sampling each). The figures below
-are a re-evaluation from the final checkpoints (103 s on a quieter machine) after
-``ode_log_prob`` moved to a geometric time grid; the JSON's ``wall_time_s`` is that run's.
+Cost: 33 min wall for the six runs from scratch on the shared, heavily loaded 2-core CPU
+(load 15-24; 50-250 s of training per model, 1-6.5 min of evaluation + sampling each). The
+committed JSON is that one run of the command above (2026-12-06; its ``run`` key records
+the commit, machine and versions); the figures agree to 1e-6 with the earlier
+re-evaluation from the final checkpoints after ``ode_log_prob`` moved to a geometric time
+grid (2026-11-26).
 
-Figures reached (KL nats +- MC standard error, this config, seed 0, 2026-11-26, CPU):
+Figures reached (KL nats +- MC standard error, this config, seed 0, CPU). The last column
+is not this experiment's: it is the best flow's KL on the same densities from
+``experiments/results/flows_toy2d.json`` (issue 3), which a run prints beside its own at
+the end (it is not copied into this JSON):
 
-    density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (issue 3)
+    density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (flows_toy2d)
     8gaussians     0.059 +- 0.007    0.056 +- 0.007     0.413 +- 0.036     0.0050
     checkerboard   0.176 +- 0.010    0.184 +- 0.010     0.483 +- 0.049     0.0175
     rings          0.898 +- 0.017    0.887 +- 0.017     1.128 +- 0.050     0.0124
