@@ -9,7 +9,8 @@ rings} and each flow in {realnvp, maf, nsf}, train on 200k samples from the dens
 on 20k fresh test samples, with ``log p`` in closed form
 (``genjax.data.synthetic.exact_log_prob``): ``ToyDensity.log_prob`` for 8gaussians and
 checkerboard; for rings ``synthetic.rings_log_prob``, derived from how
-``synthetic._rings_sample`` draws (ring k uniformly, angle theta ~ U[0, 2 pi), signed radius r = R_k + sigma * eps, point r (cos theta, sin theta)):
+``synthetic._rings_sample`` draws (ring k uniformly, angle theta ~ U[0, 2 pi), signed
+radius r = R_k + sigma * eps, point r (cos theta, sin theta)):
 the polar radius |r| has density (1/K) sum_k [N(rho; R_k, sigma) + N(-rho; R_k, sigma)]
 (the second term is a negative r flipped through the origin) and the polar angle is
 uniform and independent, so p(x) = f(rho) / (2 pi rho) exactly. The reported KL is a
