@@ -18,8 +18,9 @@ Monte-Carlo estimate (standard error also reported). Goal (issue 3): <= 0.02 nat
 the best flow on each density.
 
 Command (21 min wall on the shared 2-core CPU at load 7-15, 2026-12-06: 1.2-2 min per
-realnvp/maf run, 3.4-3.9 min per nsf run, 20 min of training in all; writes ``experiments/results/flows_toy2d.json``
-with ``genjax.results.write_result`` after every finished run, and PNGs under ``--workdir``,
+realnvp/maf run, 3.4-3.9 min per nsf run, 20 min of training in all; writes
+``experiments/results/flows_toy2d.json`` with ``genjax.results.write_result`` after every
+finished run, and PNGs under ``--workdir``,
 default ``experiments/checkpoints/flows_toy2d/``, gitignored; each finished (density,
 flow) is also kept there as ``<density>_<flow>.result.json`` with its config, so the same
 command re-run after an interruption trains only what is missing)::
