@@ -10,11 +10,8 @@ over ``n`` dispatches). Compilation happens in a warm-up call before any timing.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
-import platform
 import statistics
-import sys
 import time
 from typing import Any, Callable
 
@@ -170,39 +167,18 @@ def ratio(num: float | None, den: float | None) -> float | None:
 
 
 # ---------------------------------------------------------------------- environment
-def _version(mod: str) -> str | None:
+def environment(*, quick: bool) -> dict:
+    """What only the benchmarks record: the mode and the load when the run starts.
+
+    The machine, device, versions, command and date come from ``genjax.results.run_info``
+    under the JSON's ``run`` key (the one writer of results); ``matmul_peak`` is added by
+    ``benchmarks.run``.
+    """
     try:
-        from importlib import metadata
-
-        return metadata.version(mod)
-    except Exception:  # not installed
-        return None
-
-
-def environment(*, quick: bool, argv: list[str]) -> dict:
-    """Device, library versions, CPU count, date: the context every figure needs."""
-    dev = jax.devices()[0]
-    try:
-        load = os.getloadavg()
+        load = list(os.getloadavg())
     except OSError:
         load = None
-    return {
-        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-        "num_devices": jax.device_count(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average": list(load) if load else None,
-        "python": sys.version.split()[0],
-        "jax": _version("jax"),
-        "jaxlib": _version("jaxlib"),
-        "flax": _version("flax"),
-        "optax": _version("optax"),
-        "torch": _version("torch"),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "quick": quick,
-        "argv": argv,
-    }
+    return {"quick": quick, "load_average": load}
 
 
 # ---------------------------------------------------------------------- table

@@ -3,8 +3,12 @@
     python -m benchmarks.run [--only NAME ...] [--quick] [--out results.json]
 
 Prints one table per entry (with each target from issue 7 and the gap when missed)
-and writes a JSON file with the environment (device, jax/flax/torch versions, CPU
-count, load, date), the matmul peak of this run, and every figure.
+and writes ONE JSON file per run, replacing ``--out`` whole (never merged with an
+earlier file): ``meta`` (quick mode, load average at the start, the matmul peak of this
+run), ``entries`` (every figure) and ``run`` (command, git commit, machine, device, CPU
+count, jax/flax/optax/torch versions, date: ``genjax.results.write_result``). A committed
+result is therefore always the output of one command; to publish entries measured at
+different times, commit one file per run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 
 from benchmarks import common
+from genjax.results import run_info, write_result
 
 ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families", "breakdown")
 
@@ -44,17 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     names = tuple(dict.fromkeys(args.only)) if args.only else ENTRIES
     settings = common.Settings.make(args.quick)
 
-    meta = common.environment(quick=args.quick, argv=argv)
+    meta = common.environment(quick=args.quick)
+    env = run_info(program="-m benchmarks.run", argv=argv)
     peak = common.matmul_peak(settings)
     meta["matmul_peak"] = {"n": peak["n"], "gflops_per_s": peak["flops_per_s"] / 1e9}
-    print(f"genjax benchmarks: {meta['device']} ({meta['processor']}), {meta['cpu_count']} CPUs, load {meta['load_average']}")
-    print(f"jax {meta['jax']}, flax {meta['flax']}, optax {meta['optax']}, torch {meta['torch'] or 'absent'}; {meta['date']}")
+    v = env["versions"]
+    print(f"genjax benchmarks: {env['backend']}:{env['device_kind']} ({env['cpu']}), {env['cpu_count']} CPUs, "
+          f"load {meta['load_average']}")
+    print(f"jax {v['jax']}, flax {v['flax']}, optax {v['optax']}, torch {v['torch'] or 'absent'}; {env['timestamp_utc']}")
     print(f"matmul peak ({peak['n']}x{peak['n']} float32 jnp.dot): {peak['flops_per_s'] / 1e9:.1f} GFLOP/s")
     if args.quick:
         print("--quick: tiny repeats and sizes; the figures below only show that it runs")
     load = meta["load_average"]
-    if load and meta["cpu_count"] and load[0] > meta["cpu_count"]:
-        print(f"warning: load average {load[0]:.1f} > {meta['cpu_count']} CPUs: timings are not meaningful")
+    if load and env["cpu_count"] and load[0] > env["cpu_count"]:
+        print(f"warning: load average {load[0]:.1f} > {env['cpu_count']} CPUs: timings are not meaningful")
 
     results = {}
     for name in names:
@@ -68,10 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({out['wall_s']:.0f} s)")
 
     path = pathlib.Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "entries": results}, indent=1, default=float) + "\n")
-    tmp.replace(path)
+    # this run's figures only; a file already at --out is replaced whole, never merged
+    write_result(path, json.loads(json.dumps({"meta": meta, "entries": results}, default=float)),
+                 program="-m benchmarks.run", argv=argv)
     print(f"\nwrote {path}")
     return 0
 

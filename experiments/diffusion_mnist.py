@@ -105,9 +105,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -116,18 +114,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from genjax import viz
+from genjax.data.images import load_digits, load_mnist
+from genjax.data.pipeline import uniform_dequantize
+from genjax.diffusion import likelihood as lik
+from genjax.diffusion import models as dif
+from genjax.metrics import features, sample_quality
+from genjax.metrics.likelihood import bits_per_dim
+from genjax.registry.diffusion import trajectory_strip
+from genjax.results import write_result
+from genjax.train import fit
 
-from genjax import viz  # noqa: E402
-from genjax.data.images import load_digits, load_mnist  # noqa: E402
-from genjax.data.pipeline import uniform_dequantize  # noqa: E402
-from genjax.diffusion import likelihood as lik  # noqa: E402
-from genjax.diffusion import models as dif  # noqa: E402
-from genjax.metrics import features, sample_quality  # noqa: E402
-from genjax.metrics.likelihood import bits_per_dim  # noqa: E402
-from genjax.registry.diffusion import trajectory_strip  # noqa: E402
-from genjax.train import fit  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 DATASETS = ("digits", "mnist", "mnist_gpu")
 ANCHORS_BITS_PER_DIM = {"ddpm_cifar10": 3.75, "score_sde_cifar10": 2.99}
@@ -358,10 +356,6 @@ def main(argv=None) -> dict:
     out = {
         "experiment": name,
         "script": "experiments/diffusion_mnist.py",
-        "command": (("GENJAX_DATA_DIR=/work/shared/data " if dataset == "mnist" else "")
-                    + f"python experiments/diffusion_mnist.py --data {args.data}" + (" --smoke" if args.smoke else "")
-                    + "".join(f" --{k} {v}" for k, v in (("steps", args.steps), ("eval-examples", args.eval_examples),
-                                                         ("quality-samples", args.quality_samples)) if v is not None)),
         "config": config,
         "overrides": overrides,
         "trained_steps": int(res.state.step),
@@ -397,13 +391,10 @@ def main(argv=None) -> dict:
         "train_seconds_per_step": sec_per_step,
         "resumed_from_step": res.resumed_from,
         "eval_wall_time_s": {"vlb": round(vlb_time, 1), "ode": round(ode_time, 1), "quality": round(quality_time, 1)},
-        "platform": f"{platform.machine()} {jax.default_backend()} jax {jax.__version__}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
         "workdir": str(workdir),
     }
-    rd = pathlib.Path(args.results_dir)
-    rd.mkdir(parents=True, exist_ok=True)
-    (rd / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(pathlib.Path(args.results_dir) / f"{name}.json", out, program="experiments/diffusion_mnist.py",
+                 argv=sys.argv[1:] if argv is None else argv)
     print(json.dumps({k: out[k] for k in ("test_bits_per_dim_vlb", "test_bits_per_dim_ode", "train_wall_time_s")}))
     return out
 

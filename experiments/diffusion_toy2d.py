@@ -15,7 +15,7 @@ Then, on ``test_samples`` fresh test draws,
     KL(p||q) = E_p[log p(x) - log q(x)]
 
 with ``log p`` in closed form (rings: the exact radial form of
-``flows_toy2d.rings_log_prob``) and ``log q`` from
+``genjax.data.synthetic.rings_log_prob``) and ``log q`` from
 
 * ``score_sde``: ``ScoreSDE.log_prob`` -- the probability-flow ODE ESTIMATE, RK4 with
   ``ode_steps`` steps from t = 1e-5 to 1 and the exact trace (2-D). Not a bound: it carries
@@ -39,14 +39,19 @@ JSON is ``diffusion_toy2d_partial``)::
     mkdir -p experiments/logs
     nohup nice python experiments/diffusion_toy2d.py > experiments/logs/diffusion_toy2d.log 2>&1 &
 
-Cost: 29 min wall for the six runs on the shared, heavily loaded 2-core CPU (load ~10-19;
-70-260 s of training per model, 1-5 min of evaluation + sampling each). The figures below
-are a re-evaluation from the final checkpoints (103 s on a quieter machine) after
-``ode_log_prob`` moved to a geometric time grid; the JSON's ``wall_time_s`` is that run's.
+Cost: 33 min wall for the six runs from scratch on the shared, heavily loaded 2-core CPU
+(load 15-24; 50-250 s of training per model, 1-6.5 min of evaluation + sampling each). The
+committed JSON is that one run of the command above (2026-12-06; its ``run`` key records
+the commit, machine and versions); the figures agree to 1e-6 with the earlier
+re-evaluation from the final checkpoints after ``ode_log_prob`` moved to a geometric time
+grid (2026-11-26).
 
-Figures reached (KL nats +- MC standard error, this config, seed 0, 2026-11-26, CPU):
+Figures reached (KL nats +- MC standard error, this config, seed 0, CPU). The last column
+is not this experiment's: it is the best flow's KL on the same densities from
+``experiments/results/flows_toy2d.json`` (issue 3), which a run prints beside its own at
+the end (it is not copied into this JSON):
 
-    density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (issue 3)
+    density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (flows_toy2d)
     8gaussians     0.059 +- 0.007    0.056 +- 0.007     0.413 +- 0.036     0.0050
     checkerboard   0.176 +- 0.010    0.184 +- 0.010     0.483 +- 0.049     0.0175
     rings          0.898 +- 0.017    0.887 +- 0.017     1.128 +- 0.050     0.0124
@@ -75,7 +80,6 @@ import argparse
 import json
 import math
 import pathlib
-import platform
 import sys
 import time
 
@@ -84,23 +88,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax import viz
+from genjax.data import synthetic
+from genjax.diffusion import likelihood as lik
+from genjax.diffusion import models as dif
+from genjax.registry import diffusion as dif_specs
+from genjax.results import write_result
+from genjax.train import fit
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-from genjax import viz  # noqa: E402
-from genjax.data import synthetic  # noqa: E402
-from genjax.diffusion import likelihood as lik  # noqa: E402
-from genjax.diffusion import models as dif  # noqa: E402
-from genjax.registry import diffusion as dif_specs  # noqa: E402
-from genjax.train import fit  # noqa: E402
-
-from flows_toy2d import true_log_prob  # noqa: E402  (closed-form log p, rings included)
+#: where the flows' KLs on the same densities live (shown beside these at the end of a run, not copied)
+FLOWS_RESULT = HERE / "results" / "flows_toy2d.json"
 
 DENSITIES = ("8gaussians", "checkerboard", "rings")
 MODELS = ("ddpm", "score_sde")
-#: NSF's KL (nats) from experiments/results/flows_toy2d.json (issue 3), for comparison
-FLOWS_NSF_KL = {"8gaussians": 0.0050, "checkerboard": 0.0175, "rings": 0.0124}
 
 
 def get_config() -> dict:
@@ -180,7 +181,7 @@ def run_one(density: str, name: str, config: dict, workdir: pathlib.Path, progre
     params = res.state.params
     train_records = [r for r in res.history if r.get("kind", "train") == "train" and "loss" in r]
     t0 = time.perf_counter()
-    log_p = true_log_prob(toy, x_test)
+    log_p = synthetic.exact_log_prob(toy, x_test)
     key = jax.random.PRNGKey(config["seed"] + 17)
     eb = config["eval_batch"]
     out = {"density": density, "model": name, "steps": steps}
@@ -220,7 +221,7 @@ def run_one(density: str, name: str, config: dict, workdir: pathlib.Path, progre
     smp = jax.jit(lambda p, k: model.sample(p, k, n_plot, return_trajectory=True, **sample_kw))
     samples, traj = smp(params, jax.random.PRNGKey(1))
     samples, traj = np.asarray(samples), np.asarray(traj)
-    lp_s = true_log_prob(toy, samples)
+    lp_s = synthetic.exact_log_prob(toy, samples)
     inside = np.isfinite(lp_s)
     out["samples_finite"] = bool(np.all(np.isfinite(samples)))
     out["sampler"] = f"pc ({config['pc_steps']} steps)" if name == "score_sde" else f"ddpm ancestral ({model.num_steps} steps)"
@@ -237,7 +238,6 @@ def run_one(density: str, name: str, config: dict, workdir: pathlib.Path, progre
         train_time_s=round(res.wall_time_s, 1),
         resumed_from_step=res.resumed_from,
         num_params=int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params))),
-        flows_nsf_kl_nats=FLOWS_NSF_KL[density],
     )
     done.write_text(json.dumps(out, indent=2) + "\n")
     return out
@@ -249,16 +249,14 @@ def _summary(results, densities, names, config, t0, workdir, smoke) -> dict:
         rs = [r for r in results if r["density"] == d]
         if rs:
             b = min(rs, key=lambda r: r["kl_nats"])
-            best[d] = {"model": b["model"], "kl_nats": b["kl_nats"], "flows_nsf_kl_nats": FLOWS_NSF_KL[d]}
+            best[d] = {"model": b["model"], "kl_nats": b["kl_nats"]}
     return {
         "experiment": "diffusion_toy2d",
         "script": "experiments/diffusion_toy2d.py",
-        "command": "python experiments/diffusion_toy2d.py" + (" --smoke" if smoke else "")
-                   + (f" --steps {config['steps']}" if config["steps"] != get_config()["steps"] and not smoke else ""),
         "complete": len(results) == len(densities) * len(names),
         "config": config,
         "kl_definition": "KL(p||q) = E_p[log p - log q], mean over test samples, closed-form log p "
-                         "(rings: exact radial closed form, flows_toy2d.rings_log_prob)",
+                         "(genjax.data.synthetic.exact_log_prob; rings: the exact radial form rings_log_prob)",
         "log_q_conventions": {
             "score_sde.kl_nats": "ScoreSDE.log_prob: probability-flow ODE estimate, RK4, exact trace",
             "ddpm.kl_vlb_upper_bound_nats": "DDPM.log_prob = -VLB (one noise draw per step): upper bound on "
@@ -267,12 +265,34 @@ def _summary(results, densities, names, config, t0, workdir, smoke) -> dict:
         },
         "results": results,
         "best": best,
-        "flows_nsf_kl_nats": FLOWS_NSF_KL,
         "wall_time_s": round(time.perf_counter() - t0, 1),
-        "platform": f"{platform.machine()} {jax.default_backend()} jax {jax.__version__}",
-        "date": time.strftime("%Y-%m-%d"),
-        "workdir": str(workdir),
+        "workdir": _shown(workdir),
     }
+
+
+def _shown(path: pathlib.Path) -> str:
+    """``path`` relative to the repository root when inside it (the JSON names no home folders)."""
+    try:
+        return str(path.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
+def flows_comparison(best: dict, path: pathlib.Path = FLOWS_RESULT) -> str:
+    """A table of this run's best KL per density beside the best flow's, read from ``path``.
+
+    Printed at the end of a run, never written into this experiment's JSON (each result
+    file holds only what its own command measured). Says so when ``path`` is missing.
+    """
+    if not path.is_file():
+        return f"(no flows result at {_shown(path)}: run python experiments/flows_toy2d.py to compare)"
+    flows_best = json.loads(path.read_text()).get("best", {})
+    lines = [f"best KL (nats): diffusion (this run) vs flows (from {_shown(path)})"]
+    for d, b in best.items():
+        f = flows_best.get(d)
+        flow = f"{f['kl_nats']:.4f} ({f['flow']})" if f else "-"
+        lines.append(f"  {d:<13} {b['kl_nats']:.4f} ({b['model']})   {flow}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
@@ -322,8 +342,10 @@ def main(argv=None) -> dict:
             print(json.dumps(r), flush=True)
             results.append(r)
             out = _summary(results, densities, names, config, t0, workdir, args.smoke)
-            (rd / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+            write_result(rd / f"{name}.json", out, program="experiments/diffusion_toy2d.py",
+                         argv=sys.argv[1:] if argv is None else argv)
     print(json.dumps(out["best"], indent=2))
+    print(flows_comparison(out["best"]))
     return out
 
 

@@ -69,9 +69,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -79,14 +77,14 @@ import jax
 import numpy as np
 import optax
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from genjax import flows, viz
+from genjax.data.images import load_mnist
+from genjax.metrics.likelihood import bits_per_dim
+from genjax.registry.flows import DEQUANTIZATION_CONVENTION, log_likelihoods, tempered_samples
+from genjax.results import write_result
+from genjax.train import fit
 
-from genjax import flows, viz  # noqa: E402
-from genjax.data.images import load_mnist  # noqa: E402
-from genjax.metrics.likelihood import bits_per_dim  # noqa: E402
-from genjax.registry.flows import DEQUANTIZATION_CONVENTION, log_likelihoods, tempered_samples  # noqa: E402
-from genjax.train import fit  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 MODELS = ("realnvp", "glow", "maf")
 ANCHORS_BPD = {"MADE": 2.04, "MAF": 1.89, "RealNVP": 1.06, "Glow": 1.05, "FFJORD": 0.99}
@@ -231,22 +229,14 @@ def main(argv=None) -> dict:
     results = {m: run_one(m, config, train, test, workdir, not args.no_progress) for m in names}
     out = {
         "script": "experiments/flows_mnist.py",
-        "command": "GENJAX_DATA_DIR=../shared/data python experiments/flows_mnist.py"
-        + (" --size gpu" if args.size == "gpu" else "") + (" --smoke" if args.smoke else "") + (f" --steps {args.steps}" if args.steps is not None else "")
-        + (f" --models {args.models}" if set(names) != set(MODELS) else ""),
         "config": config,
         "full_schedule": not args.smoke and args.steps is None,
         "bits_per_dim_convention": f"{DEQUANTIZATION_CONVENTION}; L={config['data_levels']}, D=784",
         "anchors_bits_per_dim": {"source": "FFJORD paper (Grathwohl et al. 2019), Table 2, MNIST", **ANCHORS_BPD},
         "results": results,
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__},
-        "device": str(jax.devices()[0]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
     }
-    rd = pathlib.Path(args.results_dir)
-    rd.mkdir(parents=True, exist_ok=True)
-    (rd / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(pathlib.Path(args.results_dir) / f"{name}.json", out, program="experiments/flows_mnist.py",
+                 argv=sys.argv[1:] if argv is None else argv)
     print(json.dumps({m: r["test_bits_per_dim"] for m, r in results.items()}, indent=2))
     return out
 

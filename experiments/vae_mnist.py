@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -50,13 +48,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from genjax.data.images import load_mnist
+from genjax.data.pipeline import dynamic_binarize
+from genjax.results import write_result
+from genjax.train import fit
+from genjax.vae import iwae_paper_vae
 
-from genjax.data.images import load_mnist  # noqa: E402
-from genjax.data.pipeline import dynamic_binarize  # noqa: E402
-from genjax.train import fit  # noqa: E402
-from genjax.vae import iwae_paper_vae  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 
 def get_config(k: int = 1, stages: int = 8) -> dict:
@@ -161,9 +159,6 @@ def main(argv=None) -> dict:
     train_recs = [r for r in result.history if r["kind"] == "train"]
     out = {
         "script": "experiments/vae_mnist.py",
-        "command": "GENJAX_DATA_DIR=../shared/data python experiments/vae_mnist.py"
-        + (f" --k {args.k}" if args.k != 1 else "")
-        + (f" --stages {args.stages}" if args.stages != 8 else ""),
         "config": config,
         "seed": config["seed"],
         "total_steps": total_steps,
@@ -179,19 +174,9 @@ def main(argv=None) -> dict:
         "train_wall_time_s": train_time,
         "eval_wall_time_s": eval_time,
         "resumed_from_step": result.resumed_from,
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "genjax": __import__("genjax").__version__,
-            "optax": optax.__version__,
-        },
-        "device": str(jax.devices()[0]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
     }
-    res_dir = pathlib.Path(args.results_dir)
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(pathlib.Path(args.results_dir) / f"{name}.json", out, program="experiments/vae_mnist.py",
+                 argv=sys.argv[1:] if argv is None else argv)
     print(json.dumps({k: out[k] for k in ("test_nll_nats", "test_iwae50_bound_nats", "test_elbo_nats", "epochs")}, indent=2))
     return out
 

@@ -23,14 +23,19 @@ from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_train_step
 from genjax.vae.models import seed_vae
 
-META_KEYS = {"device", "jax", "flax", "torch", "cpu_count", "date", "quick", "matmul_peak"}
+META_KEYS = {"quick", "load_average", "matmul_peak"}
+#: what genjax.results.write_result records of the run (machine, device, versions, command, date)
+RUN_KEYS = {"command", "timestamp_utc", "git", "cpu", "cpu_count", "backend", "device_kind", "versions"}
 
 
 def _run(tmp_path, name: str) -> dict:
     out = tmp_path / f"{name}.json"
     assert bench_run.main(["--only", name, "--quick", "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert META_KEYS <= set(doc["meta"])
+    assert set(doc) == {"meta", "entries", "run"}
+    assert META_KEYS <= set(doc["meta"]) and RUN_KEYS <= set(doc["run"])
+    assert {"jax", "flax", "optax", "torch"} <= set(doc["run"]["versions"])
+    assert doc["run"]["command"] == f"python -m benchmarks.run --only {name} --quick --out {out}"
     assert doc["meta"]["quick"] is True
     assert doc["meta"]["matmul_peak"]["gflops_per_s"] > 0
     assert set(doc["entries"]) == {name}
@@ -204,6 +209,35 @@ def test_breakdown_flops_equal_train_step_flops():
     """The gradient half's FLOP count is the VAE step count of ``train_step`` (checked there against the jaxpr)."""
     for b in (1, 128):
         assert breakdown.grad_flops(b, breakdown.SEED_ENC, breakdown.SEED_DEC) == train_step.step_flops("vae", b)
+
+
+def test_one_json_per_run_never_merged(tmp_path, monkeypatch):
+    """A second run to the same --out replaces the file whole: only its own entries and meta
+    (issue 17, A5: the committed JSON had merged two runs' entries and metas)."""
+    out = tmp_path / "r.json"
+    out.write_text(json.dumps({"meta": {"note": "an earlier run"}, "entries": {"families": {"rows": []}},
+                               "breakdown_meta": {}}))
+    monkeypatch.setattr(fused_steps, "BATCHES", (4,))
+    assert bench_run.main(["--only", "fused_steps", "--quick", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"meta", "entries", "run"} and set(doc["entries"]) == {"fused_steps"}
+    assert "note" not in doc["meta"] and list(tmp_path.iterdir()) == [out]  # no temporary file left
+
+
+def test_committed_results_are_each_one_run():
+    """Every committed benchmark JSON is what one ``python -m benchmarks.run`` wrote: the runner's
+    top-level keys, one meta (no second run's meta or hand-written note folded in)."""
+    import pathlib
+
+    files = sorted((pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results").glob("*.json"))
+    assert files
+    for f in files:
+        doc = json.loads(f.read_text())
+        assert set(doc) <= {"meta", "entries", "run"} and {"meta", "entries"} <= set(doc), f.name
+        assert not [k for k in doc["meta"] if k.endswith("_meta") or k == "note"], f.name
+        argv = doc["run"]["command"].split()[3:] if "run" in doc else doc["meta"]["argv"]
+        only = [argv[i + 1] for i, a in enumerate(argv) if a == "--only"]
+        assert set(doc["entries"]) == set(only or doc["entries"]), f"{f.name}: entries its command did not run"
 
 
 def test_unknown_entry_is_a_usage_error(tmp_path):

@@ -1,0 +1,199 @@
+"""One writer of result files: the payload plus the run's machine, versions and command.
+
+Every experiment script and ``python -m benchmarks.run`` write their JSON with
+:func:`write_result`, so each committed result says where, with what and how it was
+made, in the same form::
+
+    from genjax.results import write_result
+    write_result("experiments/results/flows_toy2d.json", payload,
+                 program="experiments/flows_toy2d.py", argv=argv)
+
+The file gets the payload's keys and one more, ``"run"`` (see :func:`run_info`): the
+command line and the ``GENJAX_*`` / ``JAX_*`` / ``XLA_*`` environment variables, a UTC timestamp, the git commit (and whether tracked files had uncommitted
+changes) when the run started (when this module was first imported), machine, OS, CPU model and count, the JAX backend and device kind, and the
+versions of Python and the libraries the figures depend on. The write is atomic: the
+JSON is serialised first (an unserialisable payload raises before anything is
+touched), written to a temporary file in the same folder and renamed over ``path``,
+so a reader never sees a partial file and an error leaves any previous file as it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from typing import Any, Mapping, Sequence
+
+#: distributions whose versions every result records (``None`` when not installed)
+VERSIONED = ("genjax", "jax", "jaxlib", "flax", "optax", "distrax", "chex", "orbax-checkpoint", "numpy", "torch")
+
+#: environment variables that change what a run does (data folder, XLA/JAX options), recorded with it
+ENV_PREFIXES = ("GENJAX_", "JAX_", "XLA_")
+
+#: the key :func:`write_result` adds to the payload
+RUN_KEY = "run"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(args: Sequence[str], cwd: pathlib.Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(cwd: str | os.PathLike | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding ``cwd``.
+
+    ``dirty`` is whether tracked files differ from the commit (untracked files are ignored).
+    Both are ``None`` outside a git checkout or without git.
+    """
+    where = pathlib.Path(cwd) if cwd is not None else pathlib.Path(__file__).resolve().parent
+    commit = _git(["rev-parse", "HEAD"], where)
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+#: the repository state when this module was first imported, i.e. at the start of the run
+#: (edits made while a long run goes on do not change what it ran)
+_GIT_AT_IMPORT = git_state()
+
+
+def _program() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":  # python -m package.module
+        return f"-m {spec.name.removesuffix('.__main__')}"
+    script = pathlib.Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None:
+        return "<interactive>"
+    try:
+        return str(script.resolve().relative_to(pathlib.Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def command_line(program: str | None = None, argv: Sequence[str] | None = None) -> str:
+    """The command that made a result, e.g. ``python experiments/flows_toy2d.py --smoke``.
+
+    Args:
+        program: What follows ``python``: a script path (``experiments/x.py``) or
+            ``-m package.module``; default: read from ``__main__`` and ``sys.argv[0]``.
+        argv: The program's arguments; default ``sys.argv[1:]``.
+    """
+    program = _program() if program is None else program
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python", program, *(shlex.quote(str(a)) for a in argv)])
+
+
+def run_info(*, program: str | None = None, argv: Sequence[str] | None = None) -> dict:
+    """The run's context: command, time, git commit, machine and library versions.
+
+    Imports JAX to name the backend and device (it is already imported by anything
+    that produced a result).
+    """
+    import jax
+
+    dev = jax.devices()[0]
+    try:
+        cpus_usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus_usable = None
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "command": command_line(program, argv),
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": _GIT_AT_IMPORT,
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_count_usable": cpus_usable,
+        "load_average": load,
+        "backend": jax.default_backend(),
+        "device_kind": getattr(dev, "device_kind", dev.platform),
+        "device_count": jax.device_count(),
+        "python": platform.python_version(),
+        "versions": {d: _version(d) for d in VERSIONED},
+    }
+
+
+def write_result(
+    path: str | os.PathLike,
+    payload: Mapping[str, Any],
+    *,
+    program: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> dict:
+    """Writes ``payload`` plus ``"run"`` (:func:`run_info`) as JSON to ``path``, atomically.
+
+    Args:
+        path: The result file; its folder is created if missing. An existing file is
+            replaced whole (never merged with).
+        payload: A JSON-serialisable mapping of the figures; must not have a ``"run"`` key.
+        program, argv: The command that made it (see :func:`command_line`).
+
+    Returns:
+        The dict written (payload first, then ``"run"``).
+
+    Raises:
+        TypeError: If ``payload`` is not a mapping or is not JSON-serialisable (nothing
+            is written then).
+        ValueError: If ``payload`` already has a ``"run"`` key.
+    """
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"payload must be a mapping (a dict of figures), got {type(payload).__name__}")
+    if RUN_KEY in payload:
+        raise ValueError(f"payload must not have a {RUN_KEY!r} key: write_result adds the run's context under it")
+    out = {**payload, RUN_KEY: run_info(program=program, argv=argv)}
+    try:
+        text = json.dumps(out, indent=2) + "\n"
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"payload is not JSON-serialisable ({e}); nothing was written to {os.fspath(path)!r}") from e
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the result unreadable to others
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return out

@@ -1,0 +1,89 @@
+"""genjax.results.write_result: the run's context is recorded with every result, and the
+write is atomic (an error leaves no partial file and keeps an earlier one as it was)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from genjax import results
+
+
+def test_write_result_records_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENJAX_DATA_DIR", "/data/here")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    path = tmp_path / "sub" / "r.json"
+    out = results.write_result(path, {"kl_nats": 0.01, "config": {"steps": 3}},
+                               program="experiments/x.py", argv=["--steps", "3", "a b"])
+    saved = json.loads(path.read_text())
+    assert saved == out
+    assert list(saved) == ["kl_nats", "config", "run"]  # the payload first, untouched
+    assert saved["kl_nats"] == 0.01 and saved["config"] == {"steps": 3}
+    run = saved["run"]
+    assert run["command"] == "python experiments/x.py --steps 3 'a b'"
+    assert run["environment"]["GENJAX_DATA_DIR"] == "/data/here" and "UNRELATED_SECRET" not in run["environment"]
+    assert run["machine"] == platform.machine() and run["cpu_count"] == os.cpu_count()
+    assert run["backend"] == jax.default_backend() and run["device_kind"] == jax.devices()[0].device_kind
+    assert run["device_count"] == jax.device_count() and run["python"] == platform.python_version()
+    assert run["versions"]["jax"] == jax.__version__
+    for dist in ("flax", "optax", "distrax", "chex", "orbax-checkpoint", "numpy", "torch"):
+        assert dist in run["versions"]
+    assert run["timestamp_utc"].endswith("+00:00")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(results.__file__))
+    if head.returncode == 0:  # a git checkout: the commit the run started from
+        assert run["git"]["commit"] == head.stdout.strip() and isinstance(run["git"]["dirty"], bool)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_write_result_replaces_a_file_whole(tmp_path):
+    path = tmp_path / "r.json"
+    results.write_result(path, {"a": 1, "b": 2})
+    results.write_result(path, {"c": 3})
+    assert set(json.loads(path.read_text())) == {"c", "run"}  # never merged with the earlier file
+
+
+def test_an_unserialisable_payload_writes_nothing(tmp_path):
+    path = tmp_path / "r.json"
+    with pytest.raises(TypeError, match="not JSON-serialisable.*nothing was written"):
+        results.write_result(path, {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+    path.write_text('{"old": true}\n')
+    with pytest.raises(TypeError):
+        results.write_result(path, {"x": {1, 2}})
+    assert path.read_text() == '{"old": true}\n' and list(tmp_path.iterdir()) == [path]
+
+
+def test_an_error_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    path.write_text('{"old": true}\n')
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(results.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        results.write_result(path, {"new": 1})
+    assert path.read_text() == '{"old": true}\n'  # the earlier result as it was
+    assert list(tmp_path.iterdir()) == [path]  # and no temporary file left behind
+
+
+def test_bad_payloads_are_named(tmp_path):
+    with pytest.raises(ValueError, match="must not have a 'run' key"):
+        results.write_result(tmp_path / "r.json", {"run": 1})
+    with pytest.raises(TypeError, match="payload must be a mapping"):
+        results.write_result(tmp_path / "r.json", [1, 2])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_line_of_a_module_and_a_script(monkeypatch):
+    assert results.command_line("-m benchmarks.run", ["--quick"]) == "python -m benchmarks.run --quick"
+    monkeypatch.setattr(sys, "argv", ["experiments/flows_toy2d.py", "--smoke"])
+    monkeypatch.setitem(sys.modules, "__main__", type(sys)("__main__"))  # a script: no __spec__
+    assert results.command_line() == "python experiments/flows_toy2d.py --smoke"
