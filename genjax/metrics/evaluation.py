@@ -330,7 +330,8 @@ def evaluate(
             out["test_kl_nats"] = exact_kl(data.toy, x, vals)
             out["kl_convention"] = (
                 "KL(p||q) = E_p[log p - log q] over the test samples, closed-form log p, q = the model's "
-                + ("exact density" if model.log_prob_kind == "exact" else f"{lik['kind']} (a bound or an estimate of log q)")
+                + {"exact": "exact density", "ode_estimate": "ODE estimate of log q"}.get(
+                    model.log_prob_kind, f"{lik['kind']}, a lower bound on log q (so an upper bound on the KL)")
             )
         elif not _is_image(data):
             out["kl_convention"] = f"KL unavailable: toy density {getattr(data, 'name', '?')!r} has no closed-form log p"

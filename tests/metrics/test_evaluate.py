@@ -53,6 +53,9 @@ def test_vae_gaussian_bits_per_dim_on_digits_are_dequantized_and_not_negative(di
     assert out["test_bits_per_dim"] >= 0.0
     assert out["test_bits_per_dim"] == pytest.approx(expected, abs=0.05)
     assert "dequantized" in out["bits_per_dim_convention"] and "log2 L" in out["bits_per_dim_convention"]
+    # A7: the importance-sampled estimate comes with its standard error (over the test examples)
+    assert 0 < out["test_nll_stderr_nats"] < 5 and out["num_test_examples"] == len(digits.test)
+    assert out["test_bits_per_dim_stderr"] == pytest.approx(out["test_nll_stderr_nats"] / (D * math.log(2)))
 
 
 def test_likelihood_is_per_example_log_prob_with_its_standard_error():
