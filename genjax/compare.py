@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import platform
