@@ -281,7 +281,7 @@ def evaluate(
       ``test_nll_nats``, ``test_nll_stderr_nats``, ``num_test_examples`` (and on images
       ``test_bits_per_dim``, ``test_bits_per_dim_stderr``, ``bits_per_dim_convention``;
       on toy densities with a closed-form ``log p``, ``test_kl_nats``); then the sample
-      metrics of :func:`sample_metrics`.
+      metrics of :func:`sample_metrics`. Figures that do not exist are left out (never None).
 
     Raises:
       ValueError: bad sizes, or an unknown classifier data set, before any work.
@@ -341,4 +341,6 @@ def evaluate(
         s = draw_samples(model, params, k_gen, num_generated, chunk=sample_chunk)
         out.update(sample_metrics(s, data, classifier=classifier, num_reference=None if max_examples is None else max_examples,
                                   kid_subsets=kid_subsets, kid_subset_size=kid_subset_size))
-    return out
+    # a figure that does not exist (no sample in the support, one KID value: no spread) is left
+    # out rather than None, so every value is a number a training log can record
+    return {k: v for k, v in out.items() if v is not None}

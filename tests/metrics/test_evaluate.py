@@ -121,6 +121,19 @@ def test_gan_eval_honours_num_samples_and_computes_fid_with_a_classifier(digits)
     assert "classifier_metrics" not in out and out["likelihood_kind"] == "none"
 
 
+def test_gan_eval_no_longer_caps_max_examples_at_1000(digits):
+    """A6: GAN eval silently compared at most 1000 test images whatever --max-examples said."""
+    import dataclasses
+
+    big = dataclasses.replace(digits, test=np.concatenate([digits.test] * 4))  # 1440 test images
+    spec = registry.get_model_spec("gan")
+    model = spec.build(big, registry.resolve_options(spec, {}))
+    params = model.init(jax.random.PRNGKey(0), big.train[:8])
+    out = spec.evaluate(model, params, big, jax.random.PRNGKey(1), num_samples=20, max_examples=1200,
+                        classifier=_PixelClassifier())
+    assert out["num_reference"] == 1200 and out["num_test_examples"] == 1200 and out["num_generated"] == 20
+
+
 def test_evaluate_rejects_bad_arguments_before_work(digits):
     flow = flows.realnvp_2d(num_layers=1, hidden=(4,))
     with pytest.raises(ValueError, match="iwae_samples must be a positive integer"):
