@@ -38,7 +38,6 @@ Writes ``report.md``, ``report.json``, ``samples_<family>.png`` and ``samples_al
 
 from __future__ import annotations
 
-import functools
 import dataclasses
 import json
 import os
@@ -53,7 +52,6 @@ import numpy as np
 import optax
 
 from genjax import _checks
-from genjax._units import uniform_dequantize
 
 FAMILIES = ("vae", "gan", "flow", "diffusion")
 FAMILY_TYPE = {"vae": "explicit", "gan": "implicit", "flow": "explicit", "diffusion": "hybrid"}
@@ -127,16 +125,15 @@ class Entry:
     family: str
     defaults: dict  # option overrides of compare (registry) or the options (local)
     build: Callable | None = None  # local: (data, opts) -> model
-    dequantize_train: bool = False  # train on uniformly dequantized data (continuous densities)
     lr: float | None = None
 
 
 MODELS: dict[str, Entry] = {
-    # a Gaussian decoder with learned variance, trained on dequantized data: a density
-    # on the same continuous space as the flow's (a Bernoulli decoder would score
-    # binarized images, another quantity)
-    "vae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}, dequantize_train=True),
-    "iwae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}, dequantize_train=True),
+    # a Gaussian decoder with learned variance, trained on dequantized data (the registry's
+    # transform for a continuous decoder on images): a density on the same continuous space
+    # as the flow's (a Bernoulli decoder would score binarized images, another quantity)
+    "vae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
+    "iwae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
     "gan": Entry("gan", {}),
     "dcgan": Entry("gan", {}),
     "wgan-gp": Entry("gan", {}),
@@ -162,12 +159,6 @@ class Built:
     sample_kwargs: dict
 
 
-def dequantize_transform(num_levels: int):
-    """``transform(key, x)``: grid ``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element."""
-
-    return functools.partial(uniform_dequantize, num_levels=num_levels)
-
-
 def build_model(name: str, data, options: dict | None = None) -> Built:
     """The model ``name`` for ``data`` with compare's defaults updated by ``options``."""
     from genjax import registry
@@ -190,8 +181,6 @@ def build_model(name: str, data, options: dict | None = None) -> Built:
         config = {"model": name, "lr": spec.defaults["lr"], "options": opts}
         opt = spec.make_optimizer(config) if spec.make_optimizer is not None else optax.adam(spec.defaults["lr"])
         transform = spec.transform(model, data)
-    if e.dequantize_train and data.kind == "image" and getattr(model, "likelihood", None) != "bernoulli":
-        transform = dequantize_transform(data.num_levels)
     # every model samples in its data space (an image VAE's samples are E[x|z]: sample_mean)
     return Built(name, e.family, model, opt, transform, {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}, {})
 

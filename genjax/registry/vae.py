@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import viz
-from genjax.data.pipeline import dynamic_binarize
+from genjax.data.pipeline import dynamic_binarize, uniform_dequantize
 from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
 
@@ -36,8 +37,14 @@ def _vae_build(data: DataBundle, opts: dict):
 
 
 def _vae_transform(model, data: DataBundle):
-    if model.likelihood == "bernoulli" and not data.binary:
-        return dynamic_binarize
+    """Training data in the decoder's space: dynamically binarized for a Bernoulli decoder
+    on grey levels; uniformly dequantized ``(k+u)/L`` for a continuous decoder on L-level
+    images (the space its density is evaluated in: a density trained on the grid points
+    themselves piles its mass on them and scores badly on dequantized data)."""
+    if model.likelihood == "bernoulli":
+        return None if data.binary else dynamic_binarize
+    if data.kind == "image" and data.num_levels is not None:
+        return functools.partial(uniform_dequantize, num_levels=data.num_levels)
     return None
 
 

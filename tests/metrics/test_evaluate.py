@@ -140,3 +140,18 @@ def test_evaluate_rejects_bad_arguments_before_work(digits):
         ev.evaluate(flow, None, jax.random.PRNGKey(0), digits, iwae_samples=0)
     with pytest.raises(ValueError, match="classifier must be a Classifier, 'auto' or None"):
         ev.evaluate(flow, None, jax.random.PRNGKey(0), digits, classifier="inception")
+
+
+def test_a_continuous_vae_trains_on_the_data_space_it_is_scored_in(digits):
+    """A gaussian VAE on L-level images trains on (k+u)/L, as it is evaluated (compare did
+    this alone; `genjax train vae --likelihood gaussian_learned` trained on the grid points,
+    piling density on them: -1.38 bits/dim undequantized, 3.22 dequantized after 3000 steps)."""
+    spec = registry.get_model_spec("vae")
+    for lik, binary_out in (("gaussian_learned", False), ("bernoulli", True)):
+        model = spec.build(digits, registry.resolve_options(spec, {"hidden": "8", "latent_dim": 2, "likelihood": lik}))
+        y = np.asarray(spec.transform(model, digits)(jax.random.PRNGKey(0), jnp.asarray(digits.test[:4])))
+        k = np.round(digits.test[:4] * 16)
+        if binary_out:
+            assert set(np.unique(y)) <= {0.0, 1.0}
+        else:
+            assert np.all(y >= k / 17) and np.all(y < (k + 1) / 17)
