@@ -152,7 +152,8 @@ def _likelihood(model, params, key, x, data, *, iwae_samples, batch) -> tuple[di
     x_eval, offset = likelihood_data(model, k_dq, np.asarray(x), data)
     vals = log_probs(model, params, k_lp, x_eval, iwae_samples=iwae_samples, batch=batch)
     nll = float(-np.mean(vals))
-    out.update(nll_nats=nll, bits_per_dim=float(bits_per_dim(nll, _num_dims(data), num_levels=offset)) if _is_image(data) else None,
+    out.update(nll_nats=nll, bits_per_dim=float(bits_per_dim(nll, _num_dims(data), num_levels=offset, allow_nonfinite=True))
+               if _is_image(data) else None,
                num_test_examples=int(len(x_eval)))
     if model.log_prob_kind == "iwae_bound":
         out["iwae_samples"] = iwae_samples
@@ -324,8 +325,11 @@ def evaluate(
         if _is_image(data):
             D = _num_dims(data)
             out["test_bits_per_dim"] = lik["bits_per_dim"]
-            out["test_bits_per_dim_stderr"] = None if se is None else float(bits_per_dim(se, D))
+            out["test_bits_per_dim_stderr"] = None if se is None else float(bits_per_dim(se, D, allow_nonfinite=True))
             out["bits_per_dim_convention"] = lik["convention"]
+        elif getattr(data, "toy", None) is not None and data.toy.has_log_prob and not np.isfinite(vals).all():
+            out["kl_convention"] = (f"KL not computed: {int((~np.isfinite(vals)).sum())} of {n} log q values are "
+                                    "non-finite (a diverged model); the NLL shows it")
         elif getattr(data, "toy", None) is not None and data.toy.has_log_prob:
             out["test_kl_nats"] = exact_kl(data.toy, x, vals)
             out["kl_convention"] = (

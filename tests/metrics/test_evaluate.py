@@ -156,3 +156,22 @@ def test_a_continuous_vae_trains_on_the_data_space_it_is_scored_in(digits):
             assert set(np.unique(y)) <= {0.0, 1.0}
         else:
             assert np.all(y >= k / 17) and np.all(y < (k + 1) / 17)
+
+
+def test_a_diverged_model_is_reported_not_raised():
+    """A run that finished with --on-nonfinite skip may have a density that overflows: the
+    evaluation says so (non-finite NLL, no KL) instead of failing the run at its last step."""
+    data = registry.load_data("8gaussians")
+
+    class Diverged:
+        log_prob_kind = "exact"
+
+        def log_prob(self, params, key, x):
+            return jnp.full((x.shape[0],), -jnp.inf)
+
+        def sample(self, params, key, num):
+            return jnp.full((num, 2), jnp.nan)
+
+    out = ev.evaluate(Diverged(), None, jax.random.PRNGKey(0), data, max_examples=10, num_generated=5)
+    assert out["test_nll_nats"] == math.inf and "KL not computed: 10 of 10" in out["kl_convention"]
+    assert "test_kl_nats" not in out and out["samples_finite"] is False and "modes_captured" not in out
