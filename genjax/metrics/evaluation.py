@@ -317,7 +317,8 @@ def evaluate(
                            "likelihood_convention": lik["convention"]}
     if vals is not None:
         n = len(vals)
-        se = float(np.std(vals, ddof=1) / np.sqrt(n)) if n > 1 else None
+        with np.errstate(invalid="ignore"):  # a diverged model's inf values give a NaN spread, said as such
+            se = float(np.std(vals, ddof=1) / np.sqrt(n)) if n > 1 else None
         out.update(test_nll_nats=lik["nll_nats"], test_nll_stderr_nats=se, num_test_examples=n,
                    stderr_convention=STDERR_CONVENTION)
         if "iwae_samples" in lik:
