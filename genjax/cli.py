@@ -472,7 +472,7 @@ def cmd_sample(args) -> int:
     if out.suffix == ".npy":
         np.save(out, draw())
     elif data.kind == "image":
-        x = draw(mean=True).reshape(-1, *data.shape)
+        x = draw().reshape(-1, *data.shape)  # a model samples in its data space (an image VAE: E[x|z])
         viz.save_image_grid(out, x, scale=max(1, 128 // data.shape[0]))
     else:
         viz.scatter_2d(draw(), reference=data.test, marks=data.toy.modes if data.toy else None).save(out)
@@ -490,7 +490,9 @@ def cmd_eval(args) -> int:
         _checks.positive_int("--max-examples", args.max_examples)
     rd, config, spec, data, model, params, step = _load_run(args.run_dir, args.data_dir)
     t0 = time.perf_counter()
-    metrics = spec.evaluate(model, params, data, jax.random.PRNGKey(args.seed), num_samples=args.num_samples, max_examples=args.max_examples)
+    # the one evaluation path (genjax.metrics.evaluation.evaluate) with the domain classifier on images
+    metrics = spec.evaluate(model, params, data, jax.random.PRNGKey(args.seed), num_samples=args.num_samples,
+                            max_examples=args.max_examples, classifier="auto", data_dir=args.data_dir)
     metrics = {"model": config["model"], "data": config["data"], "step": step, **metrics, "eval_time_s": round(time.perf_counter() - t0, 2)}
     (rd / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

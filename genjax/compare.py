@@ -23,7 +23,9 @@ one evaluation path:
   this draw inside ``log_prob`` with the same formula) and report
   ``bits/dim = nll/(D ln 2) + log2 L``; the DDPM VLB is a discrete likelihood of the
   grid image (``nll/(D ln 2)``). Both are upper bounds on the bits/dim of the L-level
-  data, so the column compares like with like (see ``likelihood_convention``).
+  data, so the column compares like with like (see
+  ``genjax.metrics.evaluation.likelihood_convention``: compare scores every family with the
+  one evaluation path's parts, ``likelihood``, ``draw_samples`` and ``sample_metrics``).
 * **Sample quality** on the domain classifier's features
   (:func:`genjax.metrics.get_classifier`): FID, KID, precision/recall, density/coverage,
   classifier score, class histogram; ``n`` samples against ``n`` test images, and a
@@ -36,10 +38,8 @@ Writes ``report.md``, ``report.json``, ``samples_<family>.png`` and ``samples_al
 
 from __future__ import annotations
 
-import functools
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import platform
@@ -52,7 +52,6 @@ import numpy as np
 import optax
 
 from genjax import _checks
-from genjax.data.pipeline import uniform_dequantize
 
 FAMILIES = ("vae", "gan", "flow", "diffusion")
 FAMILY_TYPE = {"vae": "explicit", "gan": "implicit", "flow": "explicit", "diffusion": "hybrid"}
@@ -69,9 +68,10 @@ COMPARE_DATA = ("digits", "mnist", "fashion-mnist")
 class FlatModel:
     """A model of flat vectors ``(D,)`` seen as images ``data_shape`` (reshapes in and out).
 
-    Lets the MLP flow and diffusion models (which take ``(b, D)``) train on ``(H, W, C)``
-    image batches; everything else (``log_prob_kind``, ``num_steps``, ...) is the inner
-    model's.
+    Lets the MLP DDPM (which takes ``(b, D)``) train on ``(H, W, C)`` image batches;
+    everything else (``log_prob_kind``, ``num_steps``, ...) is the inner model's. The MLP
+    RealNVP flattens inside (``genjax.flows.realnvp(shape)``); this wrapper goes when the
+    diffusion models accept image shapes with an MLP denoiser.
     """
 
     inner: Any
@@ -100,12 +100,10 @@ class FlatModel:
 
 def _realnvp_mlp(data, opts):
     from genjax import flows
-    from genjax.flows.models import Flow
 
-    d = data.num_dims
-    base = flows.realnvp(d, num_layers=opts["num_layers"], hidden=tuple(opts["hidden"]))
-    flow = Flow(base.layers, (d,), name="realnvp-mlp", data_levels=data.num_levels, logit_alpha=opts["logit_alpha"])
-    return FlatModel(flow, data.shape)
+    # MLP couplings on the flattened image: the flow takes and returns (H, W, C) itself
+    return flows.realnvp(data.shape, num_layers=opts["num_layers"], hidden=tuple(opts["hidden"]),
+                         data_levels=data.num_levels, logit_alpha=opts["logit_alpha"], name="realnvp-mlp")
 
 
 def _ddpm_mlp(data, opts):
@@ -127,16 +125,15 @@ class Entry:
     family: str
     defaults: dict  # option overrides of compare (registry) or the options (local)
     build: Callable | None = None  # local: (data, opts) -> model
-    dequantize_train: bool = False  # train on uniformly dequantized data (continuous densities)
     lr: float | None = None
 
 
 MODELS: dict[str, Entry] = {
-    # a Gaussian decoder with learned variance, trained on dequantized data: a density
-    # on the same continuous space as the flow's (a Bernoulli decoder would score
-    # binarized images, another quantity)
-    "vae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}, dequantize_train=True),
-    "iwae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}, dequantize_train=True),
+    # a Gaussian decoder with learned variance, trained on dequantized data (the registry's
+    # transform for a continuous decoder on images): a density on the same continuous space
+    # as the flow's (a Bernoulli decoder would score binarized images, another quantity)
+    "vae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
+    "iwae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
     "gan": Entry("gan", {}),
     "dcgan": Entry("gan", {}),
     "wgan-gp": Entry("gan", {}),
@@ -162,12 +159,6 @@ class Built:
     sample_kwargs: dict
 
 
-def dequantize_transform(num_levels: int):
-    """``transform(key, x)``: grid ``k/(L-1) -> (k + u)/L``, ``u ~ U[0, 1)`` per element."""
-
-    return functools.partial(uniform_dequantize, num_levels=num_levels)
-
-
 def build_model(name: str, data, options: dict | None = None) -> Built:
     """The model ``name`` for ``data`` with compare's defaults updated by ``options``."""
     from genjax import registry
@@ -190,10 +181,8 @@ def build_model(name: str, data, options: dict | None = None) -> Built:
         config = {"model": name, "lr": spec.defaults["lr"], "options": opts}
         opt = spec.make_optimizer(config) if spec.make_optimizer is not None else optax.adam(spec.defaults["lr"])
         transform = spec.transform(model, data)
-    if e.dequantize_train and data.kind == "image" and getattr(model, "likelihood", None) != "bernoulli":
-        transform = dequantize_transform(data.num_levels)
-    kw = {"mean": True} if e.family == "vae" else {}
-    return Built(name, e.family, model, opt, transform, {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}, kw)
+    # every model samples in its data space (an image VAE's samples are E[x|z]: sample_mean)
+    return Built(name, e.family, model, opt, transform, {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}, {})
 
 
 def num_params(tree) -> int:
@@ -298,89 +287,6 @@ def network_evaluations(model) -> tuple[int, str]:
     return 1, "one network pass"
 
 
-def likelihood_convention(model, data) -> tuple[str, str]:
-    """``(kind label, convention)`` of the likelihood ``compare`` reports for ``model``."""
-    kind = model.log_prob_kind
-    L = data.num_levels
-    labels = {"exact": "exact", "iwae_bound": "IWAE bound", "elbo": "ELBO", "vlb": "VLB", "ode_estimate": "ODE estimate"}
-    if kind == "none":
-        return "none", "n/a: a GAN defines no density p(x); only sample-based metrics apply"
-    if kind == "vlb":
-        Lm = int(getattr(model, "num_levels", 256))
-        return labels[kind], (
-            f"discrete variational bound with a discretized Gaussian decoder on the {Lm}-level grid "
-            f"(test images snapped to it{', exact for L=' + str(L) if Lm == L else ''}); bits/dim = nll/(D ln 2); "
-            f"an upper bound on the L={L} data's bits/dim"
-        )
-    if getattr(model, "likelihood", None) == "bernoulli" and not data.binary:
-        return labels.get(kind, kind) + " (binarized data)", "Bernoulli decoder: scores dynamically binarized test images; NOT comparable with the other rows"
-    return labels.get(kind, kind), (
-        f"continuous density on uniformly dequantized test images k/(L-1) -> (k+u)/L (L={L}, one draw per example); "
-        "bits/dim = nll/(D ln 2) + log2 L, an upper bound on the L-level data's bits/dim"
-    )
-
-
-def _log_prob_fn(model, *, iwae_samples: int):
-    kind = model.log_prob_kind
-    if kind in ("iwae_bound", "elbo"):
-        return jax.jit(lambda p, k, x: model.log_prob(p, k, x, num_samples=iwae_samples, chunk_size=min(iwae_samples, 250)))
-    return jax.jit(lambda p, k, x: model.log_prob(p, k, x))
-
-
-def likelihood(model, params, key, x_test: np.ndarray, data, *, iwae_samples: int = 1000, batch: int = 120) -> dict:
-    """Test NLL (nats per example) and bits/dim of ``model`` with the convention of
-    :func:`likelihood_convention`; ``{"kind": "none", ...}`` for a GAN.
-
-    ``key`` is split into the dequantization key (the same for every model given the
-    same key) and the estimator's key.
-    """
-    kind_label, convention = likelihood_convention(model, data)
-    out = {"kind": kind_label, "log_prob_kind": model.log_prob_kind, "convention": convention}
-    if model.log_prob_kind == "none":
-        out.update(nll_nats=None, bits_per_dim=None, reason=convention)
-        return out
-    from genjax.metrics.likelihood import bits_per_dim
-    from genjax.registry.diffusion import dequantize
-
-    k_dq, k_lp = jax.random.split(key)
-    L = data.num_levels
-    offset = None
-    if model.log_prob_kind == "vlb" and getattr(model, "data_range", "unit") == "unit":
-        Lm = int(getattr(model, "num_levels", 256))
-        x = (np.round(x_test * (Lm - 1)) / (Lm - 1)).astype(np.float32)
-    elif getattr(model, "likelihood", None) == "bernoulli" and not data.binary:
-        x = np.asarray(jax.random.bernoulli(k_dq, x_test), np.float32)
-    elif getattr(model, "data_levels", None) is not None:
-        x, offset = x_test, L  # the flow draws (k+u)/L itself inside log_prob
-    else:
-        x, offset = dequantize(k_dq, x_test, L), L
-    f = _log_prob_fn(model, iwae_samples=iwae_samples)
-    vals = np.concatenate(
-        [np.asarray(f(params, jax.random.fold_in(k_lp, i), jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
-    )
-    nll = float(-np.mean(vals))
-    out.update(
-        nll_nats=nll,
-        bits_per_dim=float(bits_per_dim(nll, data.num_dims, num_levels=offset)),
-        num_test_examples=int(len(x)),
-    )
-    if model.log_prob_kind == "iwae_bound":
-        out["iwae_samples"] = iwae_samples
-    return out
-
-
-def draw_samples(model, params, key, num: int, *, sample_kwargs: dict, chunk: int = 1000, cache: dict | None = None) -> np.ndarray:
-    """``num`` samples in the data space, ``chunk`` at a time with one compiled sampler."""
-    cache = {} if cache is None else cache
-    out = []
-    for i, start in enumerate(range(0, num, chunk)):
-        n = min(chunk, num - start)
-        if n not in cache:
-            cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **sample_kwargs))
-        out.append(np.asarray(cache[n](params, jax.random.fold_in(key, i))))
-    return np.concatenate(out)
-
-
 def _mean_std(values) -> dict:
     v = np.asarray([np.nan if x is None else x for x in values], np.float64)
     f = v[np.isfinite(v)]
@@ -394,11 +300,25 @@ SAMPLE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage
 
 
 def _flatten_quality(q: dict) -> dict:
+    """The report's metrics from a ``sample_quality`` dict or from
+    :func:`genjax.metrics.evaluation.sample_metrics` (flat ``classes_covered``)."""
+    hist = q.get("class_histogram")
     return {
         **{k: float(q[k]) for k in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "classifier_score")},
-        "classes_covered": float(q["class_histogram"]["classes_covered"]),
-        "class_kl_to_uniform": float(q["class_histogram"]["kl_to_uniform"]),
+        "classes_covered": float(hist["classes_covered"] if isinstance(hist, dict) else q["classes_covered"]),
+        "class_kl_to_uniform": float(hist["kl_to_uniform"] if isinstance(hist, dict) else q["class_kl_to_uniform"]),
     }
+
+
+def kid_description(n: int, *, subsets: int, subset_size: int = 1000) -> str:
+    """What KID is in the report: ``subsets`` subsets of ``min(subset_size, n)``, or one
+    value when those subsets would all be the whole ``n`` vs ``n`` sets."""
+    m = min(subset_size, n)
+    if m >= n:
+        return (f"cubic polynomial kernel, unbiased MMD^2; one value on all {n} samples vs {n} test images "
+                f"(subsets of min({subset_size}, n) = {n} would all be the whole sets, so there is no spread over "
+                "subsets; the ± is over seeds)")
+    return f"cubic polynomial kernel, unbiased MMD^2; mean over {subsets} random subsets of {m} of each set"
 
 
 # ---------------------------------------------------------------------- compare
@@ -488,7 +408,8 @@ def compare(
     """
     from genjax import registry
     from genjax.metrics import features as feats
-    from genjax.metrics.sample_quality import real_vs_real_baseline, sample_quality_from_features
+    from genjax.metrics.evaluation import draw_samples, likelihood, likelihood_convention, sample_metrics
+    from genjax.metrics.sample_quality import real_vs_real_baseline
 
     budget = DEFAULT_BUDGET.get(data, 256_000) if budget is None else budget
     num_samples = DEFAULT_NUM_SAMPLES.get(data, 1000) if num_samples is None else num_samples
@@ -509,7 +430,6 @@ def compare(
     n_eval = min(num_samples, len(bundle.test), len(bundle.train))
     clf = feats.get_classifier(data, data_dir=data_dir, progress=progress, **(classifier_overrides or {}))
     real = bundle.test[:n_eval]
-    real_f, real_l = clf.embed(real)
     q_settings = dict(kid_subsets=kid_subsets, kid_subset_size=1000, seed=seed)
     baseline = real_vs_real_baseline(np.concatenate([bundle.test[:n_eval], bundle.train[:n_eval]]), clf, **q_settings)
 
@@ -554,15 +474,14 @@ def compare(
                             dt = time.perf_counter() - ts
                         sample_times.append(1000.0 * dt / n_eval)
                     x = np.asarray(x, np.float32).reshape(n_eval, *bundle.shape)
-                    rec["samples_finite"] = bool(np.isfinite(x).all())
-                    rec["fraction_outside_unit"] = float(np.mean((x < 0) | (x > 1)))
-                    x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
+                    # the one evaluation path's sample metrics, against the first n_eval test images
+                    q = sample_metrics(x, bundle, classifier=clf, num_reference=n_eval, **q_settings)
+                    rec["samples_finite"] = q["samples_finite"]
+                    rec["fraction_outside_unit"] = q["fraction_outside_unit"]
                     if i == 0:
-                        grids[fam] = x[:64]
-                    f_f, f_l = clf.embed(x)
-                    q = sample_quality_from_features(real_f, f_f, real_logits=real_l, fake_logits=f_l, **q_settings)
+                        grids[fam] = np.clip(np.nan_to_num(x[:64], nan=0.0), 0.0, 1.0)
                     rec["quality"] = _flatten_quality(q)
-                    rec["class_histogram"] = q["class_histogram"]["counts"]
+                    rec["class_histogram"] = q["class_counts"]
                     # the same dequantization key for every family: fold_in(seed key, 1)
                     rec["likelihood"] = likelihood(
                         b.model, p, jax.random.fold_in(jax.random.PRNGKey(seed), 20_000 + i), bundle.test[:n_eval],
@@ -628,7 +547,7 @@ def compare(
             f"test + first {n_eval} train images",
             "classifier": {"dataset": clf.dataset, "test_accuracy": float(clf.test_accuracy), "config_hash": clf.config_hash,
                            "feature_dim": clf.feature_dim},
-            "kid": f"cubic polynomial kernel, {kid_subsets} subsets of min(1000, n)",
+            "kid": kid_description(n_eval, subsets=kid_subsets),
             "precision_recall_k": 3,
             "density_coverage_k": 5,
             "samples": "VAE: decoder mean E[x|z]; others: the model's default sampler; clipped to [0, 1] "

@@ -100,6 +100,25 @@ def test_report_files_and_tables(report):
     assert "## How measured" in md
 
 
+def test_kid_says_what_was_done(report):
+    """Defect A4: with n samples and subsets of min(1000, n) = n, the "100 subsets" were the
+    whole sets (std 0). The report now says KID is one value on all n vs n, and the md too."""
+    r, out = report
+    assert r["evaluation"]["kid"].startswith(f"cubic polynomial kernel, unbiased MMD^2; one value on all {NUM} samples")
+    assert cmp.kid_description(5000, subsets=100).endswith("mean over 100 random subsets of 1000 of each set")
+    assert f"one value on all {NUM} samples vs {NUM} test images" in (out / "report.md").read_text()
+
+
+def test_models_own_their_data_space(report):
+    """No wrapper: the MLP RealNVP takes (8, 8, 1) images itself, the VAE samples E[x|z] by
+    its own sample_mean; only the MLP DDPM is still wrapped (until diffusion takes images)."""
+    bundle = registry.load_data("digits")
+    flow = cmp.build_model("realnvp-mlp", bundle, TINY_OPTIONS["realnvp-mlp"])
+    assert type(flow.model).__name__ == "Flow" and flow.model.data_shape == (8, 8, 1) and flow.model.flatten
+    vae = cmp.build_model("vae", bundle, TINY_OPTIONS["vae"])
+    assert vae.model.sample_mean and vae.sample_kwargs == {}
+
+
 def test_real_vs_real_baseline_row(report, data_dir):
     r, _ = report
     b = r["baseline"]

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import _checks
+from genjax._units import uniform_dequantize  # noqa: F401  (its public home is genjax.data)
 from genjax.types import Array, PRNGKeyArray
 
 
@@ -48,21 +49,6 @@ def dynamic_binarize(key: PRNGKeyArray, x: Array) -> Array:
                 f"outside (e.g. {a[bad].flat[0]!r}); rescale it to [0, 1] first"
             )
     return jax.random.bernoulli(_rbg_key(key), x).astype(x.dtype)
-
-
-def uniform_dequantize(key: PRNGKeyArray, x: Array, *, num_levels: int) -> Array:
-    """Uniform dequantization: data on the grid ``k/(L-1)`` -> ``(k + u)/L``, ``u ~ U[0,1)``.
-
-    The result is a continuous density on [0, 1)^D; a model density on it gives a
-    lower bound on the discrete log-likelihood of the L-level data (Theis et al.
-    2016). Bits/dim of the L-level data are reported on this scale.
-    """
-    if _checks.positive_int("num_levels", num_levels) < 2:
-        raise ValueError(f"num_levels must be >= 2 (the data grid k/(L-1) needs two levels), got {num_levels}")
-    k = jnp.round(x * (num_levels - 1))
-    y = (k + jax.random.uniform(key, x.shape, x.dtype)) / num_levels
-    # float rounding can land exactly on the bin's upper edge: keep the interval half-open
-    return jnp.minimum(y, jnp.nextafter((k + 1.0) / num_levels, jnp.zeros((), x.dtype)))
 
 
 def to_signed(x: Array) -> Array:

@@ -49,7 +49,7 @@ from genjax.flows.layers import (
     init_layers,
 )
 from genjax.flows.models import Flow
-from genjax.metrics.likelihood import bits_per_dim
+from genjax._units import bits_per_dim
 
 __all__ = [
     "ActNorm",

@@ -47,31 +47,49 @@ def _image_shape(data_shape: Sequence[int], num_scales: int, what: str) -> tuple
 
 # ---------------------------------------------------------------------- vector data
 def realnvp(
-    dim: int,
+    dim: int | Sequence[int],
     *,
     num_layers: int = 8,
     hidden: Sequence[int] = (64, 64),
     activation: str = "relu",
     scale_fn: str = "tanh",
+    data_levels: int | None = None,
+    logit_alpha: float | None = None,
+    name: str = "realnvp",
 ) -> Flow:
-    """RealNVP for vectors ``(dim,)``: affine couplings with alternating even/odd masks.
+    """RealNVP with MLP couplings (alternating even/odd masks) for vectors ``(dim,)`` or,
+    given a shape such as ``(8, 8, 1)``, for data of that shape seen as flat vectors
+    (the model flattens inside: ``Flow(flatten=True)``).
+
+    Args:
+      dim: ``D`` for flat data, or the data shape (``D = prod(shape)``).
+      data_levels, logit_alpha: image data on ``L`` levels in [0, 1] (see :class:`Flow`).
+      name: the flow's name in reports.
 
     Examples:
       >>> flow = realnvp(2, num_layers=4, hidden=(16,))
       >>> flow.data_shape, len(flow.layers)
       ((2,), 4)
+      >>> realnvp((8, 8, 1), num_layers=2, hidden=(32,)).layer_shape
+      (64,)
     """
-    dim = _checks.positive_int("dim", dim)
-    if dim < 2:
+    if isinstance(dim, (tuple, list)):
+        shape = tuple(_checks.positive_int("dim entries", d) for d in dim)
+        if not shape:
+            raise ValueError("dim must be a positive integer or a non-empty data shape, got ()")
+    else:
+        shape = (_checks.positive_int("dim", dim),)
+    d = int(np.prod(shape))
+    if d < 2:
         raise ValueError(f"a coupling flow needs dim >= 2, got {dim}")
     _checks.positive_int("num_layers", num_layers)
     _checks.one_of("scale_fn", scale_fn, SCALE_FNS)
     hidden = _hidden(hidden)
     layers = tuple(
-        AffineCouplingLayer(MLPConditioner(hidden, 2 * dim, activation), (dim,), "alternating", i % 2, scale_fn)
+        AffineCouplingLayer(MLPConditioner(hidden, 2 * d, activation), (d,), "alternating", i % 2, scale_fn)
         for i in range(num_layers)
     )
-    return Flow(layers, (dim,), name="realnvp")
+    return Flow(layers, shape, name=name, data_levels=data_levels, logit_alpha=logit_alpha, flatten=len(shape) > 1)
 
 
 def realnvp_2d(*, num_layers: int = 8, hidden: Sequence[int] = (64, 64), **kwargs) -> Flow:

@@ -15,6 +15,11 @@ maps [0, 1] to R with ``logit(alpha + (1 - 2 alpha) x)`` whose Jacobian is part 
 L-level data are ``nll / (D ln 2) + log2 L`` (a variational upper bound, Theis et
 al. 2016) -- the convention of :func:`genjax.metrics.bits_per_dim` with
 ``num_levels=L``.
+
+Flat layers on shaped data (``flatten=True``): the layers (an MLP RealNVP, say) act on
+vectors ``(D,)`` while the model takes and returns data of ``data_shape`` (e.g. images
+``(H, W, C)``): every method flattens on the way in and reshapes on the way out, so the
+model owns its data space and callers need no wrapper.
 """
 
 from __future__ import annotations
@@ -29,10 +34,9 @@ import numpy as np
 
 from genjax import _checks
 from genjax._checks import batch_x
-from genjax.data.pipeline import uniform_dequantize
+from genjax._units import bits_per_dim, uniform_dequantize
 from genjax.flows.bijectors import Logit
 from genjax.flows.layers import FlowLayer, chain_layers, init_layers
-from genjax.metrics.likelihood import bits_per_dim
 from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -51,6 +55,8 @@ class Flow:
       data_levels: L for data on ``L`` levels in [0, 1] (images): the loss then
         dequantizes and ``bits_per_dim`` is reported; ``None`` for continuous data.
       logit_alpha: if set, ``Logit(alpha)`` is the first layer (data must be in [0, 1]).
+      flatten: the layers act on flat vectors ``(D,)``, ``D = prod(data_shape)``; data
+        of ``data_shape`` are flattened in and samples reshaped out.
     """
 
     layers: tuple[FlowLayer, ...]
@@ -58,6 +64,7 @@ class Flow:
     name: str = "flow"
     data_levels: int | None = None
     logit_alpha: float | None = None
+    flatten: bool = False
 
     log_prob_kind = "exact"
 
@@ -73,6 +80,8 @@ class Flow:
                 raise ValueError(f"layers must be FlowLayer instances, got {type(layer).__name__}")
         if self.data_levels is not None and (_checks.positive_int("data_levels", self.data_levels) < 2):
             raise ValueError(f"data_levels must be >= 2, got {self.data_levels}")
+        if not isinstance(self.flatten, bool):
+            raise ValueError(f"flatten must be True or False, got {self.flatten!r}")
         if self.logit_alpha is not None and not (
             isinstance(self.logit_alpha, (int, float)) and 0.0 <= self.logit_alpha < 0.5
         ):
@@ -87,6 +96,17 @@ class Flow:
     def num_dims(self) -> int:
         """D, the number of scalars in one example."""
         return math.prod(self.data_shape)
+
+    @property
+    def layer_shape(self) -> tuple[int, ...]:
+        """The event shape the layers act on: ``(D,)`` with ``flatten``, else ``data_shape``."""
+        return (self.num_dims,) if self.flatten else self.data_shape
+
+    def _to_layers(self, x: Array) -> Array:
+        return jnp.reshape(x, (x.shape[0], *self.layer_shape)) if self.flatten else x
+
+    def _to_data(self, x: Array) -> Array:
+        return jnp.reshape(x, (x.shape[0], *self.data_shape)) if self.flatten else x
 
     def check_batch(self, batch: Batch, *, name: str = "x") -> None:
         """Raises ``ValueError`` if ``batch`` is not ``(b, *data_shape)`` float data this flow scores.
@@ -123,13 +143,22 @@ class Flow:
     def normalizing_bijector(self, params: Params) -> distrax.Bijector:
         """``g``: data ``(..., *data_shape)`` -> base ``(..., *data_shape)``, logit first if set.
 
-        Raises ``ValueError`` for params of another flow (:meth:`check_params`).
+        With ``flatten`` the layers run on the flattened event (reshapes in and out are
+        volume-preserving). Raises ``ValueError`` for params of another flow
+        (:meth:`check_params`).
         """
         self.check_params(params)
+        inner = self._layer_bijector(params)
+        if not self.flatten:
+            return inner
+        return distrax.Chain([_Reshape(self.layer_shape, self.data_shape), inner, _Reshape(self.data_shape, self.layer_shape)])
+
+    def _layer_bijector(self, params: Params) -> distrax.Bijector:
+        """``g`` on the layers' event shape (:attr:`layer_shape`), logit first if set."""
         chain = chain_layers(self.layers, params)
         if self.logit_alpha is None:
             return chain
-        return distrax.Chain([chain, Logit(self.logit_alpha, event_ndims=self.event_ndims)])
+        return distrax.Chain([chain, Logit(self.logit_alpha, event_ndims=len(self.layer_shape))])
 
     def bijector(self, params: Params) -> distrax.Bijector:
         """The generative map ``g^-1`` (base -> data), as distrax's ``Transformed`` expects."""
@@ -157,9 +186,9 @@ class Flow:
 
     def _init(self, key: PRNGKeyArray, x: Array) -> Params:
         k_deq, k_init = jax.random.split(key)
-        x = self._dequantize(k_deq, x)
+        x = self._dequantize(k_deq, self._to_layers(x))
         if self.logit_alpha is not None:
-            x = Logit(self.logit_alpha, event_ndims=self.event_ndims).forward(x)
+            x = Logit(self.logit_alpha, event_ndims=len(self.layer_shape)).forward(x)
         params, _ = init_layers(self.layers, k_init, x)
         return params
 
@@ -170,7 +199,8 @@ class Flow:
 
     def log_density(self, params: Params, x: Array) -> Array:
         """Exact ``log p(x)`` of continuous ``x`` ``(b, *data_shape)`` -> ``(b,)`` (no dequantization)."""
-        z, log_det = self.normalizing_bijector(params).forward_and_log_det(x)
+        self.check_params(params)
+        z, log_det = self._layer_bijector(params).forward_and_log_det(self._to_layers(x))
         axes = tuple(range(1, z.ndim))
         return -0.5 * jnp.sum(z * z, axis=axes) - 0.5 * self.num_dims * _LOG_2PI + log_det
 
@@ -185,6 +215,7 @@ class Flow:
         expectation). With ``dequantize=False`` ``x`` is taken as already continuous.
         """
         self.check_batch(x)
+        x = self._to_layers(x)  # dequantize in the layers' shape: the same draw as on flat data
         if dequantize:
             x = self._dequantize(key, x)
         return self.log_density(params, x)
@@ -197,7 +228,7 @@ class Flow:
         """
         x = batch_x(batch)
         self.check_batch(x, name="batch")
-        nll = -jnp.mean(self.log_density(params, self._dequantize(key, x)))
+        nll = -jnp.mean(self.log_density(params, self._dequantize(key, self._to_layers(x))))
         metrics = {"loss": nll, "nll": nll}
         if self.data_levels is not None:
             metrics["bits_per_dim"] = bits_per_dim(
@@ -213,6 +244,26 @@ class Flow:
         """
         num = _checks.positive_int("num", num)
         temperature = _checks.positive_float("temperature", temperature)
-        z = temperature * jax.random.normal(key, (num, *self.data_shape))
-        x = self.normalizing_bijector(params).inverse(z)
+        self.check_params(params)
+        z = temperature * jax.random.normal(key, (num, *self.layer_shape))
+        x = self._to_data(self._layer_bijector(params).inverse(z))
         return jnp.clip(x, 0.0, 1.0) if self.logit_alpha is not None else x
+
+
+class _Reshape(distrax.Bijector):
+    """Reshapes the event ``in_shape -> out_shape`` (same size); log-det 0."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+        super().__init__(event_ndims_in=len(in_shape), event_ndims_out=len(out_shape), is_constant_jacobian=True)
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+
+    def _reshape(self, x, src, dst):
+        return jnp.reshape(x, x.shape[: x.ndim - len(src)] + dst)
+
+    def forward_and_log_det(self, x):
+        y = self._reshape(x, self.in_shape, self.out_shape)
+        return y, jnp.zeros(x.shape[: x.ndim - len(self.in_shape)], x.dtype)
+
+    def inverse_and_log_det(self, y):
+        x = self._reshape(y, self.out_shape, self.in_shape)
+        return x, jnp.zeros(y.shape[: y.ndim - len(self.out_shape)], y.dtype)

@@ -1,5 +1,6 @@
 """Generative adversarial networks (seed §19.3): the seed's min-max GAN, DCGAN, WGAN,
-WGAN-GP and a StyleGAN-style generator, two-player training and mode-collapse diagnostics.
+WGAN-GP and a StyleGAN-style generator and two-player training. Mode-collapse diagnostics
+(mode coverage, class histograms) are metrics: ``genjax.metrics.mode_coverage`` and friends.
 
 Data convention: generators end in ``tanh``, so pass data in ``[-1, 1]``
 (``genjax.data.to_signed(x)`` for ``[0, 1]`` images), unless the model was built with
@@ -12,13 +13,6 @@ Examples:
 """
 
 from genjax.gan.constructors import dcgan, mlp_gan, seed_gan, stylegan, wgan, wgan_gp
-from genjax.gan.diagnostics import (
-    ModeCoverage,
-    class_histogram,
-    histogram_kl_to_uniform,
-    mixture_diagnostics,
-    mode_coverage,
-)
 from genjax.gan.models import GAN, LOSSES, MLPDiscriminator, MLPGenerator, batch_x
 from genjax.gan.objectives import (
     clip_weights,
@@ -40,22 +34,17 @@ __all__ = [
     "LOSSES",
     "MLPDiscriminator",
     "MLPGenerator",
-    "ModeCoverage",
     "batch_x",
-    "class_histogram",
     "clip_weights",
     "dcgan",
     "gan_adam",
     "gradient_penalty",
     "hinge_d_loss",
     "hinge_g_loss",
-    "histogram_kl_to_uniform",
     "make_gan_train_step",
     "minimax_d_loss",
     "minimax_g_loss",
-    "mixture_diagnostics",
     "mlp_gan",
-    "mode_coverage",
     "non_saturating_g_loss",
     "r1_penalty",
     "seed_gan",

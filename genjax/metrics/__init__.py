@@ -1,14 +1,23 @@
 """Metrics: likelihood units (``bits_per_dim``), the domain feature classifier
-(``features``), sample-quality metrics on its features (``sample_quality``), and on toy
-densities the exact KL and mixture mode coverage (``toy``).
+(``features``), sample-quality metrics on its features (``sample_quality``), mode
+coverage and class histograms (``modes``), the exact KL on toy densities (``toy``), and
+the one evaluation path every model goes through (``evaluation``; its entry point
+``evaluate`` is re-exported here).
 
-The all-in-one function is ``genjax.metrics.sample_quality.sample_quality``; it is not
-re-exported here because the name would shadow its module.
+The all-in-one function ``genjax.metrics.sample_quality.sample_quality`` is not
+re-exported: the name would shadow its module.
 """
 
 from genjax.metrics.features import Classifier, FeatureClassifier, get_classifier, train_classifier
 from genjax.metrics.likelihood import bits_per_dim
-from genjax.metrics.toy import exact_kl, mixture_diagnostics, mode_coverage
+from genjax.metrics.modes import (
+    ModeCoverage,
+    class_histogram,
+    histogram_kl_to_uniform,
+    mixture_diagnostics,
+    mode_coverage,
+)
+from genjax.metrics.toy import exact_kl
 from genjax.metrics.sample_quality import (
     classifier_score,
     density_coverage,
@@ -19,18 +28,25 @@ from genjax.metrics.sample_quality import (
     real_vs_real_baseline,
     sample_quality_from_features,
 )
+from genjax.metrics.evaluation import evaluate, likelihood, likelihood_convention
 
 __all__ = [
     "Classifier",
     "FeatureClassifier",
+    "ModeCoverage",
     "bits_per_dim",
+    "class_histogram",
     "classifier_score",
     "density_coverage",
+    "evaluate",
     "exact_kl",
     "fid_from_features",
     "frechet_distance",
     "get_classifier",
+    "histogram_kl_to_uniform",
     "kid",
+    "likelihood",
+    "likelihood_convention",
     "mixture_diagnostics",
     "mode_coverage",
     "precision_recall",

@@ -24,7 +24,8 @@ Conventions:
 * **KID** (Binkowski et al. 2018): unbiased estimator of MMD^2 with the cubic
   polynomial kernel ``k(x, y) = (x . y / d + 1)^3``, averaged over ``num_subsets``
   random subsets of ``subset_size`` from each set (drawn without replacement within a
-  subset); the mean and the standard deviation over subsets are returned. Unbiased
+  subset); the mean and the standard deviation over subsets are returned -- or one
+  value and no spread when every subset would be the whole of both sets. Unbiased
   means it can be negative for two samples of the same distribution.
 * **Precision / recall** (Kynkaanniemi et al. 2019): the real manifold is the union of
   closed balls around each real feature with radius its distance to its ``k``-th
@@ -50,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from genjax import _checks
-from genjax.gan.diagnostics import class_histogram
+from genjax.metrics.modes import class_histogram
 
 __all__ = [
     "classifier_score",
@@ -205,13 +206,19 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     )
 
 
-def kid(f1, f2, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+def kid(f1, f2, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Kernel Inception Distance analogue: unbiased MMD^2, cubic polynomial kernel.
 
     For each of ``num_subsets`` subsets, draw ``m = min(subset_size, n1, n2)`` rows of
     each set without replacement and compute
     ``sum_{i!=j} k(x_i,x_j)/(m(m-1)) + sum_{i!=j} k(y_i,y_j)/(m(m-1)) - 2 sum_{i,j} k(x_i,y_j)/m^2``
     with ``k(x, y) = (x . y / d + 1)^3``.
+
+    When ``m`` is both set sizes (``subset_size >= n1 == n2``), every "subset" is the
+    whole of both sets and the estimator does not depend on the draw: KID is then one
+    value on all rows, ``kid_std`` is None (no spread to report, not 0) and
+    ``num_subsets`` is 1. Ask for ``subset_size < n`` (the KID paper's subsets of 1000
+    out of 50000) for a spread over subsets.
 
     Args:
       f1: features ``(n1, d)``.
@@ -221,8 +228,9 @@ def kid(f1, f2, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 
       seed: seed of ``numpy.random.default_rng`` drawing the subsets.
 
     Returns:
-      ``{"kid_mean", "kid_std", "num_subsets", "subset_size"}``: mean and standard
-      deviation (``ddof=0``) over subsets, in squared kernel units; the subset size used.
+      ``{"kid_mean", "kid_std", "num_subsets", "subset_size", "kid_how"}``: mean and
+      standard deviation (``ddof=0``) over the subsets actually used, in squared kernel
+      units; the subset count and size used; ``kid_how`` says which in words.
 
     Raises:
       ValueError: not 2-D, different ``d``, fewer than 2 samples, non-finite, bad
@@ -236,6 +244,14 @@ def kid(f1, f2, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 
     if subset_size < 2:
         raise ValueError(f"subset_size must be at least 2, got {subset_size}")
     m = min(subset_size, f1.shape[0], f2.shape[0])
+    if m == f1.shape[0] == f2.shape[0]:  # every subset would be both whole sets: one value
+        return {
+            "kid_mean": _mmd2_unbiased(f1, f2),
+            "kid_std": None,
+            "num_subsets": 1,
+            "subset_size": m,
+            "kid_how": f"one value on all {m} vs {m} rows (subsets of min({subset_size}, n) would all be the whole sets)",
+        }
     rng = np.random.default_rng(seed)
     values = np.empty(num_subsets)
     for s in range(num_subsets):
@@ -247,6 +263,7 @@ def kid(f1, f2, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 
         "kid_std": float(values.std()),
         "num_subsets": num_subsets,
         "subset_size": m,
+        "kid_how": f"mean and std over {num_subsets} random subsets of {m} rows of each set",
     }
 
 
@@ -399,13 +416,13 @@ def sample_quality_from_features(
       fake_features: ``(M, d)``.
       real_logits: optional ``(N, K)``; adds ``"real_classifier_score"``.
       fake_logits: optional ``(M, K)``; adds ``"classifier_score"`` and
-        ``"class_histogram"`` (:func:`genjax.gan.diagnostics.class_histogram`).
+        ``"class_histogram"`` (:func:`genjax.metrics.modes.class_histogram`).
       k_precision_recall: ``k`` of :func:`precision_recall`.
       k_density_coverage: ``k`` of :func:`density_coverage`.
       kid_subsets, kid_subset_size, seed: see :func:`kid`.
 
     Returns:
-      ``{"fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall",
+      ``{"fid", "kid_mean", "kid_std", "kid_subset_size", "kid_subsets", "kid_how", "precision", "recall",
       "density", "coverage", "num_real", "num_fake", "feature_dim", "k_precision_recall",
       "k_density_coverage"}`` plus the logit entries above; all Python numbers.
 
@@ -434,7 +451,8 @@ def sample_quality_from_features(
 
     out: dict[str, Any] = {"fid": fid_from_features(real, fake)}
     k = kid(real, fake, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-    out.update(kid_mean=k["kid_mean"], kid_std=k["kid_std"], kid_subset_size=k["subset_size"])
+    out.update(kid_mean=k["kid_mean"], kid_std=k["kid_std"], kid_subset_size=k["subset_size"],
+               kid_subsets=k["num_subsets"], kid_how=k["kid_how"])
     out.update(precision_recall(real, fake, k=k_pr))
     out.update(density_coverage(real, fake, k=k_dc))
     out.update(

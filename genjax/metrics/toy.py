@@ -3,7 +3,7 @@
 ``exact_kl`` needs a density with a closed-form ``log_prob`` (``ToyDensity.has_log_prob``:
 8gaussians, 25gaussians, checkerboard, gaussian) and the model's ``log q`` on samples
 of ``p``; the mode-coverage diagnostics (modes captured, high-quality fraction, KL of
-the mode histogram to uniform; PacGAN's protocol) live in ``genjax.gan.diagnostics`` and
+the mode histogram to uniform; PacGAN's protocol) live in ``genjax.metrics.modes`` and
 are re-exported here so that every family is scored by the same functions.
 """
 
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import _checks
-from genjax.gan.diagnostics import ModeCoverage, class_histogram, mixture_diagnostics, mode_coverage
+from genjax.metrics.modes import ModeCoverage, class_histogram, mixture_diagnostics, mode_coverage
 
 
 def exact_kl(toy, x, log_q) -> float:

@@ -91,11 +91,14 @@ class ModelSpec:
     build: Callable[[DataBundle, dict], Any]  # (data, options) -> model
     transform: Callable[[Any, DataBundle], Any]  # (model, data) -> transform or None
     artifacts: Callable[..., list[str]]  # (model, params, data, out_dir, key) -> written files
-    evaluate: Callable[..., dict]  # (model, params, data, key, *, num_samples, max_examples) -> metrics
+    # (model, params, data, key, *, num_samples, max_examples, classifier, data_dir) -> metrics: each family's
+    # call of the one evaluation path, genjax.metrics.evaluation (num_samples: the VAE's importance samples,
+    # the others' generated samples)
+    evaluate: Callable[..., dict]
     defaults: dict = dataclasses.field(default_factory=dict)  # training defaults (steps, batch_size, lr)
     make_optimizer: Callable[[dict], Any] | None = None  # (run config) -> optimizer; default optax.adam(lr)
     # (model, params, key, num, data) -> (num, *data.shape) host array for `genjax sample`;
-    # default model.sample(params, key, num) (the VAE passes mean=True on images)
+    # default model.sample(params, key, num) (a model samples in its own data space)
     sample: Callable[..., Any] | None = None
 
 

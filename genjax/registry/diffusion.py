@@ -5,7 +5,8 @@
     ncsn       ncsn_2d (annealed Langevin)       -- (error: use ddpm or score-sde)
     score-sde  score_sde_2d (VP/sub-VP/VE SDE)   score_sde_image (UNet)
 
-Evaluation reports the likelihood each model has, labelled by kind:
+Evaluation (the one path, :func:`genjax.metrics.evaluation.evaluate`) reports the likelihood each
+model has, labelled by kind:
 
 * ``ddpm``: the discrete variational bound (``log_prob_kind: vlb``; T network calls
   per example). On images the bound is on the 8-bit image's ``log P(x)`` through the
@@ -31,21 +32,13 @@ import numpy as np
 
 from genjax import viz
 from genjax.data.pipeline import uniform_dequantize
-from genjax.metrics.likelihood import bits_per_dim
+from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
 
 PLOT_LIM = 4.5
 #: test examples scored for a likelihood on image data unless ``max_examples`` says otherwise
 IMAGE_EVAL_MAX = 500
 TOY_EVAL_MAX = 2000
-DEQUANTIZATION_CONVENTION = (
-    "uniform dequantization: grid value k/(L-1) -> (k+u)/L, u~U[0,1), one draw per test example; "
-    "bits/dim = nll/(D ln 2) + log2(L)"
-)
-VLB_CONVENTION = (
-    "discrete variational bound with a discretized Gaussian decoder on the L-level grid: a bound on "
-    "-log P(x) of the discrete image, bits/dim = nll/(D ln 2), no dequantization"
-)
 
 
 def _unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
@@ -122,68 +115,24 @@ def cli_sample(model, params, key, num: int, data: DataBundle) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- evaluation
-def _log_probs(model, params, x: np.ndarray, key, *, batch: int) -> np.ndarray:
-    f = jax.jit(lambda p, k, xb: model.log_prob(p, k, xb))
-    return np.concatenate(
-        [np.asarray(f(params, jax.random.fold_in(key, i), jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
-    )
-
-
 def dequantize(key, x: np.ndarray, num_levels: int) -> np.ndarray:
     """``k/(L-1) -> (k + u)/L`` with ``u ~ U[0, 1)``, one draw per element (host array)."""
     return np.asarray(uniform_dequantize(key, jnp.asarray(x, jnp.float32), num_levels=num_levels))
 
 
-def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 2000, max_examples: int | None = None):
-    k_lp, k_dq, k_s = jax.random.split(key, 3)
+def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 2000, max_examples: int | None = None,
+              classifier=None, data_dir=None):
+    """The one evaluation path (:func:`genjax.metrics.evaluation.evaluate`). The likelihood scores the
+    first :data:`IMAGE_EVAL_MAX` (images: T network calls per example) or
+    :data:`TOY_EVAL_MAX` test examples unless ``max_examples`` says otherwise;
+    ``num_samples`` is the number of generated samples (at most 2000 on images)."""
     image = data.kind == "image"
     limit = IMAGE_EVAL_MAX if image else TOY_EVAL_MAX
-    n = min(len(data.test), limit if max_examples is None else max_examples)
-    x = data.test[:n]
-    out = {"log_prob_kind": model.log_prob_kind, "num_test_examples": int(n)}
-    if model.log_prob_kind != "none":
-        if image and model.log_prob_kind == "ode_estimate":
-            x_eval = dequantize(k_dq, x, data.num_levels)
-        elif image:
-            # the VLB's decoder lives on a 256-level grid; data with L levels (digits: 17) are
-            # snapped to the nearest 8-bit value, which is exact for L = 256
-            x_eval = (np.round(x * 255.0) / 255.0).astype(np.float32)
-        else:
-            x_eval = x
-        log_q = _log_probs(model, params, x_eval, k_lp, batch=100 if image else 500)
-        nll = float(-np.mean(log_q))
-        out["test_nll_nats"] = nll
-        if image:
-            if model.log_prob_kind == "ode_estimate":
-                out["test_bits_per_dim"] = float(bits_per_dim(nll, data.num_dims, num_levels=data.num_levels))
-                out["bits_per_dim_convention"] = f"{DEQUANTIZATION_CONVENTION}; L={data.num_levels}"
-            else:
-                out["test_bits_per_dim"] = float(bits_per_dim(nll, data.num_dims))
-                out["bits_per_dim_convention"] = VLB_CONVENTION + "; L=256"
-        elif data.toy is not None and data.toy.has_log_prob:
-            log_p = np.asarray(data.toy.log_prob(jnp.asarray(x)), np.float64)
-            out["test_kl_nats"] = float(np.mean(log_p - log_q))
-            out["kl_convention"] = (
-                "KL(p||q) = E_p[log p - log q] over the test samples, closed-form log p, q = the model's "
-                + ("variational bound (so an upper bound on the KL)" if model.log_prob_kind == "vlb" else "ODE estimate")
-            )
-    s = cli_sample(model, params, k_s, min(num_samples, 2000) if image else num_samples, data)
-    out["num_generated"] = int(len(s))
-    out["samples_finite"] = bool(np.all(np.isfinite(s)))
-    if not image:
-        ref = data.test[: len(s)]
-        out["mean_error"] = float(np.linalg.norm(s.mean(0) - ref.mean(0)))
-        out["cov_error"] = float(np.linalg.norm(np.cov(s.T) - np.cov(ref.T)))
-        if data.toy is not None and data.toy.has_log_prob:
-            lp = np.asarray(data.toy.log_prob(jnp.asarray(s)))
-            inside = np.isfinite(lp)
-            out["fraction_in_support"] = float(inside.mean())
-            if inside.any():  # mean true log-density of the samples inside the support
-                out["data_log_prob_of_samples"] = float(lp[inside].mean())
-            out["data_log_prob_of_test"] = float(np.mean(np.asarray(data.toy.log_prob(jnp.asarray(ref)))))
-    else:
-        out["mean_image_rmse"] = float(np.sqrt(np.mean((s.mean(0) - data.test.mean(0)) ** 2)))
-        out["pixel_std_ratio"] = float(s.std() / max(data.test.std(), 1e-8))
+    n_gen = min(num_samples, 2000) if image else num_samples
+    out = evaluate(model, params, key, data, num_generated=n_gen, max_examples=limit if max_examples is None else max_examples,
+                   classifier=classifier, data_dir=data_dir, batch=100 if image else 500)
+    if n_gen < num_samples:
+        out["num_generated_note"] = f"--num-samples {num_samples} capped at 2000 generated images"
     return out
 
 

@@ -9,15 +9,16 @@ Which constructor a name builds depends on the data:
     nsf      nsf_2d                     -- (error: use realnvp or glow)
 
 Image flows get ``data_levels = DataBundle.num_levels`` (17 for digits, 256 for MNIST)
-and dequantize uniformly inside ``loss``. Evaluation is the exact test NLL
-(``log_prob_kind: exact``); images add bits/dim with the dequantization offset, toy
-densities with a closed-form ``log p`` add the exact ``KL(p||q) = E_p[log p - log q]``
-estimated on the test samples.
+and dequantize uniformly inside ``loss``. Evaluation is the one path,
+:func:`genjax.metrics.evaluation.evaluate`: the exact test NLL (``log_prob_kind: exact``); images add
+bits/dim with the dequantization offset, toy densities with a closed-form ``log p`` add
+the exact ``KL(p||q) = E_p[log p - log q]`` estimated on the test samples; then the
+sample metrics.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import pathlib
 
 import jax
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import viz
-from genjax.metrics.likelihood import bits_per_dim
+from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
 
 #: Half-width of the square on which 2-D pictures are drawn (matches ``viz.scatter_2d``).
@@ -35,33 +36,6 @@ DEQUANTIZATION_CONVENTION = (
     "uniform dequantization: grid value k/(L-1) -> (k+u)/L, u~U[0,1), one draw per test example; "
     "bits/dim = nll/(D ln 2) + log2(L) (an upper bound on the L-level data's bits/dim)"
 )
-
-
-def _flow_cls():
-    from genjax.flows.models import Flow
-
-    @dataclasses.dataclass(frozen=True)
-    class CLIFlow(Flow):
-        """A ``Flow`` whose ``sample`` also accepts ``mean`` (``genjax sample`` passes
-        ``mean=True`` for image data, meaning the VAE decoder mean); a flow's samples
-        are already continuous, so it is ignored. Sampling runs as one jitted graph
-        (op-by-op dispatch of a deep flow's inverse is several times slower on CPU)."""
-
-        def sample(self, params, key, num, *, temperature: float = 1.0, mean: bool = False):
-            sample = super().sample
-            return jax.jit(lambda p, k: sample(p, k, num, temperature=temperature))(params, key)
-
-    return CLIFlow
-
-
-_CLIFlow = None
-
-
-def _for_cli(flow):
-    global _CLIFlow
-    if _CLIFlow is None:
-        _CLIFlow = _flow_cls()
-    return _CLIFlow(**{f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)})
 
 
 def glow_levels(shape: tuple[int, ...], max_levels: int = 3) -> int:
@@ -111,7 +85,7 @@ def _build(name: str):
                 num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), num_bins=opts["num_bins"],
                 bound=opts["bound"],
             )
-        return _for_cli(f)
+        return f
 
     return build
 
@@ -130,23 +104,37 @@ def log_likelihoods(model, params, x: np.ndarray, key, *, batch: int = 500) -> n
     )
 
 
-from genjax.metrics.toy import exact_kl  # noqa: E402  (re-exported: experiments import it from here)
+from genjax.metrics.toy import exact_kl  # noqa: E402,F401  (re-exported: experiments import it from here)
+
+#: generated samples scored on images at most (``--num-samples`` above it is capped, and said)
+IMAGE_GEN_MAX = 2000
 
 
-def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 0, max_examples: int | None = None):
-    x = data.test if max_examples is None else data.test[:max_examples]
-    log_q = log_likelihoods(model, params, x, key)
-    nll = float(-np.mean(log_q))
-    out = {"test_nll_nats": nll, "log_prob_kind": model.log_prob_kind, "num_test_examples": int(len(x))}
-    if data.kind == "image":
-        out["test_bits_per_dim"] = float(bits_per_dim(nll, data.num_dims, num_levels=data.num_levels))
-        out["bits_per_dim_convention"] = f"{DEQUANTIZATION_CONVENTION}; L={data.num_levels}"
-    elif data.toy is not None and data.toy.has_log_prob:
-        out["test_kl_nats"] = exact_kl(data.toy, x, log_q)
-        out["kl_convention"] = "exact KL(p||q) = E_p[log p - log q], mean over the test samples, closed-form log p"
-    else:
-        out["kl_convention"] = f"KL unavailable: toy density {data.name!r} has no closed-form log p"
+def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 1000, max_examples: int | None = None,
+              classifier=None, data_dir=None):
+    """The one evaluation path (:func:`genjax.metrics.evaluation.evaluate`); ``num_samples`` is the
+    number of generated samples (at most :data:`IMAGE_GEN_MAX` on images)."""
+    n_gen = min(num_samples, IMAGE_GEN_MAX) if data.kind == "image" else num_samples
+    out = evaluate(model, params, key, data, num_generated=n_gen, max_examples=max_examples, classifier=classifier,
+                   data_dir=data_dir)
+    if n_gen < num_samples:
+        out["num_generated_note"] = f"--num-samples {num_samples} capped at {IMAGE_GEN_MAX} generated images"
     return out
+
+
+# ---------------------------------------------------------------------- sampling
+@functools.partial(jax.jit, static_argnames=("model", "num", "temperature"))
+def _sample(model, params, key, num: int, temperature: float = 1.0):
+    return model.sample(params, key, num, temperature=temperature)
+
+
+def cli_sample(model, params, key, num: int, data: DataBundle) -> np.ndarray:
+    """Samples for ``genjax sample``: one compiled graph per chunk of 1000 (op-by-op
+    dispatch of a deep flow's inverse is several times slower on CPU)."""
+    out = []
+    for i, start in enumerate(range(0, num, 1000)):
+        out.append(np.asarray(_sample(model, params, jax.random.fold_in(key, i), min(1000, num - start))))
+    return np.concatenate(out)
 
 
 # ---------------------------------------------------------------------- pictures
@@ -239,6 +227,7 @@ _DESCRIPTIONS = {
 }
 
 SPECS: dict[str, ModelSpec] = {
-    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate, dict(_DEFAULTS))
+    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate, dict(_DEFAULTS),
+                 sample=cli_sample)
     for n in ("realnvp", "glow", "maf", "nsf")
 }

@@ -308,52 +308,20 @@ def image_sample_statistics(samples: np.ndarray, test: np.ndarray, train: np.nda
     }
 
 
-def _gan_evaluate(model, params, data: DataBundle, key, *, num_samples: int = 5000, max_examples: int | None = None):
-    """GAN metrics (see the module docstring). ``num_samples`` (importance samples of
-    likelihood models) is unused: a GAN has no density."""
-    del num_samples
-    out = {"log_prob_kind": "none (a GAN defines no density; sample-based metrics only)"}
-    if data.kind == "toy":
-        toy = data.toy
-        if toy is not None and toy.modes is not None:
-            from genjax.gan import mixture_diagnostics
+def _gan_evaluate(model, params, data: DataBundle, key, *, num_samples: int = MIXTURE_EVAL_SAMPLES,
+                  max_examples: int | None = None, classifier=None, data_dir=None):
+    """The one evaluation path (:func:`genjax.metrics.evaluation.evaluate`; a GAN has no density, so
+    sample metrics only) on ``num_samples`` generated samples; on images also the
+    classifier-free :func:`image_sample_statistics` against the first ``max_examples``
+    test images (all of them by default)."""
+    from genjax.metrics.evaluation import draw_samples, evaluate
 
-            x = _sample_in_chunks(model, params, key, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
-            d = mixture_diagnostics(x, toy)
-            if not np.isfinite(d["kl_to_uniform"]):  # no high-quality sample at all; keep the JSON strict
-                d["kl_to_uniform"] = "inf"
-            out.update(d)
-            out["num_generated"] = MIXTURE_EVAL_SAMPLES
-            out["protocol"] = (
-                f"{MIXTURE_EVAL_SAMPLES} samples, nearest mode; high quality within {d['threshold_std']:g} std "
-                f"(std {toy.mode_std:g}); captured: >= {d['min_count']} high-quality sample"
-            )
-            return out
-        n = MIXTURE_EVAL_SAMPLES
-        x = _sample_in_chunks(model, params, key, n, chunk=n)
-        ref = data.test[:n]
-        out.update(
-            num_generated=n,
-            mean_error=float(np.linalg.norm(x.mean(0) - ref.mean(0))),
-            cov_error=float(np.linalg.norm(np.cov(x.T) - np.cov(ref.T))),
-        )
-        if toy is not None and toy.has_log_prob:  # mean true log-density of the samples (precision)
-            lp = np.asarray(toy.log_prob(jnp.asarray(x)))
-            inside = np.isfinite(lp)
-            out["fraction_in_support"] = float(inside.mean())
-            out["data_log_prob_of_samples"] = float(lp[inside].mean()) if inside.any() else None
-            out["data_log_prob_of_test"] = float(np.mean(np.asarray(toy.log_prob(jnp.asarray(ref)))))
-        return out
-    m = min(len(data.test), IMAGE_EVAL_MAX if max_examples is None else max_examples, IMAGE_EVAL_MAX)
-    test = data.test[:m]
-    x = _sample_in_chunks(model, params, key, m)
-    out.update(image_sample_statistics(x, test, data.train[:2000]))
-    out.update(
-        num_generated=m,
-        num_test_examples=m,
-        classifier_metrics="not computed: the class histogram (genjax.gan.class_histogram) and FID need the "
-        "evaluation issue's classifier",
-    )
+    out = evaluate(model, params, key, data, num_generated=num_samples, max_examples=max_examples,
+                   classifier=classifier, data_dir=data_dir, sample_chunk=500)
+    if data.kind == "image":
+        test = data.test if max_examples is None else data.test[:max_examples]
+        x = np.clip(np.nan_to_num(draw_samples(model, params, jax.random.split(key)[1], num_samples, chunk=500)), 0.0, 1.0)
+        out.update(image_sample_statistics(x, test, data.train[:2000]), num_test_examples=int(len(test)))
     return out
 
 

@@ -70,6 +70,9 @@ class VAE:
       obs_std: decoder standard deviation for ``likelihood="gaussian"``.
       beta: KL weight of the ELBO (beta-VAE); must be 1 when ``num_samples > 1``.
       num_samples: importance samples of the training objective (1 = ELBO, k > 1 = IWAE).
+      sample_mean: what :meth:`sample` returns by default: ``E[x|z]`` (True; the usual
+        picture of an image VAE, and the data space its samples are scored in) or a
+        draw ``x ~ p(x|z)`` (False).
     """
 
     encoder: nn.Module
@@ -80,6 +83,7 @@ class VAE:
     obs_std: float = 1.0
     beta: float = 1.0
     num_samples: int = 1
+    sample_mean: bool = False
 
     log_prob_kind = "iwae_bound"
     condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
@@ -89,6 +93,8 @@ class VAE:
         _checks.positive_int("latent_dim", self.latent_dim)
         _checks.positive_int("num_samples", self.num_samples)
         _checks.positive_float("obs_std", self.obs_std)
+        if not isinstance(self.sample_mean, bool):
+            raise ValueError(f"sample_mean must be True or False, got {self.sample_mean!r}")
         if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
             raise ValueError(f"beta must be a non-negative number, got {self.beta!r}")
         if self.num_samples > 1 and self.beta != 1.0:
@@ -207,17 +213,19 @@ class VAE:
         return loss, {"loss": loss, **metrics}
 
     def sample(
-        self, params: Params, key: PRNGKeyArray, num: int, *, mean: bool = False, cond=None, guidance=None
+        self, params: Params, key: PRNGKeyArray, num: int, *, mean: bool | None = None, cond=None, guidance=None
     ) -> Array:
         """``num`` draws ``x ~ p(x|z) p(z)``, shape ``(num, *data_shape)``.
 
         With ``mean=True`` returns ``E[x|z]`` (Bernoulli probabilities / Gaussian
-        means) instead, as is usual for pictures. ``cond`` and ``guidance`` (the model
-        API's) must be ``None``: this VAE takes no condition.
+        means) instead, as is usual for pictures; ``mean=None`` (default) follows the
+        model's ``sample_mean``. ``cond`` and ``guidance`` (the model API's) must be
+        ``None``: this VAE takes no condition.
         """
         num = _checks.positive_int("num", num)
         check_cond(self.condition, cond, num)
         check_guidance(guidance, self.condition, cond)
+        mean = self.sample_mean if mean is None else bool(mean)
         self.check_params(params, batch_size=num)
         k_z, k_x = jax.random.split(key)
         z = jax.random.normal(k_z, (num, self.latent_dim))
@@ -343,6 +351,7 @@ def mlp_vae(
     obs_std: float = 1.0,
     beta: float = 1.0,
     num_samples: int = 1,
+    sample_mean: bool = False,
 ) -> VAE:
     """An MLP VAE; the decoder mirrors the encoder's hidden widths.
 
@@ -369,6 +378,7 @@ def mlp_vae(
         obs_std=obs_std,
         beta=beta,
         num_samples=num_samples,
+        sample_mean=sample_mean,
     )
 
 
@@ -394,6 +404,7 @@ def conv_vae(
     obs_std: float = 1.0,
     beta: float = 1.0,
     num_samples: int = 1,
+    sample_mean: bool = False,
 ) -> VAE:
     """A convolutional VAE for ``(H, W, C)`` images, H and W divisible by ``2**len(features)``."""
     shape = tuple(int(d) for d in data_shape)
@@ -411,4 +422,5 @@ def conv_vae(
         obs_std=obs_std,
         beta=beta,
         num_samples=num_samples,
+        sample_mean=sample_mean,
     )

@@ -49,7 +49,7 @@ def test_ddpm_digits_train_sample_eval(tmp_path, capsys):
     assert s.shape == (5, 8, 8, 1) and s.min() >= 0.0 and s.max() <= 1.0
     assert cli.main(["eval", str(run), "--max-examples", "6"]) == 0
     ev = json.loads((run / "eval.json").read_text())
-    assert ev["num_test_examples"] == 6 and ev["log_prob_kind"] == "vlb" and "no dequantization" in ev["bits_per_dim_convention"]
+    assert ev["num_test_examples"] == 6 and ev["log_prob_kind"] == "vlb" and "discretized Gaussian decoder" in ev["bits_per_dim_convention"]
 
 
 class _FakeODEModel:

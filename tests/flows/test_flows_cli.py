@@ -57,7 +57,7 @@ def test_image_flow_train_sample_eval(model, tmp_path, capsys):
     assert cli.main(["eval", str(run), "--max-examples", "20"]) == 0
     ev = json.loads((run / "eval.json").read_text())
     assert ev["log_prob_kind"] == "exact" and ev["num_test_examples"] == 20 and ev["step"] == 2
-    assert "dequantization" in ev["bits_per_dim_convention"] and "L=17" in ev["bits_per_dim_convention"]
+    assert "uniformly dequantized" in ev["bits_per_dim_convention"] and "L=17" in ev["bits_per_dim_convention"]
     assert ev["test_bits_per_dim"] == pytest.approx(ev["test_nll_nats"] / (64 * math.log(2)) + math.log2(17), rel=1e-5)
 
 

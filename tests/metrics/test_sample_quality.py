@@ -127,7 +127,22 @@ def test_kid_single_subset_equals_double_sum(rng):
     out = sq.kid(x, y, num_subsets=1, subset_size=7)
     assert out["subset_size"] == 7 and out["num_subsets"] == 1
     assert out["kid_mean"] == pytest.approx(_mmd2_loops(x, y), rel=1e-10, abs=1e-12)
-    assert out["kid_std"] == 0.0
+    assert out["kid_std"] is None  # one value: no spread to report
+
+
+def test_kid_subsets_of_the_whole_sets_are_one_value_not_a_zero_spread(rng):
+    """Defect A4: with n = 360 and subsets of min(1000, n), compare's "100 subsets" were
+    100 copies of the whole sets (std 0). KID is then one value, and says so."""
+    x, y = rng.normal(size=(9, 3)), rng.normal(size=(9, 3)) + 0.3
+    out = sq.kid(x, y, num_subsets=100, subset_size=1000)
+    assert out["num_subsets"] == 1 and out["subset_size"] == 9 and out["kid_std"] is None
+    assert out["kid_mean"] == pytest.approx(_mmd2_loops(x, y), rel=1e-10, abs=1e-12)
+    assert "one value on all 9 vs 9" in out["kid_how"]
+    # subsets smaller than n are random draws with a real spread
+    small = sq.kid(x, y, num_subsets=20, subset_size=5, seed=1)
+    assert small["num_subsets"] == 20 and small["kid_std"] > 0 and "20 random subsets of 5" in small["kid_how"]
+    q = sq.sample_quality_from_features(x, y, kid_subsets=100, kid_subset_size=1000)
+    assert q["kid_std"] is None and q["kid_subsets"] == 1 and q["kid_how"] == out["kid_how"]
 
 
 def test_kid_is_unbiased_and_detects_a_shift(rng):

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import cli, diffusion, flows, gan, registry, vae
+from genjax import cli, diffusion, flows, gan, metrics, registry, vae
 from genjax.data import BatchSampler, download, images, pipeline, synthetic
 from genjax.metrics import bits_per_dim
 from genjax.train import fit, make_train_step
@@ -137,10 +137,10 @@ CASES = [
     ("gan/tanh-data-out-of-range", lambda: gan.mlp_gan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,)).check_batch(3.0 * jnp.ones((3, 2))), ValueError, r"x has values in \[3, 3\] but the generator's output range is \[-1.0, 1.0\]"),
     ("gan/sample-num-zero", lambda: mgan().sample(mgan_params(), KEY, 0), ValueError, r"num must be a positive integer, got 0"),
     ("gan/params-of-a-vae", lambda: mgan().d_loss(gvae_params(), KEY, jnp.ones((3, 2))), ValueError, r"params do not match this GAN .*expected \['discriminator'\], \['generator'\]"),
-    ("gan/mode-coverage-std-zero", lambda: gan.mode_coverage(np.ones((4, 2)), np.ones((8, 2)), std=0.0), ValueError, r"std must be a positive finite number, got 0.0"),
-    ("gan/mode-coverage-empty-samples", lambda: gan.mode_coverage(np.ones((0, 2)), np.ones((8, 2)), std=0.1), ValueError, r"samples is empty \(shape \(0, 2\)\)"),
-    ("gan/mixture-diagnostics-nan-samples", lambda: gan.mixture_diagnostics(np.full((4, 2), np.nan), synthetic.get_toy_density("8gaussians")), ValueError, r"samples contains 8 non-finite values"),
-    ("gan/kl-negative-counts", lambda: gan.histogram_kl_to_uniform(np.array([-1, 2])), ValueError, r"counts must be non-negative finite numbers, got values in \[-1, 2\]"),
+    ("metrics/mode-coverage-std-zero", lambda: metrics.mode_coverage(np.ones((4, 2)), np.ones((8, 2)), std=0.0), ValueError, r"std must be a positive finite number, got 0.0"),
+    ("metrics/mode-coverage-empty-samples", lambda: metrics.mode_coverage(np.ones((0, 2)), np.ones((8, 2)), std=0.1), ValueError, r"samples is empty \(shape \(0, 2\)\)"),
+    ("metrics/mixture-diagnostics-nan-samples", lambda: metrics.mixture_diagnostics(np.full((4, 2), np.nan), synthetic.get_toy_density("8gaussians")), ValueError, r"samples contains 8 non-finite values"),
+    ("metrics/kl-negative-counts", lambda: metrics.histogram_kl_to_uniform(np.array([-1, 2])), ValueError, r"counts must be non-negative finite numbers, got values in \[-1, 2\]"),
     # ---------------------------------------------------------------- flows
     ("flows/log-prob-shape", lambda: flow().log_prob(flow_params(), KEY, jnp.ones((3, 3))), ValueError, r"x must have shape \(batch, 2\), got shape \(3, 3\)"),
     ("flows/log-prob-rank", lambda: flow().log_prob(flow_params(), KEY, jnp.ones((3,))), ValueError, r"x must have rank 2 with shape \(batch, 2\), got shape \(3,\)"),

@@ -226,6 +226,20 @@ def test_sample_shapes_and_support(tiny, key):
     assert not set(np.unique(np.asarray(m))) <= {0.0, 1.0}
 
 
+def test_sample_mean_is_the_models_own_default(tiny, key):
+    """An image VAE owns its data space: ``sample_mean=True`` makes ``sample`` return
+    ``E[x|z]`` with no ``mean=`` from the caller (the CLI passed ``mean=True`` to every model)."""
+    vae, params = tiny
+    pictures = dataclasses.replace(vae, sample_mean=True)
+    m = np.asarray(pictures.sample(params, key, 4))
+    z = jax.random.normal(jax.random.split(key)[0], (4, vae.latent_dim))
+    np.testing.assert_allclose(m, np.asarray(vae.decoder_mean(params, z)), rtol=1e-6)
+    np.testing.assert_array_equal(m, np.asarray(vae.sample(params, key, 4, mean=True)))
+    assert set(np.unique(np.asarray(pictures.sample(params, key, 4, mean=False)))) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="sample_mean must be True or False"):
+        dataclasses.replace(vae, sample_mean="yes")
+
+
 def test_reconstruct_and_log_prob_shapes(tiny, binary_x, key):
     vae, params = tiny
     r = vae.reconstruct(params, key, binary_x)

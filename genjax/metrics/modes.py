@@ -1,5 +1,8 @@
 """Mode-collapse diagnostics: mode coverage on Gaussian mixtures, class histograms on images.
 
+Every family is scored by these functions (they moved here from ``genjax.gan.diagnostics``:
+a family does not import ``metrics``, and ``metrics`` does not import a family).
+
 Mixtures (the VEEGAN / PacGAN protocol): each sample is assigned to its nearest mode
 (Euclidean); it is *high quality* when within ``threshold * std`` of that mode (3 std
 in the papers). A mode is *captured* when at least ``min_count`` high-quality samples

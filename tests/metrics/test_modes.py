@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import genjax.data
-from genjax.gan import class_histogram, histogram_kl_to_uniform, mixture_diagnostics, mode_coverage
+from genjax.metrics import class_histogram, histogram_kl_to_uniform, mixture_diagnostics, mode_coverage
 
 
 def test_samples_at_five_of_eight_modes(rng):
