@@ -10,10 +10,9 @@ one evaluation path:
   and one generator update on one batch of real examples). Examples seen is a property
   of the run, not of the machine: wall-clock budgets on a shared, loaded CPU would give
   each family whatever the other jobs left it. Steps and wall time are both recorded.
-* **Seeds**: ``S`` train states stacked on a leading axis and trained under
-  ``jax.vmap`` inside one jitted ``lax.scan`` chunk (as ``experiments/gan_mixture.py``).
-  Seed ``i`` uses the key ``fold_in(PRNGKey(seed), i)`` exactly as :func:`genjax.train.fit`
-  uses a key (init / data / train split), so it equals that seed trained alone. A seed
+* **Seeds**: ``S`` seeds trained at once by the one trainer, :func:`genjax.train.fit`
+  with ``seeds`` (train states stacked on a leading axis, the step under ``jax.vmap``).
+  Seed ``i`` uses the key ``fold_in(PRNGKey(seed), i)``, so it equals that seed trained alone. A seed
   *diverged* when any step's loss or gradient was non-finite or its final parameters
   are; every metric is mean ± std (population) over the other seeds.
 * **Likelihood** in nats and bits/dim on the same test examples, labelled by kind:
@@ -52,6 +51,8 @@ import numpy as np
 import optax
 
 from genjax import _checks
+from genjax.results import write_result
+from genjax.train import seed_keys
 
 FAMILIES = ("vae", "gan", "flow", "diffusion")
 FAMILY_TYPE = {"vae": "explicit", "gan": "implicit", "flow": "explicit", "diffusion": "hybrid"}
@@ -64,40 +65,6 @@ COMPARE_DATA = ("digits", "mnist", "fashion-mnist")
 
 
 # ---------------------------------------------------------------------- models
-@dataclasses.dataclass(frozen=True, eq=False)
-class FlatModel:
-    """A model of flat vectors ``(D,)`` seen as images ``data_shape`` (reshapes in and out).
-
-    Lets the MLP DDPM (which takes ``(b, D)``) train on ``(H, W, C)`` image batches;
-    everything else (``log_prob_kind``, ``num_steps``, ...) is the inner model's. The MLP
-    RealNVP flattens inside (``genjax.flows.realnvp(shape)``); this wrapper goes when the
-    diffusion models accept image shapes with an MLP denoiser.
-    """
-
-    inner: Any
-    data_shape: tuple[int, ...]
-
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def _flat(self, x):
-        return jnp.reshape(x, (x.shape[0], -1))
-
-    def init(self, key, batch):
-        return self.inner.init(key, self._flat(batch))
-
-    def loss(self, params, key, batch):
-        return self.inner.loss(params, key, self._flat(batch))
-
-    def sample(self, params, key, num, **kwargs):
-        return jnp.reshape(self.inner.sample(params, key, num, **kwargs), (num, *self.data_shape))
-
-    def log_prob(self, params, key, x, **kwargs):
-        return self.inner.log_prob(params, key, self._flat(x), **kwargs)
-
-
 def _realnvp_mlp(data, opts):
     from genjax import flows
 
@@ -108,14 +75,10 @@ def _realnvp_mlp(data, opts):
 
 def _ddpm_mlp(data, opts):
     from genjax.diffusion import models as dif
-    from genjax.nn.denoiser import MLPDenoiser
 
-    d = data.num_dims
-    m = dif.DDPM(
-        MLPDenoiser(tuple(opts["hidden"]), opts["emb_dim"]), (d,), dif._discrete_schedule("linear", opts["T"]),
-        data_range="unit", num_levels=data.num_levels or 256,
-    )
-    return FlatModel(m, data.shape)
+    # the MLP denoiser flattens (b, H, W, C) itself, so the DDPM takes and returns images
+    return dif.ddpm_mlp(data.shape, hidden=tuple(opts["hidden"]), emb_dim=opts["emb_dim"], T=opts["T"],
+                        schedule="linear", data_range="unit", num_levels=data.num_levels or 256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,11 +153,6 @@ def num_params(tree) -> int:
 
 
 # ---------------------------------------------------------------------- training S seeds
-def seed_keys(seed: int, num_seeds: int) -> list[jax.Array]:
-    """Seed ``i``'s run key ``fold_in(PRNGKey(seed), i)`` (pass it to ``fit(seed=...)``)."""
-    return [jax.random.fold_in(jax.random.PRNGKey(seed), i) for i in range(num_seeds)]
-
-
 def train_seeds(
     model,
     train_data: np.ndarray,
@@ -207,59 +165,30 @@ def train_seeds(
     steps_per_dispatch: int = 100,
     on_chunk: Callable[[int], None] | None = None,
 ):
-    """Trains one copy of ``model`` per key in ``keys`` at once.
-
-    Each seed follows :func:`genjax.train.fit` with ``seed=key`` step for step: keys
-    ``split_run_key(key)``, batches from ``BatchSampler(keys["data"])``, init on the first
-    batch, ``TrainState.create(..., keys["train"])`` and the same step function (the
-    model's own for two-player models). The states are stacked on a leading axis and
-    ``steps_per_dispatch`` steps run in one jitted ``jax.vmap(lax.scan(step))``.
+    """Trains one copy of ``model`` per key in ``keys`` at once: the one trainer,
+    :func:`genjax.train.fit` with ``seeds=keys`` (states stacked, the step vmapped; seed
+    ``i`` equals ``fit`` on ``keys[i]``), chunks of ``steps_per_dispatch`` steps, nothing
+    written, non-finite updates applied and flagged per seed (``on_nonfinite="continue"``).
 
     Returns:
       ``(states, finite (S,) bool, losses (S, num_steps))``: the stacked final
       ``TrainState``; ``finite[i]`` is False when a step of seed ``i`` had a non-finite
       loss or gradient, or its final parameters are non-finite.
     """
-    from genjax.data.pipeline import BatchSampler
-    from genjax.train import TrainState, make_train_step, split_run_key, with_transform
+    from genjax.train import fit
 
-    train_data = np.asarray(train_data)
-    samplers, states = [], []
-    for key in keys:
-        k = split_run_key(key)
-        sampler = BatchSampler(k["data"], len(train_data), batch_size)
-        first = jnp.asarray(train_data[sampler.indices(0)])
-        params = model.init(k["init"], first)
-        states.append(TrainState.create(params, optimizer, k["train"]))
-        samplers.append(sampler)
-    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
-    del states
-    if hasattr(model, "make_train_step"):
-        step = model.make_train_step(optimizer, transform=transform, ema_decay=None, skip_nonfinite=False)
-    else:
-        step = make_train_step(with_transform(model.loss, transform), optimizer, jit=False)
+    losses, done = [], [0]
 
-    def chunk(states, data, idx):
-        return jax.vmap(lambda s, i: jax.lax.scan(step, s, jnp.take(data, i, axis=0)))(states, idx)
-
-    run = jax.jit(chunk, donate_argnums=0)
-    device_data = jnp.asarray(train_data)
-    finite = np.ones(len(keys), bool)
-    losses = []
-    done = 0
-    while done < num_steps:
-        count = min(steps_per_dispatch, num_steps - done)
-        idx = np.stack([s.indices_for(done, count) for s in samplers])  # (S, K, b)
-        stacked, metrics = run(stacked, device_data, jnp.asarray(idx))
-        finite &= np.asarray(metrics["finite"]).all(axis=1)
-        losses.append(np.asarray(metrics["loss"]))
-        done += count
+    def chunk(step, metrics):
+        losses.append(np.asarray(metrics["loss"]))  # (K, S)
         if on_chunk is not None:
-            on_chunk(count)
-    params_ok = np.ones(len(keys), bool)
-    for leaf in jax.tree_util.tree_leaves(stacked.params):
-        params_ok &= np.isfinite(np.asarray(leaf)).reshape(len(keys), -1).all(axis=1)
-    return stacked, finite & params_ok, np.concatenate(losses, axis=1)
+            on_chunk(step - done[0])
+        done[0] = step
+
+    result = fit(model, train_data, seeds=list(keys), num_steps=num_steps, batch_size=batch_size, optimizer=optimizer,
+                 transform=transform, steps_per_dispatch=steps_per_dispatch, log_every=steps_per_dispatch,
+                 checkpoint_every=None, on_nonfinite="continue", progress=False, on_chunk=chunk)
+    return result.state, ~np.asarray(result.diverged), np.concatenate(losses, axis=0).T
 
 
 def seed_params(states, i: int):
@@ -558,12 +487,14 @@ def compare(
         "baseline": {**base_row, "class_histogram": baseline["class_histogram"]["counts"]},
         "wall_time_s": round(time.perf_counter() - t_all, 1),
         "process_cpu_time_s": round(time.process_time() - cpu_all, 1),
-        "versions": {"python": platform.python_version(), "jax": jax.__version__},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     report["files"] = _write_pictures(out, grids, bundle, real[:64])
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    # the one writer of results: adds "run" (command, commit, machine, library versions), atomically
+    written = write_result(out / "report.json", json.loads(json.dumps(report, default=_json_default)), program="genjax",
+                           argv=report["command"].split()[1:] if report["command"].startswith("genjax ") else None)
+    report["run"] = written["run"]
     (out / "report.md").write_text(render_markdown(report))
     report["files"] += ["report.json", "report.md"]
     return report
