@@ -41,10 +41,13 @@ JSON is ``diffusion_toy2d_partial``)::
 
 Cost: 33 min wall for the six runs from scratch on the shared, heavily loaded 2-core CPU
 (load 15-24; 50-250 s of training per model, 1-6.5 min of evaluation + sampling each). The
-committed JSON is that one run of the command above (2026-12-06; its ``run`` key records
-the commit, machine and versions); the figures agree to 1e-6 with the earlier
-re-evaluation from the final checkpoints after ``ode_log_prob`` moved to a geometric time
-grid (2026-11-26).
+committed JSON is one run of the command above (2026-12-06; its ``run`` key records the
+commit, machine and versions) that reused the finished score-SDE runs and the DDPMs' final
+checkpoints of the from-scratch run in its ``--workdir`` and re-evaluated the DDPMs: since
+issue 17 (A6) a DDPM is read as ``DiscreteVPSDE`` (exact marginals at the chain's steps), not
+as the linear ``VPSDE(0.1, 20)``, which was off by up to 5% in marginal std at T = 1000. The
+DDPM's ODE KLs moved from 0.0558 / 0.1840 / 0.8869 to 0.0572 / 0.1841 / 0.8870; every other
+figure is unchanged.
 
 Figures reached (KL nats +- MC standard error, this config, seed 0, CPU). The last column
 is not this experiment's: it is the best flow's KL on the same densities from
@@ -52,7 +55,7 @@ is not this experiment's: it is the best flow's KL on the same densities from
 the end (it is not copied into this JSON):
 
     density       score_sde (ODE)   ddpm (VP-SDE ODE)   ddpm (VLB bound)   NSF flow (flows_toy2d)
-    8gaussians     0.059 +- 0.007    0.056 +- 0.007     0.413 +- 0.036     0.0050
+    8gaussians     0.059 +- 0.007    0.057 +- 0.007     0.413 +- 0.036     0.0050
     checkerboard   0.176 +- 0.010    0.184 +- 0.010     0.483 +- 0.049     0.0175
     rings          0.898 +- 0.017    0.887 +- 0.017     1.128 +- 0.050     0.0124
 
