@@ -27,7 +27,7 @@ Objectives, each trained with the same networks on 8 seeds **at once**
 Networks and training (pinned in ``get_config``; found with short 2-seed trials):
 the networks see ``x / data_scale`` (grid / 4, ring / 1, so both span about
 ``[-1, 1]``); G is an MLP ``z (2-d) -> 128 -> 128 -> 128 -> 2`` (ReLU, linear
-output); D is :class:`FourierDiscriminator`: ``[x, sin(xB), cos(xB)]`` with 64 fixed
+output); D is :class:`genjax.nn.fourier.FourierDiscriminator`: ``[x, sin(xB), cos(xB)]`` with 64 fixed
 random frequencies (``B ~ N(0, 2^2)``), PacGAN packing of 8 (grid) / 16 (ring) examples per decision,
 then ``128 -> 128 -> 128 -> 1`` (LeakyReLU 0.2). Batch 512; every objective gets
 the same number of discriminator updates: 120k on the grid, 40k on the ring (as many
@@ -147,12 +147,10 @@ import platform
 import shutil
 import sys
 import time
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 import flax.struct
 import optax
 
@@ -162,6 +160,7 @@ sys.path.insert(0, str(HERE.parent))
 import genjax.gan as gan  # noqa: E402
 from genjax import viz  # noqa: E402
 from genjax.data import synthetic  # noqa: E402
+from genjax.nn.fourier import FourierDiscriminator  # noqa: E402
 from genjax.train import TrainState  # noqa: E402
 from genjax.train.checkpoint import Checkpointer  # noqa: E402
 
@@ -251,37 +250,6 @@ def generator_steps(config: dict, objective: str, data_name: str) -> int:
 
 
 # ---------------------------------------------------------------------- building
-class FourierDiscriminator(nn.Module):
-    """``(b, 2) -> (b,)`` logits: ``x`` and random Fourier features, then an MLP (LeakyReLU 0.2).
-
-    ``phi(x) = [x, sin(x B), cos(x B)]`` with a fixed ``B ~ N(0, sigma^2)`` of shape
-    ``(2, num_features)`` drawn from ``seed`` at trace time: a constant of the
-    architecture, not a parameter (so neither trained nor clipped). On raw 2-D
-    coordinates an MLP learns the std-0.05 (grid) / 0.01 (ring) bumps only after
-    thousands of steps (spectral bias); Fourier features (Tancik et al., 2020) let it
-    resolve them at once, which is what the generator needs to be pulled onto the modes.
-    The raw ``x`` keeps a non-periodic view, so far-away fakes still get a gradient back.
-    """
-
-    hidden: Sequence[int]
-    num_features: int = 64
-    sigma: float = 1.0
-    seed: int = 0
-    pack: int = 1
-
-    @nn.compact
-    def __call__(self, x):
-        b = np.random.default_rng(self.seed).normal(0.0, self.sigma, (x.shape[-1], self.num_features))
-        proj = x @ jnp.asarray(b, x.dtype)
-        phi = jnp.concatenate([x, jnp.sin(proj), jnp.cos(proj)], axis=-1)
-        if self.pack > 1:  # PacGAN: one decision per group of `pack` examples, shared by each
-            if x.shape[0] % self.pack:
-                raise ValueError(f"the batch size {x.shape[0]} is not divisible by pack={self.pack}")
-            phi = phi.reshape(x.shape[0] // self.pack, self.pack * phi.shape[-1])
-        logits = gan.MLPDiscriminator(tuple(self.hidden), "leaky_relu", name="mlp")(phi)
-        return jnp.repeat(logits, self.pack, axis=0) if self.pack > 1 else logits
-
-
 def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GANOptimizer]:
     """The GAN and its optimizer pair for one objective on one mixture."""
     o = config["objectives"][objective]
@@ -290,8 +258,8 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         if name in o:
             kwargs[name] = o[name]
     d = config["discriminator"]
-    if d["kind"] == "fourier":
-        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], int(per_data(d["pack"], data_name)))
+    if d["kind"] == "fourier":  # features of each example of a pack, then one MLP on the pack
+        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], example_dim=2)
     else:
         disc = gan.MLPDiscriminator(tuple(d["hidden"]), "leaky_relu")
     model = gan.GAN(
@@ -301,6 +269,7 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         latent_dim=config["latent_dim"],
         latent_prior=config.get("latent_prior", "normal"),
         output_range=None,
+        pack=int(per_data(d.get("pack", 1), data_name)),  # PacGAN: one decision (and penalty) per pack
         **kwargs,
     )
     steps = generator_steps(config, objective, data_name)

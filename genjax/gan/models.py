@@ -74,8 +74,10 @@ class GAN:
     Attributes:
       generator: module ``(b, latent_dim) -> (b, *data_shape)``; a
         :class:`~genjax.nn.stylegan.StyleGenerator` enables style mixing and truncation.
-      discriminator: module ``(b, *data_shape) -> (b,)`` (or ``(b, 1)``) logits / scores.
-        It must treat examples independently (no batch statistics) for ``wgan_gp``/R1.
+      discriminator: module ``(b, *data_shape) -> (b,)`` (or ``(b, 1)``) logits / scores;
+        with ``pack > 1`` it sees packs ``(b / pack, *data_shape[:-1], pack * data_shape[-1])``
+        and gives one score per pack. It must treat rows independently (no batch
+        statistics) for ``wgan_gp``/R1.
       data_shape: shape of one example, e.g. ``(2,)`` or ``(28, 28, 1)``.
       latent_dim: dimension of ``z``.
       latent_prior: ``"normal"`` (``N(0, I)``) or ``"uniform"`` (``U[-1, 1]^d``, as DCGAN drew ``z``).
@@ -95,6 +97,12 @@ class GAN:
         every critic step sees the same real batch with fresh ``z``.
       output_range: the generator's output range, checked against concrete data by
         ``check_batch``; None disables the check (linear outputs).
+      pack: PacGAN packing (Lin et al., 2018): the critic sees groups of ``pack``
+        examples concatenated along the last axis (``(b / pack, pack * d)`` for vectors,
+        channels for images) and gives one score per pack; losses, the gradient penalty
+        (its ``eps`` drawn per pack) and R1 are per pack, and a penalty's norm is that of
+        the gradient with respect to the whole concatenated pack. Every batch the critic
+        sees must be divisible by ``pack``.
     """
 
     generator: nn.Module
@@ -110,6 +118,7 @@ class GAN:
     split_critic_batch: bool = False
     output_range: tuple[float, float] | None = (-1.0, 1.0)
     latent_prior: str = "normal"
+    pack: int = 1
 
     log_prob_kind = "none"
 
@@ -118,6 +127,7 @@ class GAN:
         _checks.positive_int("latent_dim", self.latent_dim)
         _checks.positive_int("n_critic", self.n_critic)
         _checks.one_of("latent_prior", self.latent_prior, LATENT_PRIORS)
+        _checks.positive_int("pack", self.pack)
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
         for d in self.data_shape:
             _checks.positive_int("data_shape entries", d)
@@ -165,7 +175,8 @@ class GAN:
         (computed once per model; static, so free under jit): params of another model
         (a VAE) or of a GAN with other sizes fail with a message naming the first mismatch.
         """
-        expected = _checks.expected_params(self, jax.ShapeDtypeStruct((batch_size, *self.data_shape), jnp.float32))
+        n = self.pack * max(1, -(-batch_size // self.pack))  # params do not depend on it; a multiple of pack
+        expected = _checks.expected_params(self, jax.ShapeDtypeStruct((n, *self.data_shape), jnp.float32))
         _checks.check_params(
             name, params, expected, model=f"this GAN (data_shape={self.data_shape}, latent_dim={self.latent_dim})"
         )
@@ -195,16 +206,48 @@ class GAN:
                 f"the generator produces examples of shape {out.shape[1:]}, but data_shape is "
                 f"{self.data_shape}"
             )
-        d_vars = self.discriminator.init(k_d, x)
-        d_out = jax.eval_shape(lambda v: self.discriminator.apply(v, x), d_vars)
-        if d_out.shape not in ((x.shape[0],), (x.shape[0], 1)):
-            raise ValueError(f"the discriminator must output (batch,) logits, got shape {d_out.shape}")
+        xp = self.pack_batch(x, name="batch")
+        d_vars = self.discriminator.init(k_d, xp)
+        d_out = jax.eval_shape(lambda v: self.discriminator.apply(v, xp), d_vars)
+        if d_out.shape not in ((xp.shape[0],), (xp.shape[0], 1)):
+            what = "(batch,)" if self.pack == 1 else f"(batch / pack,) = ({xp.shape[0]},)"
+            raise ValueError(f"the discriminator must output {what} logits, got shape {d_out.shape}")
         return {"generator": g_vars, "discriminator": d_vars}
 
+    def pack_batch(self, x: Array, *, name: str = "x") -> Array:
+        """``(b, *data_shape) -> (b / pack, *data_shape[:-1], pack * data_shape[-1])``.
+
+        Consecutive groups of ``pack`` examples, concatenated along the last axis (a
+        vector's coordinates, an image's channels), example by example: row ``j`` of the
+        result holds examples ``j * pack, ..., j * pack + pack - 1``. The identity when
+        ``pack == 1``.
+
+        Raises:
+          ValueError: ``b`` not divisible by ``pack`` (naming both).
+        """
+        k = self.pack
+        if k == 1:
+            return x
+        b = x.shape[0]
+        if b % k:
+            raise ValueError(
+                f"{name} has batch size {b}, which is not divisible by pack={k}: the critic sees groups of {k} "
+                f"examples (PacGAN); use a batch size that is a multiple of {k}"
+            )
+        xs = x.reshape(b // k, k, *x.shape[1:])
+        xs = jnp.moveaxis(xs, 1, -2)  # (b/k, *shape[:-1], k, shape[-1])
+        return xs.reshape(b // k, *x.shape[1:-1], k * x.shape[-1])
+
+    def critic(self, params: Params, packs: Array) -> Array:
+        """Critic scores ``(n,)`` of already packed inputs ``(n, *data_shape[:-1], pack * data_shape[-1])``
+        (see :meth:`pack_batch`): the function whose input gradient the penalties take."""
+        out = self.discriminator.apply(params["discriminator"], packs)
+        return out.reshape(packs.shape[0])
+
     def discriminate(self, params: Params, x: Array) -> Array:
-        """Discriminator logits / critic scores ``(b,)`` of ``x (b, *data_shape)``."""
-        out = self.discriminator.apply(params["discriminator"], x)
-        return out.reshape(x.shape[0])
+        """Discriminator logits / critic scores of ``x (b, *data_shape)``: one per pack,
+        shape ``(b / pack,)`` (``(b,)`` without packing)."""
+        return self.critic(params, self.pack_batch(x))
 
     def generate(
         self,
@@ -254,7 +297,7 @@ class GAN:
 
     # ------------------------------------------------------------------ objectives
     def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
-        """Discriminator loss (mean over the batch) and metrics.
+        """Discriminator loss (mean over the batch; over its packs with ``pack > 1``) and metrics.
 
         Fakes are generated with fresh ``z`` (no gradient to the generator). Metrics:
         ``d_loss``; ``d_real`` / ``d_fake`` (mean logit / critic score); ``p_real`` /
@@ -262,11 +305,13 @@ class GAN:
         """
         x = batch_x(batch)
         self.check_batch(x, name="batch")
+        real_p = self.pack_batch(x, name="batch")
         self.check_params(params, batch_size=x.shape[0])
         k_fake, k_gp = jax.random.split(key)
         fake = jax.lax.stop_gradient(self._train_fakes(params, k_fake, x.shape[0]))
-        critic = lambda v: self.discriminate(params, v)
-        real_s, fake_s = critic(x), critic(fake)
+        fake_p = self.pack_batch(fake)
+        critic = lambda v: self.critic(params, v)  # on packs: penalties per pack
+        real_s, fake_s = critic(real_p), critic(fake_p)
         if self.loss_kind in _LOGISTIC:
             per = obj.minimax_d_loss(real_logits=real_s, fake_logits=fake_s)
         elif self.loss_kind == "hinge":
@@ -277,11 +322,11 @@ class GAN:
         if self.loss_kind in _LOGISTIC:
             metrics.update(p_real=jnp.mean(jax.nn.sigmoid(real_s)), p_fake=jnp.mean(jax.nn.sigmoid(fake_s)))
         if self.loss_kind == "wgan_gp":
-            gp = obj.gradient_penalty(k_gp, critic, real=x, fake=fake)
+            gp = obj.gradient_penalty(k_gp, critic, real=real_p, fake=fake_p)
             per = per + self.gp_weight * gp
             metrics["gp"] = jnp.mean(gp)
         if self.r1_weight > 0:
-            r1 = obj.r1_penalty(critic, real=x)
+            r1 = obj.r1_penalty(critic, real=real_p)
             per = per + 0.5 * self.r1_weight * r1
             metrics["r1"] = jnp.mean(r1)
         loss = jnp.mean(per)
@@ -294,6 +339,7 @@ class GAN:
         """
         x = batch_x(batch)
         _checks.batch_shape("batch", x, self.data_shape)
+        self.pack_batch(x, name="batch")  # the divisibility check, before any work
         self.check_params(params, batch_size=x.shape[0])
         fake_s = self.discriminate(params, self._train_fakes(params, key, x.shape[0]))
         if self.loss_kind == "minimax":
