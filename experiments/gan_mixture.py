@@ -192,8 +192,8 @@ def get_config(smoke: bool = False) -> dict:
         "seed": 0,
         "num_seeds": 8,
         "latent_dim": 2,  # as in PacGAN; 16 collapsed far more in the trials
-        # the networks see x / data_scale (both mixtures then span [-1, 1]); samples are
-        # multiplied back before scoring
+        # the networks see x / data_scale (both mixtures then span [-1, 1]): the GAN's
+        # input_scale, so its samples come back in the data's space
         "data_scale": {"grid": 4.0, "ring": 1.0},
         "g_hidden": (128, 128, 128),  # ReLU, linear output
         "discriminator": {
@@ -270,6 +270,7 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         latent_prior=config.get("latent_prior", "normal"),
         output_range=None,
         pack=int(per_data(d.get("pack", 1), data_name)),  # PacGAN: one decision (and penalty) per pack
+        input_scale=1.0 / float(per_data(config["data_scale"], data_name)),  # the networks see x / data_scale
         **kwargs,
     )
     steps = generator_steps(config, objective, data_name)
@@ -301,29 +302,29 @@ def init_states(model, optimizer, key, num_seeds: int, *, ema: bool, batch_size:
     return jax.vmap(one)(jax.random.split(key, num_seeds))
 
 
-def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, num_steps: int, ema_decay, scale: float):
+def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, num_steps: int, ema_decay):
     """``chunk(states, key) -> (states, metrics)``: ``num_steps`` steps of every seed.
 
     Fresh data ``(num_seeds, num_steps, batch_size, 2)`` is drawn from the mixture with
-    ``key`` and divided by ``scale``; each seed scans its steps; the seeds run under
-    ``jax.vmap``.
+    ``key`` (in the data's space: the model scales it); each seed scans its steps; the
+    seeds run under ``jax.vmap``.
     """
     step = model.make_train_step(optimizer, ema_decay=ema_decay)
 
     def chunk(states, key):
-        data = density.sample(key, num_seeds * num_steps * batch_size) / scale
+        data = density.sample(key, num_seeds * num_steps * batch_size)
         data = data.reshape(num_seeds, num_steps, batch_size, 2)
         return jax.vmap(lambda s, d: jax.lax.scan(step, s, d))(states, data)
 
     return jax.jit(chunk, donate_argnums=0)
 
 
-def score(model, params, key, density, *, num: int, threshold: float, min_count: int, scale: float):
-    """Per-seed samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each ``(S, ...)``)."""
+def score(model, params, key, density, *, num: int, threshold: float, min_count: int):
+    """Per-seed data-space samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each ``(S, ...)``)."""
     modes = jnp.asarray(density.modes, jnp.float32)
 
     def one(p, k):
-        x = scale * model.sample(p, k, num)
+        x = model.sample(p, k, num)
         return x, gan.mode_coverage(x, modes, std=density.mode_std, threshold=threshold, min_count=min_count)
 
     num_seeds = jax.tree_util.tree_leaves(params)[0].shape[0]
@@ -386,7 +387,6 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     density = make_density(data_name)
     model, optimizer = build(config, objective, data_name)
     s, b = config["num_seeds"], config["batch_size"]
-    scale = float(per_data(config["data_scale"], data_name))
     steps = generator_steps(config, objective, data_name)
     k = min(config["steps_per_dispatch"], steps)
     if steps % k:
@@ -408,7 +408,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         if restored is not None:
             progress = restored
             log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
-    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=scale)
+    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"])
 
     bar = None
     if progress_bar:
@@ -445,7 +445,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     for which, params in (("ema", states.ema_params), ("raw", states.params)):
         if params is None:
             continue
-        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=scale)
+        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"])
         results[which] = {
             "modes_captured": _mean_std(cov.modes_captured),
             "hq_percent": _mean_std(100.0 * np.asarray(cov.hq_fraction)),

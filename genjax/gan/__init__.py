@@ -1,9 +1,12 @@
 """Generative adversarial networks (seed §19.3): the seed's min-max GAN, DCGAN, WGAN,
 WGAN-GP and a StyleGAN-style generator, two-player training and mode-collapse diagnostics.
 
-Data convention: generators end in ``tanh``, so pass data in ``[-1, 1]``
-(``genjax.data.to_signed(x)`` for ``[0, 1]`` images), unless the model was built with
-``output="linear"``.
+Data space: a GAN maps data to its networks' space itself (``data_range="unit"`` for
+``[0, 1]`` images onto the tanh range; ``input_scale`` for unbounded data), so losses
+take and ``sample`` returns data-space arrays. With the defaults the spaces coincide:
+tanh generators then need data in ``[-1, 1]`` (``genjax.data.to_signed(x)``), unless
+the model was built with ``output="linear"``. ``pack=k`` is PacGAN's packing (the
+critic judges, and is penalised on, groups of ``k`` examples).
 
 Examples:
   >>> import genjax.gan as gan

@@ -97,7 +97,7 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
     density = mod.make_density("ring")
     model, tx = mod.build(config, "non_saturating", "ring")
     states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=16)
-    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None, scale=1.0)
+    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None)
     single = jax.tree_util.tree_map(lambda a: a[1], states)
     states, _ = chunk(states, jax.random.PRNGKey(1))
     leaves = jax.tree_util.tree_leaves(states.params["generator"])
@@ -120,7 +120,7 @@ def test_gan_mixture_trains_with_a_pack_larger_than_eight(load_experiment):
     config["discriminator"] = {**config["discriminator"], "pack": 16}
     model, tx = mod.build(config, "non_saturating", "ring")
     states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=32)
-    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None, scale=1.0)
+    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None)
     states, metrics = chunk(states, jax.random.PRNGKey(1))
     assert np.all(np.asarray(metrics["finite"]))
     one = jax.tree_util.tree_map(lambda a: a[0], states.params["discriminator"])

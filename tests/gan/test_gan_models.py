@@ -170,9 +170,9 @@ def test_pack_layout_and_batch_errors(key, rng):
     assert p.shape == (2, 4, 4, 4)
     np.testing.assert_array_equal(p[1, ..., :2], xi[2])
     np.testing.assert_array_equal(p[1, ..., 2:], xi[3])
-    with pytest.raises(ValueError, match=r"batch size 5, which is not divisible by pack=3"):
-        model.init(key, jnp.zeros((5, 2)))
-    params = model.init(key, x)
+    with pytest.raises(ValueError, match=r"train_data has batch size 5, which is not divisible by pack=3"):
+        model.check_batch(jnp.zeros((5, 2)), name="train_data")  # what fit checks before training
+    params = model.init(key, x[:2])  # parameters depend on shapes only: any batch initialises
     for loss in (model.d_loss, model.g_loss):
         with pytest.raises(ValueError, match=r"batch has batch size 4, which is not divisible by pack=3"):
             loss(params, key, jnp.zeros((4, 2)))
@@ -197,3 +197,29 @@ def test_packed_logistic_loss_is_the_mean_over_packs(key, rng):
     r = jnp.stack([score(row) for row in x.reshape(b // k, -1)])
     f = jnp.stack([score(row) for row in fake.reshape(b // k, -1)])
     np.testing.assert_allclose(d, jnp.mean(jnp.repeat(obj.minimax_d_loss(real_logits=r, fake_logits=f), k)), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- data space
+def test_the_gan_owns_its_data_space(key, rng):
+    """``data_range="unit"``: losses take ``[0, 1]`` data (the networks see ``2x - 1``) and
+    ``sample`` returns ``[0, 1]``; ``input_scale``: the networks see ``s * x``, samples come back
+    divided by ``s``. Checked against the same networks in the identity space."""
+    plain = tiny_gan()
+    unit = tiny_gan(data_range="unit")
+    x = jnp.asarray(rng.uniform(0.0, 1.0, (4, 3)), jnp.float32)
+    params = plain.init(key, x)
+    for loss in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(getattr(unit, loss)(params, key, x)[0], getattr(plain, loss)(params, key, 2.0 * x - 1.0)[0], rtol=1e-6)
+    s_unit, s_plain = unit.sample(params, key, 5), plain.sample(params, key, 5)
+    np.testing.assert_allclose(s_unit, (s_plain + 1.0) / 2.0, rtol=1e-6, atol=1e-7)
+    assert 0.0 <= float(s_unit.min()) and float(s_unit.max()) <= 1.0
+    with pytest.raises(ValueError, match=r"this GAN models data in \[0, 1\] \(data_range='unit'\)"):
+        unit.check_batch(2.0 * x - 1.0)
+    with pytest.raises(ValueError, match="data_range='unit' maps"):
+        tiny_gan(output="linear", data_range="unit")
+
+    lin, scaled = tiny_gan(output="linear"), tiny_gan(output="linear", input_scale=0.25)
+    y = jnp.asarray(rng.normal(size=(4, 3)) * 4.0, jnp.float32)
+    np.testing.assert_allclose(scaled.d_loss(params, key, y)[0], lin.d_loss(params, key, 0.25 * y)[0], rtol=1e-6)
+    np.testing.assert_allclose(scaled.sample(params, key, 5), 4.0 * lin.sample(params, key, 5), rtol=1e-6)
+    np.testing.assert_allclose(scaled.discriminate(params, y), lin.discriminate(params, 0.25 * y), rtol=1e-6)
