@@ -103,11 +103,13 @@ per-seed figures, the raw generator's and the KL to uniform)::
     grid  minimax (the seed's game)  25.00 ± 0.00 / 97.9 ± 0.4    52 min   meets the goal
     grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
     grid  wgan (clipping)            21.75 ± 1.39 /  3.1 ± 0.7    43 min   a diffuse cloud
-    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud
+    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud (*)
     ring  minimax                     1.62 ± 2.60 /  1.7 ± 4.3    23 min   saturates (7 of 8 seeds)
     ring  non_saturating              8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
     ring  wgan (clipping)             8.00 ± 0.00 / 12.4 ± 3.6    12 min   every mode, imprecise
-    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes
+    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes (*)
+
+(*) measured with the defective packed penalty (see below); being re-run with the fix.
 
 Whole run: ``python experiments/gan_mixture.py`` (8 runs, 5.9 h of training on the
 shared CPU, spread over three sessions by its resume); the raw generator's figures are
@@ -127,8 +129,18 @@ and draws the whole ring. The Wasserstein objectives rarely drop a mode (the rin
 WGAN keeps all 8 on every seed) but are imprecise: 3-17% of samples land within 3 std.
 A likely reason: within 3 std of a mode (0.0375 in the grid's scaled units, 0.03 on the
 ring) a 1-Lipschitz critic can change by at most that much, so its gradient barely tells
-a sample at a mode's centre from one beside it. More packing hurt WGAN-GP on the ring:
-74% high quality with pack 8, 12% with pack 16.
+a sample at a mode's centre from one beside it.
+
+The WGAN-GP rows above (and the ring's pack-8 figure, 74%) were measured with a defective
+penalty: the critic repeated each pack's score to its ``k`` examples and the penalty, the
+per-example gradient of the sum of scores, pulled ``k`` times each example's slice of the
+pack's gradient to norm 1 (with ``eps`` drawn per example), which pulls the pack's gradient
+norm to about ``1 / sqrt(k)`` when the slices are alike (0.35 at pack 8, 0.25 at pack 16)
+instead of 1. So the earlier
+"more packing hurt WGAN-GP on the ring (74% high quality with pack 8, 12% with pack 16)"
+measured a tighter Lipschitz bound, not packing. The library now packs
+(``GAN(pack=k)``: one score, one ``eps`` and one penalty per pack, the gradient taken
+with respect to the whole concatenated pack); the WGAN-GP rows are re-run with it.
 
 Cost on this project's 2-core CPU (idle, 8 seeds at once):
 33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
