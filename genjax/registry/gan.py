@@ -8,6 +8,15 @@ the tanh range ``[-1, 1]`` inside the losses, samples mapped back); 2-D data are
 unbounded, so their generators get a linear output and ``input_scale = 1 / max|x|``
 (the networks see about ``[-1, 1]``, as the WGAN-GP toy code rescales its mixtures).
 
+Defaults on 2-D data. ``gan`` takes what ``experiments/gan_mixture.py`` learned: both
+players 128,128,128, a critic on random Fourier features (precision on narrow modes) that
+judges packs of ``TOY_PACK`` examples (PacGAN: coverage). Measured with the default
+``genjax train gan --data 8gaussians`` (10k steps, batch 128, ``--seed`` 0-3): 8 of 8
+modes on every seed at 90.2 / 90.3 / 70.2 / 93.6% high quality (mean 86.1%), where the
+seed's networks gave 8 modes at 83.1 / 95.2 / 73.7 / 55.5% (mean 76.9%). At this batch
+pack 8 (16 packs per batch) gave 78% on seed 0, and the Fourier critic unpacked
+collapsed to 2 modes (at 97.5%).
+
 Evaluation. A GAN has no density (``log_prob_kind: none``). On Gaussian mixtures
 (``8gaussians``, ``25gaussians``) ``evaluate`` reports the mode diagnostics of 2500
 samples (modes captured, high-quality fraction within 3 std, KL of the mode histogram
@@ -32,8 +41,12 @@ from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int
 MIXTURE_EVAL_SAMPLES = 2500
 #: Cap on the images compared by the image statistics (test examples and samples).
 IMAGE_EVAL_MAX = 1000
-#: 2-D data defaults (``experiments/gan_mixture.py``): PacGAN pack and Fourier features of the critic.
-TOY_PACK = 8
+#: The seed's MLP widths (§19.3).
+SEED_G_HIDDEN, SEED_D_HIDDEN = "128,256", "256,128"
+#: 2-D data defaults of ``genjax train gan`` (``experiments/gan_mixture.py``'s networks: both
+#: players 128,128,128, a Fourier-feature critic on PacGAN packs).
+TOY_HIDDEN = "128,128,128"
+TOY_PACK = 4
 TOY_FOURIER_FEATURES = 64
 
 
@@ -82,10 +95,13 @@ def _mlp_kwargs(opts: dict, data: DataBundle, spec_name: str) -> dict:
     output = _choice(spec_name, "output", opts.get("output", "auto"), OUTPUTS)
     if output == "auto":
         output = "tanh" if data.kind == "image" else "linear"
+    toy = len(data.shape) == 1
+    g_hidden = opts["g_hidden"] if opts["g_hidden"] is not None else (TOY_HIDDEN if toy else SEED_G_HIDDEN)
+    d_hidden = opts["d_hidden"] if opts["d_hidden"] is not None else (TOY_HIDDEN if toy else SEED_D_HIDDEN)
     return dict(
         latent_dim=_latent(opts, data),
-        g_hidden=int_tuple(opts["g_hidden"]),
-        d_hidden=int_tuple(opts["d_hidden"]),
+        g_hidden=int_tuple(g_hidden),
+        d_hidden=int_tuple(d_hidden),
         output=output,
         **_data_space(data, output),
         **_toy_defaults(opts, data),
@@ -371,9 +387,12 @@ SPECS: dict[str, ModelSpec] = {
     "gan": ModelSpec(
         "gan",
         "gan",
-        "the seed's MLP GAN (§19.3): G z->128->256 (tanh; linear on 2-D data), D 256->128 LeakyReLU",
+        "the seed's MLP GAN (§19.3): G z->128->256 (tanh), D 256->128 LeakyReLU; on 2-D data gan_mixture's "
+        "networks (128,128,128 each, linear G, Fourier-feature D on packs of 4)",
         {
             **_MLP,
+            "g_hidden": _opt(str, None, f"generator MLP widths (images: the seed's {SEED_G_HIDDEN}; 2-D data: {TOY_HIDDEN})"),
+            "d_hidden": _opt(str, None, f"discriminator MLP widths (images: the seed's {SEED_D_HIDDEN}; 2-D data: {TOY_HIDDEN})"),
             "loss": _opt(str, "non_saturating", "generator objective", GAN_LOSSES),
             "n_critic": _opt(int, 1, "discriminator updates per generator update"),
             "pack": _opt(int, None, f"PacGAN: the discriminator judges packs of this many examples (2-D data: {TOY_PACK}; images: 1)"),
