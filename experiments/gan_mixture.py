@@ -27,7 +27,7 @@ Objectives, each trained with the same networks on 8 seeds **at once**
 Networks and training (pinned in ``get_config``; found with short 2-seed trials):
 the networks see ``x / data_scale`` (grid / 4, ring / 1, so both span about
 ``[-1, 1]``); G is an MLP ``z (2-d) -> 128 -> 128 -> 128 -> 2`` (ReLU, linear
-output); D is :class:`FourierDiscriminator`: ``[x, sin(xB), cos(xB)]`` with 64 fixed
+output); D is :class:`genjax.nn.fourier.FourierDiscriminator`: ``[x, sin(xB), cos(xB)]`` with 64 fixed
 random frequencies (``B ~ N(0, 2^2)``), PacGAN packing of 8 (grid) / 16 (ring) examples per decision,
 then ``128 -> 128 -> 128 -> 1`` (LeakyReLU 0.2). Batch 512; every objective gets
 the same number of discriminator updates: 120k on the grid, 40k on the ring (as many
@@ -103,11 +103,13 @@ per-seed figures, the raw generator's and the KL to uniform)::
     grid  minimax (the seed's game)  25.00 ± 0.00 / 97.9 ± 0.4    52 min   meets the goal
     grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
     grid  wgan (clipping)            21.75 ± 1.39 /  3.1 ± 0.7    43 min   a diffuse cloud
-    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud
+    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud (*)
     ring  minimax                     1.62 ± 2.60 /  1.7 ± 4.3    23 min   saturates (7 of 8 seeds)
     ring  non_saturating              8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
     ring  wgan (clipping)             8.00 ± 0.00 / 12.4 ± 3.6    12 min   every mode, imprecise
-    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes
+    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes (*)
+
+(*) measured with the defective packed penalty (see below); being re-run with the fix.
 
 Whole run: ``python experiments/gan_mixture.py`` (8 runs, 5.9 h of training on the
 shared CPU, spread over three sessions by its resume); the raw generator's figures are
@@ -127,8 +129,18 @@ and draws the whole ring. The Wasserstein objectives rarely drop a mode (the rin
 WGAN keeps all 8 on every seed) but are imprecise: 3-17% of samples land within 3 std.
 A likely reason: within 3 std of a mode (0.0375 in the grid's scaled units, 0.03 on the
 ring) a 1-Lipschitz critic can change by at most that much, so its gradient barely tells
-a sample at a mode's centre from one beside it. More packing hurt WGAN-GP on the ring:
-74% high quality with pack 8, 12% with pack 16.
+a sample at a mode's centre from one beside it.
+
+The WGAN-GP rows above (and the ring's pack-8 figure, 74%) were measured with a defective
+penalty: the critic repeated each pack's score to its ``k`` examples and the penalty, the
+per-example gradient of the sum of scores, pulled ``k`` times each example's slice of the
+pack's gradient to norm 1 (with ``eps`` drawn per example), which pulls the pack's gradient
+norm to about ``1 / sqrt(k)`` when the slices are alike (0.35 at pack 8, 0.25 at pack 16)
+instead of 1. So the earlier
+"more packing hurt WGAN-GP on the ring (74% high quality with pack 8, 12% with pack 16)"
+measured a tighter Lipschitz bound, not packing. The library now packs
+(``GAN(pack=k)``: one score, one ``eps`` and one penalty per pack, the gradient taken
+with respect to the whole concatenated pack); the WGAN-GP rows are re-run with it.
 
 Cost on this project's 2-core CPU (idle, 8 seeds at once):
 33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
@@ -147,12 +159,10 @@ import platform
 import shutil
 import sys
 import time
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 import flax.struct
 import optax
 
@@ -162,6 +172,7 @@ sys.path.insert(0, str(HERE.parent))
 import genjax.gan as gan  # noqa: E402
 from genjax import viz  # noqa: E402
 from genjax.data import synthetic  # noqa: E402
+from genjax.nn.fourier import FourierDiscriminator  # noqa: E402
 from genjax.train import TrainState  # noqa: E402
 from genjax.train.checkpoint import Checkpointer  # noqa: E402
 
@@ -193,8 +204,8 @@ def get_config(smoke: bool = False) -> dict:
         "seed": 0,
         "num_seeds": 8,
         "latent_dim": 2,  # as in PacGAN; 16 collapsed far more in the trials
-        # the networks see x / data_scale (both mixtures then span [-1, 1]); samples are
-        # multiplied back before scoring
+        # the networks see x / data_scale (both mixtures then span [-1, 1]): the GAN's
+        # input_scale, so its samples come back in the data's space
         "data_scale": {"grid": 4.0, "ring": 1.0},
         "g_hidden": (128, 128, 128),  # ReLU, linear output
         "discriminator": {
@@ -251,37 +262,6 @@ def generator_steps(config: dict, objective: str, data_name: str) -> int:
 
 
 # ---------------------------------------------------------------------- building
-class FourierDiscriminator(nn.Module):
-    """``(b, 2) -> (b,)`` logits: ``x`` and random Fourier features, then an MLP (LeakyReLU 0.2).
-
-    ``phi(x) = [x, sin(x B), cos(x B)]`` with a fixed ``B ~ N(0, sigma^2)`` of shape
-    ``(2, num_features)`` drawn from ``seed`` at trace time: a constant of the
-    architecture, not a parameter (so neither trained nor clipped). On raw 2-D
-    coordinates an MLP learns the std-0.05 (grid) / 0.01 (ring) bumps only after
-    thousands of steps (spectral bias); Fourier features (Tancik et al., 2020) let it
-    resolve them at once, which is what the generator needs to be pulled onto the modes.
-    The raw ``x`` keeps a non-periodic view, so far-away fakes still get a gradient back.
-    """
-
-    hidden: Sequence[int]
-    num_features: int = 64
-    sigma: float = 1.0
-    seed: int = 0
-    pack: int = 1
-
-    @nn.compact
-    def __call__(self, x):
-        b = np.random.default_rng(self.seed).normal(0.0, self.sigma, (x.shape[-1], self.num_features))
-        proj = x @ jnp.asarray(b, x.dtype)
-        phi = jnp.concatenate([x, jnp.sin(proj), jnp.cos(proj)], axis=-1)
-        if self.pack > 1:  # PacGAN: one decision per group of `pack` examples, shared by each
-            if x.shape[0] % self.pack:
-                raise ValueError(f"the batch size {x.shape[0]} is not divisible by pack={self.pack}")
-            phi = phi.reshape(x.shape[0] // self.pack, self.pack * phi.shape[-1])
-        logits = gan.MLPDiscriminator(tuple(self.hidden), "leaky_relu", name="mlp")(phi)
-        return jnp.repeat(logits, self.pack, axis=0) if self.pack > 1 else logits
-
-
 def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GANOptimizer]:
     """The GAN and its optimizer pair for one objective on one mixture."""
     o = config["objectives"][objective]
@@ -290,8 +270,8 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         if name in o:
             kwargs[name] = o[name]
     d = config["discriminator"]
-    if d["kind"] == "fourier":
-        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], int(per_data(d["pack"], data_name)))
+    if d["kind"] == "fourier":  # features of each example of a pack, then one MLP on the pack
+        disc = FourierDiscriminator(tuple(d["hidden"]), d["num_features"], d["sigma"], d["seed"], example_dim=2)
     else:
         disc = gan.MLPDiscriminator(tuple(d["hidden"]), "leaky_relu")
     model = gan.GAN(
@@ -301,6 +281,8 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
         latent_dim=config["latent_dim"],
         latent_prior=config.get("latent_prior", "normal"),
         output_range=None,
+        pack=int(per_data(d.get("pack", 1), data_name)),  # PacGAN: one decision (and penalty) per pack
+        input_scale=1.0 / float(per_data(config["data_scale"], data_name)),  # the networks see x / data_scale
         **kwargs,
     )
     steps = generator_steps(config, objective, data_name)
@@ -332,29 +314,29 @@ def init_states(model, optimizer, key, num_seeds: int, *, ema: bool, batch_size:
     return jax.vmap(one)(jax.random.split(key, num_seeds))
 
 
-def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, num_steps: int, ema_decay, scale: float):
+def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, num_steps: int, ema_decay):
     """``chunk(states, key) -> (states, metrics)``: ``num_steps`` steps of every seed.
 
     Fresh data ``(num_seeds, num_steps, batch_size, 2)`` is drawn from the mixture with
-    ``key`` and divided by ``scale``; each seed scans its steps; the seeds run under
-    ``jax.vmap``.
+    ``key`` (in the data's space: the model scales it); each seed scans its steps; the
+    seeds run under ``jax.vmap``.
     """
     step = model.make_train_step(optimizer, ema_decay=ema_decay)
 
     def chunk(states, key):
-        data = density.sample(key, num_seeds * num_steps * batch_size) / scale
+        data = density.sample(key, num_seeds * num_steps * batch_size)
         data = data.reshape(num_seeds, num_steps, batch_size, 2)
         return jax.vmap(lambda s, d: jax.lax.scan(step, s, d))(states, data)
 
     return jax.jit(chunk, donate_argnums=0)
 
 
-def score(model, params, key, density, *, num: int, threshold: float, min_count: int, scale: float):
-    """Per-seed samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each ``(S, ...)``)."""
+def score(model, params, key, density, *, num: int, threshold: float, min_count: int):
+    """Per-seed data-space samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each ``(S, ...)``)."""
     modes = jnp.asarray(density.modes, jnp.float32)
 
     def one(p, k):
-        x = scale * model.sample(p, k, num)
+        x = model.sample(p, k, num)
         return x, gan.mode_coverage(x, modes, std=density.mode_std, threshold=threshold, min_count=min_count)
 
     num_seeds = jax.tree_util.tree_leaves(params)[0].shape[0]
@@ -417,7 +399,6 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     density = make_density(data_name)
     model, optimizer = build(config, objective, data_name)
     s, b = config["num_seeds"], config["batch_size"]
-    scale = float(per_data(config["data_scale"], data_name))
     steps = generator_steps(config, objective, data_name)
     k = min(config["steps_per_dispatch"], steps)
     if steps % k:
@@ -439,7 +420,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         if restored is not None:
             progress = restored
             log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
-    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"], scale=scale)
+    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"])
 
     bar = None
     if progress_bar:
@@ -476,7 +457,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     for which, params in (("ema", states.ema_params), ("raw", states.params)):
         if params is None:
             continue
-        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"], scale=scale)
+        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"])
         results[which] = {
             "modes_captured": _mean_std(cov.modes_captured),
             "hq_percent": _mean_std(100.0 * np.asarray(cov.hq_fraction)),

@@ -2,9 +2,12 @@
 WGAN-GP and a StyleGAN-style generator and two-player training. Mode-collapse diagnostics
 (mode coverage, class histograms) are metrics: ``genjax.metrics.mode_coverage`` and friends.
 
-Data convention: generators end in ``tanh``, so pass data in ``[-1, 1]``
-(``genjax.data.to_signed(x)`` for ``[0, 1]`` images), unless the model was built with
-``output="linear"``.
+Data space: a GAN maps data to its networks' space itself (``data_range="unit"`` for
+``[0, 1]`` images onto the tanh range; ``input_scale`` for unbounded data), so losses
+take and ``sample`` returns data-space arrays. With the defaults the spaces coincide:
+tanh generators then need data in ``[-1, 1]`` (``genjax.data.to_signed(x)``), unless
+the model was built with ``output="linear"``. ``pack=k`` is PacGAN's packing (the
+critic judges, and is penalised on, groups of ``k`` examples).
 
 Examples:
   >>> import genjax.gan as gan

@@ -6,15 +6,23 @@ Params are ``{"generator": ..., "discriminator": ...}`` (each a linen variables 
 ``d_loss`` / ``g_loss`` are the two players' objectives; ``make_train_step`` (in
 ``genjax.gan.step``) alternates them. GANs define no density: ``log_prob_kind = "none"``.
 
-Data convention: generators end in ``tanh``, so data must lie in ``[-1, 1]``; pass
-``genjax.data.to_signed(x)`` for ``[0, 1]`` images (or give ``fit`` a transform).
-``check_batch`` rejects concrete data outside ``output_range``. Models built with a
-linear output (``output_range=None``) take data of any range (e.g. 2-D mixtures).
+Data space. A GAN owns the map between the data's space and the space its networks
+work in (as ``genjax.diffusion``'s ``data_range`` does): ``data_range="unit"`` takes
+data in ``[0, 1]`` (images) onto the generator's ``output_range`` (``[-1, 1]`` for
+``tanh``); ``data_range="identity"`` (the default) scales by ``input_scale`` (the
+networks see ``input_scale * x``: 2-D mixtures brought to about ``[-1, 1]``). ``d_loss``,
+``g_loss``, ``check_batch``, ``discriminate`` and ``init`` take data-space batches and
+``sample`` returns data-space samples; ``generate``, ``critic`` and ``_train_fakes``
+work in the networks' space. With the defaults (identity, scale 1) the two spaces
+coincide: a ``tanh`` generator then needs data in ``[-1, 1]`` (``check_batch`` rejects
+concrete data outside ``output_range``), a linear output (``output_range=None``)
+takes any range.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -31,6 +39,7 @@ from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
 LATENT_PRIORS = ("normal", "uniform")
+DATA_RANGES = ("identity", "unit")
 _LOGISTIC = ("minimax", "non_saturating")
 
 
@@ -74,8 +83,10 @@ class GAN:
     Attributes:
       generator: module ``(b, latent_dim) -> (b, *data_shape)``; a
         :class:`~genjax.nn.stylegan.StyleGenerator` enables style mixing and truncation.
-      discriminator: module ``(b, *data_shape) -> (b,)`` (or ``(b, 1)``) logits / scores.
-        It must treat examples independently (no batch statistics) for ``wgan_gp``/R1.
+      discriminator: module ``(b, *data_shape) -> (b,)`` (or ``(b, 1)``) logits / scores;
+        with ``pack > 1`` it sees packs ``(b / pack, *data_shape[:-1], pack * data_shape[-1])``
+        and gives one score per pack. It must treat rows independently (no batch
+        statistics) for ``wgan_gp``/R1.
       data_shape: shape of one example, e.g. ``(2,)`` or ``(28, 28, 1)``.
       latent_dim: dimension of ``z``.
       latent_prior: ``"normal"`` (``N(0, I)``) or ``"uniform"`` (``U[-1, 1]^d``, as DCGAN drew ``z``).
@@ -95,6 +106,16 @@ class GAN:
         every critic step sees the same real batch with fresh ``z``.
       output_range: the generator's output range, checked against concrete data by
         ``check_batch``; None disables the check (linear outputs).
+      pack: PacGAN packing (Lin et al., 2018): the critic sees groups of ``pack``
+        examples concatenated along the last axis (``(b / pack, pack * d)`` for vectors,
+        channels for images) and gives one score per pack; losses, the gradient penalty
+        (its ``eps`` drawn per pack) and R1 are per pack, and a penalty's norm is that of
+        the gradient with respect to the whole concatenated pack. Every batch the critic
+        sees must be divisible by ``pack``.
+      data_range: ``"unit"`` (data in ``[0, 1]``, mapped onto ``output_range``; images) or
+        ``"identity"`` (see the module docstring).
+      input_scale: with ``data_range="identity"``, the networks see ``input_scale * x``
+        and samples come back divided by it.
     """
 
     generator: nn.Module
@@ -110,6 +131,9 @@ class GAN:
     split_critic_batch: bool = False
     output_range: tuple[float, float] | None = (-1.0, 1.0)
     latent_prior: str = "normal"
+    pack: int = 1
+    data_range: str = "identity"
+    input_scale: float = 1.0
 
     log_prob_kind = "none"
 
@@ -118,6 +142,15 @@ class GAN:
         _checks.positive_int("latent_dim", self.latent_dim)
         _checks.positive_int("n_critic", self.n_critic)
         _checks.one_of("latent_prior", self.latent_prior, LATENT_PRIORS)
+        _checks.positive_int("pack", self.pack)
+        _checks.one_of("data_range", self.data_range, DATA_RANGES)
+        _checks.positive_float("input_scale", self.input_scale)
+        if self.data_range == "unit" and (self.output_range is None or self.input_scale != 1.0):
+            raise ValueError(
+                "data_range='unit' maps [0, 1] onto the generator's output_range: it needs a bounded output "
+                f"(output_range, e.g. tanh's (-1, 1); got {self.output_range}) and input_scale=1 (got "
+                f"{self.input_scale}); use data_range='identity' for unbounded data"
+            )
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
         for d in self.data_shape:
             _checks.positive_int("data_shape entries", d)
@@ -141,13 +174,41 @@ class GAN:
     def is_style(self) -> bool:
         return isinstance(self.generator, StyleGenerator)
 
+    # ------------------------------------------------------------------ data space
+    def to_model(self, x: Array) -> Array:
+        """Data space -> the networks' space (see the module docstring)."""
+        if self.data_range == "unit":
+            lo, hi = self.output_range
+            return (hi - lo) * x + lo
+        return x if self.input_scale == 1.0 else self.input_scale * x
+
+    def to_data(self, y: Array) -> Array:
+        """The networks' space -> data space (the inverse of :meth:`to_model`)."""
+        if self.data_range == "unit":
+            lo, hi = self.output_range
+            return (y - lo) / (hi - lo)
+        return y if self.input_scale == 1.0 else y / self.input_scale
+
     # ------------------------------------------------------------------ checks
     def check_batch(self, batch: Batch, *, name: str = "x") -> None:
-        """Raises ``ValueError`` unless ``batch`` is ``(b, *data_shape)`` floats; when
-        concrete, also unless finite and inside ``output_range``."""
+        """Raises ``ValueError`` unless ``batch`` is ``(b, *data_shape)`` floats of data
+        space with ``b`` a multiple of ``pack``; when concrete, also unless finite and
+        inside the data's range (``[0, 1]`` for ``data_range="unit"``; else
+        ``output_range`` in the networks' space)."""
         x = batch_x(batch)
         _checks.batch_shape(name, x, self.data_shape)
+        self.pack_batch(x, name=name)  # a batch the critic can score: a multiple of pack
         _checks.finite(name, x)
+        if self.data_range == "unit":
+            if _checks.is_concrete(x):
+                a = np.asarray(x)
+                if a.size and (a.min() < -1e-6 or a.max() > 1.0 + 1e-6):
+                    raise ValueError(
+                        f"{name} has values in [{a.min():.3g}, {a.max():.3g}]; this GAN models data in [0, 1] "
+                        "(data_range='unit')"
+                    )
+            return
+        x = self.to_model(x)
         if self.output_range is not None and _checks.is_concrete(x):
             lo, hi = self.output_range
             a = np.asarray(x)
@@ -186,25 +247,66 @@ class GAN:
         """
         x = batch_x(batch)
         _checks.batch_shape("batch", x, self.data_shape)
+        # parameters depend on shapes only: one pack of zeros (any batch size initialises;
+        # compiled once per model)
+        x = jnp.zeros((self.pack, *self.data_shape), jnp.result_type(x.dtype, jnp.float32))
         k_g, k_d, k_n = jax.random.split(key, 3)
         z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
-        g_vars = self.generator.init({"params": k_g, "noise": k_n}, z)
+        g_vars = jax.eval_shape(lambda: self.generator.init({"params": k_g, "noise": k_n}, z))
         out = jax.eval_shape(lambda v: self.generator.apply(v, z, rngs={"noise": k_n}), g_vars)
         if out.shape != (x.shape[0], *self.data_shape):
             raise ValueError(
                 f"the generator produces examples of shape {out.shape[1:]}, but data_shape is "
                 f"{self.data_shape}"
             )
-        d_vars = self.discriminator.init(k_d, x)
-        d_out = jax.eval_shape(lambda v: self.discriminator.apply(v, x), d_vars)
-        if d_out.shape not in ((x.shape[0],), (x.shape[0], 1)):
-            raise ValueError(f"the discriminator must output (batch,) logits, got shape {d_out.shape}")
-        return {"generator": g_vars, "discriminator": d_vars}
+        xp = self.pack_batch(x, name="batch")
+        d_vars = jax.eval_shape(lambda: self.discriminator.init(k_d, xp))
+        d_out = jax.eval_shape(lambda v: self.discriminator.apply(v, xp), d_vars)
+        if d_out.shape not in ((xp.shape[0],), (xp.shape[0], 1)):
+            what = "(batch,)" if self.pack == 1 else f"(batch / pack,) = ({xp.shape[0]},)"
+            raise ValueError(f"the discriminator must output {what} logits, got shape {d_out.shape}")
+        return _jit_init_vars(self, key, x)
+
+    def _init_vars(self, key: PRNGKeyArray, x: Array) -> Params:
+        k_g, k_d, k_n = jax.random.split(key, 3)
+        z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
+        g_vars = self.generator.init({"params": k_g, "noise": k_n}, z)
+        return {"generator": g_vars, "discriminator": self.discriminator.init(k_d, self.pack_batch(x))}
+
+    def pack_batch(self, x: Array, *, name: str = "x") -> Array:
+        """``(b, *data_shape) -> (b / pack, *data_shape[:-1], pack * data_shape[-1])``.
+
+        Consecutive groups of ``pack`` examples, concatenated along the last axis (a
+        vector's coordinates, an image's channels), example by example: row ``j`` of the
+        result holds examples ``j * pack, ..., j * pack + pack - 1``. The identity when
+        ``pack == 1``.
+
+        Raises:
+          ValueError: ``b`` not divisible by ``pack`` (naming both).
+        """
+        k = self.pack
+        if k == 1:
+            return x
+        b = x.shape[0]
+        if b % k:
+            raise ValueError(
+                f"{name} has batch size {b}, which is not divisible by pack={k}: the critic sees groups of {k} "
+                f"examples (PacGAN); use a batch size that is a multiple of {k}"
+            )
+        xs = x.reshape(b // k, k, *x.shape[1:])
+        xs = jnp.moveaxis(xs, 1, -2)  # (b/k, *shape[:-1], k, shape[-1])
+        return xs.reshape(b // k, *x.shape[1:-1], k * x.shape[-1])
+
+    def critic(self, params: Params, packs: Array) -> Array:
+        """Critic scores ``(n,)`` of already packed inputs ``(n, *data_shape[:-1], pack * data_shape[-1])``
+        (see :meth:`pack_batch`): the function whose input gradient the penalties take."""
+        out = self.discriminator.apply(params["discriminator"], packs)
+        return out.reshape(packs.shape[0])
 
     def discriminate(self, params: Params, x: Array) -> Array:
-        """Discriminator logits / critic scores ``(b,)`` of ``x (b, *data_shape)``."""
-        out = self.discriminator.apply(params["discriminator"], x)
-        return out.reshape(x.shape[0])
+        """Discriminator logits / critic scores of data-space ``x (b, *data_shape)``: one
+        per pack, shape ``(b / pack,)`` (``(b,)`` without packing)."""
+        return self.critic(params, self.pack_batch(self.to_model(x)))
 
     def generate(
         self,
@@ -254,7 +356,7 @@ class GAN:
 
     # ------------------------------------------------------------------ objectives
     def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
-        """Discriminator loss (mean over the batch) and metrics.
+        """Discriminator loss (mean over the batch; over its packs with ``pack > 1``) and metrics.
 
         Fakes are generated with fresh ``z`` (no gradient to the generator). Metrics:
         ``d_loss``; ``d_real`` / ``d_fake`` (mean logit / critic score); ``p_real`` /
@@ -262,11 +364,13 @@ class GAN:
         """
         x = batch_x(batch)
         self.check_batch(x, name="batch")
+        real_p = self.pack_batch(self.to_model(x), name="batch")
         self.check_params(params, batch_size=x.shape[0])
         k_fake, k_gp = jax.random.split(key)
         fake = jax.lax.stop_gradient(self._train_fakes(params, k_fake, x.shape[0]))
-        critic = lambda v: self.discriminate(params, v)
-        real_s, fake_s = critic(x), critic(fake)
+        fake_p = self.pack_batch(fake)
+        critic = lambda v: self.critic(params, v)  # on packs: penalties per pack
+        real_s, fake_s = critic(real_p), critic(fake_p)
         if self.loss_kind in _LOGISTIC:
             per = obj.minimax_d_loss(real_logits=real_s, fake_logits=fake_s)
         elif self.loss_kind == "hinge":
@@ -277,11 +381,11 @@ class GAN:
         if self.loss_kind in _LOGISTIC:
             metrics.update(p_real=jnp.mean(jax.nn.sigmoid(real_s)), p_fake=jnp.mean(jax.nn.sigmoid(fake_s)))
         if self.loss_kind == "wgan_gp":
-            gp = obj.gradient_penalty(k_gp, critic, real=x, fake=fake)
+            gp = obj.gradient_penalty(k_gp, critic, real=real_p, fake=fake_p)
             per = per + self.gp_weight * gp
             metrics["gp"] = jnp.mean(gp)
         if self.r1_weight > 0:
-            r1 = obj.r1_penalty(critic, real=x)
+            r1 = obj.r1_penalty(critic, real=real_p)
             per = per + 0.5 * self.r1_weight * r1
             metrics["r1"] = jnp.mean(r1)
         loss = jnp.mean(per)
@@ -294,8 +398,9 @@ class GAN:
         """
         x = batch_x(batch)
         _checks.batch_shape("batch", x, self.data_shape)
+        self.pack_batch(x, name="batch")  # the divisibility check, before any work
         self.check_params(params, batch_size=x.shape[0])
-        fake_s = self.discriminate(params, self._train_fakes(params, key, x.shape[0]))
+        fake_s = self.critic(params, self.pack_batch(self._train_fakes(params, key, x.shape[0])))  # fakes: networks space
         if self.loss_kind == "minimax":
             per = obj.minimax_g_loss(fake_logits=fake_s)
         elif self.loss_kind == "non_saturating":
@@ -335,7 +440,9 @@ class GAN:
         w_avg_samples: int = 4096,
         noise: bool = True,
     ) -> Array:
-        """``num`` samples ``G(z)``, ``z ~ N(0, I)``, shape ``(num, *data_shape)``, one batch.
+        """``num`` data-space samples ``to_data(G(z))``, ``z`` from the latent prior, shape
+        ``(num, *data_shape)``, one batch (compiled once per model and ``num`` when no
+        option is given).
 
         Args:
           params: model parameters (pass EMA parameters for the smoothed generator).
@@ -348,13 +455,18 @@ class GAN:
         """
         num = _checks.positive_int("num", num)
         self.check_params(params, batch_size=num)
+        if truncation_psi is None and w_avg is None and noise:
+            return _jit_sample(self, params, key, num)
+        return self._sample(params, key, num, truncation_psi, w_avg, w_avg_samples, noise)
+
+    def _sample(self, params, key, num, truncation_psi, w_avg, w_avg_samples, noise):
         k_z, k_noise, k_avg = jax.random.split(key, 3)
         z = self.draw_latent(k_z, num)
         if truncation_psi is not None and w_avg is None:
             if not self.is_style:
                 raise ValueError("truncation_psi needs a StyleGenerator generator")
             w_avg = self.mean_w(params, k_avg, num=w_avg_samples)
-        return self.generate(params, k_noise, z, psi=truncation_psi, w_avg=w_avg, noise=noise)
+        return self.to_data(self.generate(params, k_noise, z, psi=truncation_psi, w_avg=w_avg, noise=noise))
 
     def log_prob(self, params: Params, key: PRNGKeyArray, x: Array) -> Array:
         """Always raises: a GAN defines no density (``log_prob_kind = "none"``)."""
@@ -373,3 +485,16 @@ class GAN:
         return make_gan_train_step(
             self, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite
         )
+
+
+# Compiled once per (model, shapes): a rebuilt model compares equal (a frozen dataclass of
+# linen modules), so ``genjax train`` -> ``sample`` -> ``eval`` in one process reuse them and
+# sampling / init run as one XLA program instead of op by op.
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _jit_sample(model: GAN, params: Params, key: PRNGKeyArray, num: int) -> Array:
+    return model._sample(params, key, num, None, None, 4096, True)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_init_vars(model: GAN, key: PRNGKeyArray, x: Array) -> Params:
+    return model._init_vars(key, x)

@@ -21,7 +21,7 @@ import numpy as np
 
 from genjax.types import Array, Params, PRNGKeyArray
 
-CriticFn = Callable[[Array], Array]  # (b, *data_shape) -> (b,)
+CriticFn = Callable[[Array], Array]  # (n, *input_shape) -> (n,): one score per row (an example or a pack)
 
 
 def _same_shape(real: Array, fake: Array) -> None:
@@ -128,8 +128,11 @@ def clip_weights(params: Params, *, clip: float) -> Params:
 def _per_example_grad_sq_norm(critic_fn: CriticFn, x: Array) -> Array:
     """``||grad_x f(x_i)||^2`` for each row, via the gradient of ``sum_i f(x_i)``.
 
-    Valid because the critic treats examples independently (no batch statistics):
-    then ``d/dx_i sum_j f(x_j) = grad f(x_i)``.
+    Valid because the critic gives one score per row and treats rows independently (no
+    batch statistics): then ``d/dx_i sum_j f(x_j) = grad f(x_i)``. A packed critic
+    (PacGAN) must be given its packs as rows (``GAN.pack_batch``), never examples whose
+    scores repeat a pack's: the gradient of the sum would then count each pack ``pack``
+    times.
     """
     grads = jax.grad(lambda v: jnp.sum(critic_fn(v)))(x)
     return jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=-1)
@@ -140,19 +143,21 @@ def gradient_penalty(
 ) -> Array:
     """WGAN-GP penalty ``(||grad f(x_hat)|| - target)^2`` (Gulrajani et al., 2017).
 
-    ``x_hat = eps * x + (1 - eps) * G(z)`` with ``eps ~ U[0, 1]`` drawn per example from
-    ``key``. The critic must treat examples independently (no batch norm), which is
-    why the library's critics use layer norm or none.
+    ``x_hat = eps * x + (1 - eps) * G(z)`` with ``eps ~ U[0, 1]`` drawn per row from
+    ``key``. The critic must treat rows independently (no batch norm), which is
+    why the library's critics use layer norm or none. A row is whatever the critic
+    scores: an example, or a PacGAN pack (``GAN.pack_batch``), whose gradient norm is
+    then that of the whole concatenated pack and whose ``eps`` is one per pack.
 
     Args:
       key: PRNG key for the interpolation weights.
-      critic_fn: ``(b, *data_shape) -> (b,)`` critic scores.
-      real: ``(b, *data_shape)`` real data.
-      fake: ``(b, *data_shape)`` generated data.
+      critic_fn: ``(n, *input_shape) -> (n,)`` critic scores, one per row.
+      real: ``(n, *input_shape)`` real data (examples or packs).
+      fake: ``(n, *input_shape)`` generated data.
       target: the gradient norm the penalty pulls towards (1 for 1-Lipschitz).
 
     Returns:
-      ``(b,)`` per-example penalty (multiply by the weight, 10 in the paper).
+      ``(n,)`` per-row penalty (multiply by the weight, 10 in the paper).
     """
     _same_shape(real, fake)
     eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
@@ -169,10 +174,10 @@ def r1_penalty(critic_fn: CriticFn, *, real: Array) -> Array:
     logit ``l(x)``, as in StyleGAN.
 
     Args:
-      critic_fn: ``(b, *data_shape) -> (b,)`` logits.
-      real: ``(b, *data_shape)`` real data.
+      critic_fn: ``(n, *input_shape) -> (n,)`` logits, one per row.
+      real: ``(n, *input_shape)`` real data (examples, or packs as for :func:`gradient_penalty`).
 
     Returns:
-      ``(b,)`` per-example squared gradient norm.
+      ``(n,)`` per-row squared gradient norm.
     """
     return _per_example_grad_sq_norm(critic_fn, real)

@@ -50,9 +50,13 @@ def _need_style(model, what: str) -> None:
 
 def sample_grid(model, params: Params, key: PRNGKeyArray, *, num: int = 64, ncol: int = 8, **sample_kwargs):
     """``num`` samples in ``[0, 1]`` and ``ncol``; ``sample_kwargs`` go to ``model.sample``
-    (e.g. ``truncation_psi``)."""
+    (e.g. ``truncation_psi``). Samples are in the data's space: a ``data_range="unit"``
+    model's are already in ``[0, 1]``, others are mapped from ``output_range``."""
     num = _checks.positive_int("num", num)
-    return to_unit(model, model.sample(params, key, num, **sample_kwargs)), _checks.positive_int("ncol", ncol)
+    x = model.sample(params, key, num, **sample_kwargs)
+    if getattr(model, "data_range", "identity") != "unit":
+        x = model.to_model(x) if hasattr(model, "to_model") else x
+    return to_unit(model, x), _checks.positive_int("ncol", ncol)
 
 
 def style_mixing_grid(

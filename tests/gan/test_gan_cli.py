@@ -131,3 +131,37 @@ def test_gan_models_are_listed(capsys):
     out = capsys.readouterr().out
     for name in ("gan", "dcgan", "wgan", "wgan-gp", "stylegan"):
         assert re.search(rf"^  {re.escape(name)}\s", out, re.M), name
+
+
+def test_2d_defaults_carry_what_the_mixture_experiment_learned(key):
+    """``genjax train gan`` on 2-D data defaults to ``experiments/gan_mixture.py``'s networks
+    (both players 128,128,128; a Fourier-feature critic on PacGAN packs); images keep the
+    seed's networks (G 128,256, plain MLP critic 256,128, unpacked). The
+    evaluation leads with sample quality (the high-quality fraction), then the modes."""
+    import jax
+
+    from genjax import registry
+    from genjax.nn import FourierDiscriminator
+    from genjax.registry import gan as reg
+
+    spec = registry.get_model_spec("gan")
+    opts = registry.resolve_options(spec, {})
+    toy = registry.load_data("8gaussians")
+    model = spec.build(toy, opts)
+    assert model.pack == reg.TOY_PACK > 1
+    assert isinstance(model.discriminator, FourierDiscriminator)
+    assert model.discriminator.num_features == reg.TOY_FOURIER_FEATURES == 64 and model.discriminator.example_dim == 2
+    assert tuple(model.discriminator.hidden) == tuple(model.generator.hidden) == (128, 128, 128)
+    assert model.output_range is None and model.input_scale == pytest.approx(1.0 / np.abs(toy.train).max())
+    digits = registry.load_data("digits")
+    image_model = spec.build(digits, opts)
+    assert image_model.pack == 1 and not isinstance(image_model.discriminator, FourierDiscriminator)
+    assert tuple(image_model.generator.hidden) == (128, 256) and tuple(image_model.discriminator.hidden) == (256, 128)
+    assert image_model.data_range == "unit"
+    # explicit flags win
+    plain = spec.build(toy, registry.resolve_options(spec, {"pack": 1, "fourier_features": 0}))
+    assert plain.pack == 1 and not isinstance(plain.discriminator, FourierDiscriminator)
+
+    params = model.init(key, toy.train[:8])
+    ev = spec.evaluate(model, params, toy, key)
+    assert list(ev)[:3] == ["hq_fraction", "modes_captured", "num_modes"]

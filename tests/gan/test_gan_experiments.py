@@ -97,7 +97,7 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
     density = mod.make_density("ring")
     model, tx = mod.build(config, "non_saturating", "ring")
     states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=16)
-    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None, scale=1.0)
+    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None)
     single = jax.tree_util.tree_map(lambda a: a[1], states)
     states, _ = chunk(states, jax.random.PRNGKey(1))
     leaves = jax.tree_util.tree_leaves(states.params["generator"])
@@ -112,7 +112,7 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
 
 def test_gan_mixture_trains_with_a_pack_larger_than_eight(load_experiment):
     """Any pack size that divides the batch works (the init batch was once fixed at 8), and a
-    packed discriminator gives every example of a pack the same decision."""
+    packed discriminator gives one decision per pack (the library's ``pack``)."""
     import jax
 
     mod = load_experiment("gan_mixture")
@@ -120,15 +120,36 @@ def test_gan_mixture_trains_with_a_pack_larger_than_eight(load_experiment):
     config["discriminator"] = {**config["discriminator"], "pack": 16}
     model, tx = mod.build(config, "non_saturating", "ring")
     states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=32)
-    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None, scale=1.0)
+    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None)
     states, metrics = chunk(states, jax.random.PRNGKey(1))
     assert np.all(np.asarray(metrics["finite"]))
     one = jax.tree_util.tree_map(lambda a: a[0], states.params["discriminator"])
     x = jax.random.normal(jax.random.PRNGKey(2), (32, 2))
-    logits = np.asarray(model.discriminator.apply(one, x))
-    assert logits.shape == (32,)
-    np.testing.assert_array_equal(logits.reshape(2, 16), np.repeat(logits.reshape(2, 16)[:, :1], 16, axis=1))
-    assert logits[0] != logits[16]
+    logits = np.asarray(model.discriminate({"discriminator": one}, x))
+    assert model.pack == 16 and logits.shape == (2,)
+    assert logits[0] != logits[1]
+
+
+def test_gan_mixture_wgan_gp_penalises_each_pack(key, rng, load_experiment):
+    """The experiment's WGAN-GP penalty (ring: pack 16, 2 packs) is the mean over packs of
+    ``(||grad|| - 1)^2``, the gradient of the pack's score with respect to its concatenated
+    32 numbers at ``eps x + (1 - eps) G(z)``, one ``eps`` per pack. (Its old critic repeated a
+    pack's logit to its 16 examples and was penalised per example: norms 2-4x too big.)"""
+    import jax
+    import jax.numpy as jnp
+
+    mod = load_experiment("gan_mixture")
+    model, _ = mod.build(mod.get_config(smoke=True), "wgan_gp", "ring")
+    x = jnp.asarray(rng.normal(size=(32, 2)), jnp.float32)
+    params = model.init(key, x)
+    _, m = model.d_loss(params, key, x)
+    k_fake, k_gp = jax.random.split(key)
+    fake = model._train_fakes(params, k_fake, 32)
+    score = lambda row: model.discriminate(params, row.reshape(16, 2))[0]  # one pack's decision
+    eps = jax.random.uniform(k_gp, (2, 1))
+    r, f = x.reshape(2, 32), fake.reshape(2, 32)
+    gp = [(np.linalg.norm(jax.grad(score)(eps[j] * r[j] + (1 - eps[j]) * f[j])) - 1.0) ** 2 for j in range(2)]
+    np.testing.assert_allclose(m["gp"], np.mean(gp), rtol=1e-4, atol=1e-6)
 
 
 def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
