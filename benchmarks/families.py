@@ -12,7 +12,7 @@ import optax
 
 from benchmarks.common import EntryResult, Settings, Stepper, block, measure
 from genjax import registry
-from genjax.train import TrainState, make_train_step, with_transform
+from genjax.train import TrainState, make_step
 
 DATA = ("digits", "two-moons")
 QUICK_NAMES = ("vae", "gan", "maf", "ncsn")  # one cheap model per family: --quick only checks that it runs
@@ -37,10 +37,8 @@ def build(name: str, data_cache: dict):
 
 
 def train_stepper(model, data, tx, transform, batch: int) -> Stepper:
-    if hasattr(model, "make_train_step"):
-        step = jax.jit(model.make_train_step(tx, transform=transform), donate_argnums=0)
-    else:
-        step = make_train_step(with_transform(model.loss, transform), tx)
+    # the step fit trains with (the two-player step for GANs), jitted with the state donated
+    step = jax.jit(make_step(model, tx, transform=transform), donate_argnums=0)
     x = block(jax.device_put(np.asarray(data.train[:batch], np.float32)))
     k_init, k_train = jax.random.split(jax.random.PRNGKey(0))
     return Stepper(step, TrainState.create(model.init(k_init, x), tx, k_train), x)

@@ -34,7 +34,7 @@ import optax
 from benchmarks.common import EntryResult, Settings, Stepper, Target, block, calibrate, dense_flops, ratio, time_once
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
-from genjax.train import TrainState, make_train_step
+from genjax.train import TrainState, make_step, make_train_step
 from genjax.vae.models import seed_vae
 
 BATCHES = (64, 128, 1024)
@@ -121,7 +121,7 @@ def genjax_stepper(model: str, batch: int) -> Stepper:
         m = seed_gan(DATA_DIM, 100)
         x = jax.random.uniform(k_data, (batch, DATA_DIM), minval=-1.0, maxval=1.0)
         tx = gan_adam(2e-4, b1=0.5)
-        step = jax.jit(m.make_train_step(tx), donate_argnums=0)
+        step = jax.jit(make_step(m, tx), donate_argnums=0)
     state = TrainState.create(m.init(k_init, x), tx, k_train)
     return Stepper(step, state, block(x))
 

@@ -7,7 +7,7 @@ Setting (PacGAN, Lin et al. 2018, Table 1; VEEGAN, Srivastava et al. 2017, Table
 * ring: 8 isotropic Gaussians on a circle of radius 1, std 0.01
   (``genjax.data.synthetic.eight_gaussians(std=0.01, radius=1.0)``).
 
-Scoring (``genjax.gan.mode_coverage``): 2500 generated samples per trained generator;
+Scoring (``genjax.metrics.mode_coverage``): 2500 generated samples per trained generator;
 each sample is assigned to its nearest mode (Euclidean) and is *high quality* when it
 lies within 3 std of it (0.15 on the grid, 0.03 on the ring). A mode is *captured*
 when at least one high-quality sample is assigned to it (``min_count = 1``, the rule
@@ -155,7 +155,6 @@ import hashlib
 import json
 import os
 import pathlib
-import platform
 import shutil
 import sys
 import time
@@ -166,15 +165,16 @@ import numpy as np
 import flax.struct
 import optax
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+import genjax.gan as gan
+from genjax import viz
+from genjax.data import synthetic
+from genjax.metrics import mode_coverage
+from genjax.nn.fourier import FourierDiscriminator
+from genjax.results import write_result
+from genjax.train import TrainState, make_step
+from genjax.train.checkpoint import Checkpointer
 
-import genjax.gan as gan  # noqa: E402
-from genjax import viz  # noqa: E402
-from genjax.data import synthetic  # noqa: E402
-from genjax.nn.fourier import FourierDiscriminator  # noqa: E402
-from genjax.train import TrainState  # noqa: E402
-from genjax.train.checkpoint import Checkpointer  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 OBJECTIVES = ("minimax", "non_saturating", "wgan", "wgan_gp")
 DATASETS = ("grid", "ring")
@@ -321,7 +321,7 @@ def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, nu
     ``key`` (in the data's space: the model scales it); each seed scans its steps; the
     seeds run under ``jax.vmap``.
     """
-    step = model.make_train_step(optimizer, ema_decay=ema_decay)
+    step = make_step(model, optimizer, ema_decay=ema_decay)
 
     def chunk(states, key):
         data = density.sample(key, num_seeds * num_steps * batch_size)
@@ -337,7 +337,7 @@ def score(model, params, key, density, *, num: int, threshold: float, min_count:
 
     def one(p, k):
         x = model.sample(p, k, num)
-        return x, gan.mode_coverage(x, modes, std=density.mode_std, threshold=threshold, min_count=min_count)
+        return x, mode_coverage(x, modes, std=density.mode_std, threshold=threshold, min_count=min_count)
 
     num_seeds = jax.tree_util.tree_leaves(params)[0].shape[0]
     return jax.jit(jax.vmap(one))(params, jax.random.split(key, num_seeds))
@@ -578,7 +578,6 @@ def main(argv=None) -> dict:
     full = not args.smoke and set(args.data) == set(DATASETS) and set(args.objectives) == set(OBJECTIVES)
     out = {
         "script": "experiments/gan_mixture.py",
-        "command": "python experiments/gan_mixture.py" + (" --smoke" if args.smoke else ""),
         "complete": full,
         "config": config,
         "protocol": {
@@ -595,15 +594,11 @@ def main(argv=None) -> dict:
         "anchors": ANCHORS,
         "runs": runs,
         "wall_time_s": round(time.time() - t0, 1),
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__},
-        "device": str(jax.devices()[0]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
     }
     res = pathlib.Path(args.results_dir)
-    res.mkdir(parents=True, exist_ok=True)
     name = "gan_mixture_smoke.json" if args.smoke else ("gan_mixture.json" if full else "gan_mixture_partial.json")
-    (res / name).write_text(json.dumps(out, indent=2) + "\n")
+    # the one writer of results: adds "run" (command, commit, machine, device, versions), atomically
+    write_result(res / name, out, program="experiments/gan_mixture.py", argv=sys.argv[1:] if argv is None else argv)
     print("\n".join(out["summary"]))
     return out
 

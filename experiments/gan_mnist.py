@@ -56,7 +56,7 @@ CPU, shared with the 8-seed ``gan_mixture.py`` run, so wall times are upper boun
 
 Together they make the seed's table measurable on one data set: the DCGAN's samples
 are rougher but cover every digit; the StyleGAN-style generator's are sharper but cover
-half of them (``genjax.gan.class_histogram``).
+half of them (``genjax.metrics.class_histogram``).
 
 ``--time-steps N`` times N steps of the pinned config (a cost estimate); a GPU is many
 times faster. ``--smoke`` runs a seconds-long version on 400 images with tiny networks
@@ -67,28 +67,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+
+import genjax.gan as gan
+from genjax import viz
+from genjax.data.images import load_mnist
+from genjax.data.pipeline import to_signed, to_unit
+from genjax.gan import plots
+from genjax.metrics import class_histogram
+from genjax.metrics.features import get_classifier, train_classifier
+from genjax.registry.gan import image_sample_statistics
+from genjax.results import write_result
+from genjax.train import fit, make_step
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-import genjax.gan as gan  # noqa: E402
-from genjax import viz  # noqa: E402
-from genjax.data.images import load_mnist  # noqa: E402
-from genjax.data.pipeline import to_signed, to_unit  # noqa: E402
-from genjax.gan import plots  # noqa: E402
-from genjax.metrics.features import get_classifier, train_classifier  # noqa: E402
-from genjax.registry.gan import image_sample_statistics  # noqa: E402
-from genjax.train import fit  # noqa: E402
 
 MODELS = ("dcgan", "stylegan")
 
@@ -153,7 +151,7 @@ def class_coverage(model: gan.GAN, params, key, *, classify_fn=None, num: int = 
         return "pending: needs the MNIST classifier of the evaluation issue (pass classify_fn to class_coverage)"
     sample = jax.jit(lambda p, k: to_unit(model.sample(p, k, 500)))
     x = np.concatenate([np.asarray(sample(params, jax.random.fold_in(key, i))) for i in range(-(-num // 500))])[:num]
-    return gan.class_histogram(x, classify_fn, num_classes=10)
+    return class_histogram(x, classify_fn, num_classes=10)
 
 
 def write_pictures(model: gan.GAN, params, key, out: pathlib.Path) -> list[str]:
@@ -176,7 +174,7 @@ def time_steps(model: gan.GAN, tx, train: np.ndarray, config: dict, n: int) -> d
 
     key = jax.random.PRNGKey(config["seed"])
     state = TrainState.create(model.init(key, to_signed(jnp.asarray(train[:2]))), tx, key, ema=True)
-    multi = make_multi_step(model.make_train_step(tx, transform=signed, ema_decay=config["ema_decay"]))
+    multi = make_multi_step(make_step(model, tx, transform=signed, ema_decay=config["ema_decay"]))
     batches = jnp.asarray(train[: n * config["batch_size"]]).reshape(n, config["batch_size"], *train.shape[1:])
     state, _ = multi(state, batches)
     jax.block_until_ready(state)
@@ -248,7 +246,6 @@ def main(argv=None) -> dict:
     train_recs = [r for r in result.history if r["kind"] == "train"]
     out = {
         "script": "experiments/gan_mnist.py",
-        "command": f"GENJAX_DATA_DIR=../shared/data python experiments/gan_mnist.py --model {args.model}" + (" --smoke" if args.smoke else ""),
         "config": config,
         "steps": int(result.state.step),
         "sample_statistics": stats,
@@ -263,14 +260,10 @@ def main(argv=None) -> dict:
         "pictures": [str(workdir / p) for p in pictures],
         "train_wall_time_s": round(train_time, 1),
         "resumed_from_step": result.resumed_from,
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__},
-        "device": str(jax.devices()[0]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
     }
-    res = pathlib.Path(args.results_dir)
-    res.mkdir(parents=True, exist_ok=True)
-    (res / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    # the one writer of results: adds "run" (command, commit, machine, device, versions), atomically
+    write_result(pathlib.Path(args.results_dir) / f"{name}.json", out, program="experiments/gan_mnist.py",
+                 argv=sys.argv[1:] if argv is None else argv)
     print(json.dumps({k: out[k] for k in ("steps", "sample_statistics", "train_wall_time_s")}, indent=2))
     return out
 

@@ -32,7 +32,8 @@ one evaluation path:
 * **Complexity**: parameter count, training wall time, time per 1000 samples (compiled,
   seeds after the first), network evaluations per sample.
 
-Writes ``report.md``, ``report.json``, ``samples_<family>.png`` and ``samples_all.png``.
+Writes ``report.md``, ``report.json``, ``samples_<family>.png``, ``samples_all.png`` and
+``curves_<family>.png`` (the training curves of every seed, beside the samples in the report).
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -164,11 +164,15 @@ def train_seeds(
     transform=None,
     steps_per_dispatch: int = 100,
     on_chunk: Callable[[int], None] | None = None,
+    history: list | None = None,
 ):
     """Trains one copy of ``model`` per key in ``keys`` at once: the one trainer,
     :func:`genjax.train.fit` with ``seeds=keys`` (states stacked, the step vmapped; seed
     ``i`` equals ``fit`` on ``keys[i]``), chunks of ``steps_per_dispatch`` steps, nothing
     written, non-finite updates applied and flagged per seed (``on_nonfinite="continue"``).
+
+    ``history``, when given, is extended with ``fit``'s records (one per seed and chunk:
+    mean loss and gradient norm of the chunk), what the report's curves are drawn from.
 
     Returns:
       ``(states, finite (S,) bool, losses (S, num_steps))``: the stacked final
@@ -188,6 +192,8 @@ def train_seeds(
     result = fit(model, train_data, seeds=list(keys), num_steps=num_steps, batch_size=batch_size, optimizer=optimizer,
                  transform=transform, steps_per_dispatch=steps_per_dispatch, log_every=steps_per_dispatch,
                  checkpoint_every=None, on_nonfinite="continue", progress=False, on_chunk=chunk)
+    if history is not None:
+        history.extend(result.history)
     return result.state, ~np.asarray(result.diverged), np.concatenate(losses, axis=0).T
 
 
@@ -370,16 +376,18 @@ def compare(
     keys = seed_keys(seed, seeds)
     rows: dict[str, dict] = {}
     grids = {}
+    curves: dict[str, list] = {}
     try:
         for fi, fam in enumerate(families):
             b = built[fam]
             if bar is not None:
                 bar.set_description(f"train {b.name} ({seeds} seeds)")
             t0 = time.perf_counter()
+            curves[fam] = []
             states, finite, losses = train_seeds(
                 b.model, bundle.train, keys, num_steps=num_steps, batch_size=batch_size, optimizer=b.optimizer,
                 transform=b.transform, steps_per_dispatch=steps_per_dispatch,
-                on_chunk=(lambda c: bar.update(c)) if bar is not None else None,
+                on_chunk=(lambda c: bar.update(c)) if bar is not None else None, history=curves[fam],
             )
             train_time = time.perf_counter() - t0
             if bar is not None:
@@ -490,7 +498,7 @@ def compare(
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    report["files"] = _write_pictures(out, grids, bundle, real[:64])
+    report["files"] = _write_pictures(out, grids, bundle, real[:64], curves)
     # the one writer of results: adds "run" (command, commit, machine, library versions), atomically
     written = write_result(out / "report.json", json.loads(json.dumps(report, default=_json_default)), program="genjax",
                            argv=report["command"].split()[1:] if report["command"].startswith("genjax ") else None)
@@ -511,7 +519,7 @@ def _json_default(o):
 
 
 # ---------------------------------------------------------------------- pictures
-def _write_pictures(out: pathlib.Path, grids: dict, bundle, real: np.ndarray) -> list[str]:
+def _write_pictures(out: pathlib.Path, grids: dict, bundle, real: np.ndarray, curves: dict | None = None) -> list[str]:
     from PIL import Image, ImageDraw
 
     from genjax import viz
@@ -537,6 +545,10 @@ def _write_pictures(out: pathlib.Path, grids: dict, bundle, real: np.ndarray) ->
             x0 += p.width + 10
         canvas.save(out / "samples_all.png")
         written.append("samples_all.png")
+    for fam, records in (curves or {}).items():  # training curves, one line per seed (what fit draws)
+        if records:
+            viz.save_curves(out / f"curves_{fam}.png", records)
+            written.append(f"curves_{fam}.png")
     return written
 
 
@@ -621,4 +633,14 @@ def render_markdown(r: dict) -> str:
     L.append("- Models and options:")
     for f, row in fams.items():
         L.append(f"  - {f}: `{row['model']}` {json.dumps(row['options'], default=str)}")
+    files = set(r.get("files", []))
+    if any(f"samples_{f}.png" in files or f"curves_{f}.png" in files for f in fams):
+        L.append("\n## Samples and training curves\n")
+        L.append("Seed 0's samples beside every seed's training curves (loss and gradient norm per chunk, one line "
+                 "per seed).\n")
+        L.append("| family | samples | curves |\n| --- | --- | --- |")
+        for f, row in fams.items():
+            cell = lambda name, alt: f"![{alt}]({name})" if name in files else "—"
+            L.append(f"| {f} ({row['model']}) | {cell(f'samples_{f}.png', f + ' samples')} | "
+                     f"{cell(f'curves_{f}.png', f + ' curves')} |")
     return "\n".join(L) + "\n"

@@ -98,6 +98,29 @@ def test_report_files_and_tables(report):
         assert f"| **{fam}** (" in md
     assert "| *real vs real* |" in md and "| real vs real |" in md
     assert "## How measured" in md
+    assert saved["run"]["command"] and saved["run"]["versions"]["jax"]  # written by genjax.results.write_result
+
+
+def test_report_shows_every_seeds_training_curves_beside_the_samples(report):
+    from PIL import Image
+
+    from genjax import viz
+
+    r, out = report
+    for fam in cmp.FAMILIES:
+        assert f"curves_{fam}.png" in r["files"]
+        img = Image.open(out / f"curves_{fam}.png")
+        assert img.width > 100 and img.height > 100
+        md = (out / "report.md").read_text()
+        assert f"![{fam} samples](samples_{fam}.png) | ![{fam} curves](curves_{fam}.png) |" in md
+    # what is drawn: one loss line per seed, each over the run's chunks
+    records = []
+    bundle = registry.load_data("digits")
+    b = cmp.build_model("vae", bundle, TINY_OPTIONS["vae"])
+    cmp.train_seeds(b.model, bundle.train[:64], cmp.seed_keys(0, SEEDS), num_steps=4, batch_size=4,
+                    optimizer=b.optimizer, transform=b.transform, steps_per_dispatch=2, history=records)
+    lines = viz.curve_data(records)["loss"]
+    assert sorted(lines) == list(range(SEEDS)) and all(list(steps) == [2, 4] for steps, _ in lines.values())
 
 
 def test_kid_says_what_was_done(report):

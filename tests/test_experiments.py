@@ -26,7 +26,7 @@ def test_vae_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 #: scripts another helper of issue 17 moves onto genjax.results / off sys.path (strict: remove once they pass)
-_PENDING = {"gan_mixture.py", "gan_mnist.py"}
+_PENDING: set[str] = set()
 
 
 @pytest.mark.parametrize("script", [

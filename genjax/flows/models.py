@@ -37,7 +37,7 @@ from genjax._checks import batch_x
 from genjax._units import bits_per_dim, uniform_dequantize
 from genjax.flows.bijectors import Logit
 from genjax.flows.layers import FlowLayer, chain_layers, init_layers
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -67,6 +67,7 @@ class Flow:
     flatten: bool = False
 
     log_prob_kind = "exact"
+    condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -236,13 +237,17 @@ class Flow:
             )
         return nll, metrics
 
-    def sample(self, params: Params, key: PRNGKeyArray, num: int, *, temperature: float = 1.0) -> Array:
+    def sample(self, params: Params, key: PRNGKeyArray, num: int, *, temperature: float = 1.0, cond=None,
+               guidance=None) -> Array:
         """``num`` draws ``x = g^-1(T z)``, ``z ~ N(0, I)``: shape ``(num, *data_shape)``.
 
         ``temperature`` T < 1 trades diversity for quality (Glow). Image samples are
-        clipped to [0, 1].
+        clipped to [0, 1]. ``cond`` and ``guidance`` (the model API's) must be ``None``:
+        this flow takes no condition.
         """
         num = _checks.positive_int("num", num)
+        check_cond(self.condition, cond, num)
+        check_guidance(guidance, self.condition, cond)
         temperature = _checks.positive_float("temperature", temperature)
         self.check_params(params)
         z = temperature * jax.random.normal(key, (num, *self.layer_shape))

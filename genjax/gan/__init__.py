@@ -29,7 +29,7 @@ from genjax.gan.objectives import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from genjax.gan.step import GANOptimizer, gan_adam, make_gan_train_step
+from genjax.gan.step import GANOptimizer, gan_adam
 
 __all__ = [
     "GAN",
@@ -44,7 +44,6 @@ __all__ = [
     "gradient_penalty",
     "hinge_d_loss",
     "hinge_g_loss",
-    "make_gan_train_step",
     "minimax_d_loss",
     "minimax_g_loss",
     "mlp_gan",

@@ -3,8 +3,9 @@
 Generator ``G: z -> x`` with ``z ~ N(0, I_latent_dim)`` (or ``U[-1, 1]^latent_dim``: ``latent_prior``); discriminator (critic)
 ``D: x -> l(x)``, a logit (``D(x) = sigmoid(l(x))``) or an unbounded critic score.
 Params are ``{"generator": ..., "discriminator": ...}`` (each a linen variables dict).
-``d_loss`` / ``g_loss`` are the two players' objectives; ``make_train_step`` (in
-``genjax.gan.step``) alternates them. GANs define no density: ``log_prob_kind = "none"``.
+``d_loss`` / ``g_loss`` are the two players' objectives; the trainer's
+``genjax.train.make_adversarial_step`` (what ``fit`` builds for any two-player model)
+alternates them. GANs define no density: ``log_prob_kind = "none"``.
 
 Data space. A GAN owns the map between the data's space and the space its networks
 work in (as ``genjax.diffusion``'s ``data_range`` does): ``data_range="unit"`` takes
@@ -35,7 +36,7 @@ from genjax._checks import batch_x
 from genjax.gan import objectives as obj
 from genjax.nn.mlp import MLP
 from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
-from genjax.types import Array, Batch, Metrics, Params, PRNGKeyArray
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
 LATENT_PRIORS = ("normal", "uniform")
@@ -136,6 +137,7 @@ class GAN:
     input_scale: float = 1.0
 
     log_prob_kind = "none"
+    condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
 
     def __post_init__(self):
         _checks.one_of("loss_kind", self.loss_kind, LOSSES)
@@ -439,6 +441,8 @@ class GAN:
         w_avg: Array | None = None,
         w_avg_samples: int = 4096,
         noise: bool = True,
+        cond=None,
+        guidance=None,
     ) -> Array:
         """``num`` data-space samples ``to_data(G(z))``, ``z`` from the latent prior, shape
         ``(num, *data_shape)``, one batch (compiled once per model and ``num`` when no
@@ -452,8 +456,11 @@ class GAN:
             truncation, 0 maps every ``z`` to ``w_avg``.
           w_avg: the mean ``w``; default ``mean_w`` over ``w_avg_samples`` draws.
           noise: StyleGenerator noise inputs on (True) or zeroed.
+          cond, guidance: the model API's; must be ``None`` (this GAN takes no condition).
         """
         num = _checks.positive_int("num", num)
+        check_cond(self.condition, cond, num)
+        check_guidance(guidance, self.condition, cond)
         self.check_params(params, batch_size=num)
         if truncation_psi is None and w_avg is None and noise:
             return _jit_sample(self, params, key, num)
@@ -473,17 +480,7 @@ class GAN:
         raise ValueError(
             "a GAN has no density: G pushes N(0, I) through a network onto a low-dimensional "
             "manifold, so log p(x) is undefined (log_prob_kind='none'); compare GANs with sample "
-            "metrics (genjax.gan.diagnostics, FID) instead"
-        )
-
-    # ------------------------------------------------------------------ training
-    def make_train_step(self, optimizer, *, transform=None, ema_decay=None, skip_nonfinite=False):
-        """The un-jitted two-player step ``step(state, batch) -> (state, metrics)``;
-        see :func:`genjax.gan.step.make_gan_train_step`."""
-        from genjax.gan.step import make_gan_train_step
-
-        return make_gan_train_step(
-            self, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite
+            "metrics (genjax.metrics.evaluate: FID, mode coverage) instead"
         )
 
 

@@ -51,17 +51,3 @@ def gan_adam(
     g_lr = _checks.positive_float("learning_rate", learning_rate)
     d_lr = g_lr if d_learning_rate is None else _checks.positive_float("d_learning_rate", d_learning_rate)
     return GANOptimizer(generator=optax.adam(g_lr, b1=b1, b2=b2), discriminator=optax.adam(d_lr, b1=b1, b2=b2))
-
-
-def make_gan_train_step(model, optimizer, *, transform=None, ema_decay=None, skip_nonfinite=False):
-    """Deprecated alias of :func:`genjax.train.adversarial.make_adversarial_step`.
-
-    Kept only for ``GAN.make_train_step`` while its callers (experiments, benchmarks,
-    the registry's wrapper) move to ``genjax.train.make_step(model, optimizer, ...)``;
-    its function-level import is the last ``gan -> train`` import and goes with it.
-    """
-    from genjax.train.adversarial import make_adversarial_step
-
-    return make_adversarial_step(
-        model, optimizer, transform=transform, ema_decay=ema_decay, skip_nonfinite=skip_nonfinite
-    )

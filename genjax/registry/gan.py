@@ -40,7 +40,6 @@ from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int
 #: Samples scored on Gaussian mixtures (the PacGAN protocol).
 MIXTURE_EVAL_SAMPLES = 2500
 #: Cap on the images compared by the image statistics (test examples and samples).
-IMAGE_EVAL_MAX = 1000
 #: The seed's MLP widths (§19.3).
 SEED_G_HIDDEN, SEED_D_HIDDEN = "128,256", "256,128"
 #: 2-D data defaults of ``genjax train gan`` (``experiments/gan_mixture.py``'s networks: both

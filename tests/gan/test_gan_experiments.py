@@ -103,7 +103,9 @@ def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_exper
     leaves = jax.tree_util.tree_leaves(states.params["generator"])
     assert any(not np.allclose(a[0], a[1]) for a in leaves)
     # seed 1 alone on the same data (the chunk draws (2, 3, 16, 2) and takes row 1)
-    step = model.make_train_step(tx)
+    from genjax.train import make_step
+
+    step = make_step(model, tx)
     data = density.sample(jax.random.PRNGKey(1), 2 * 3 * 16).reshape(2, 3, 16, 2)[1]
     alone, _ = jax.lax.scan(step, single, data)
     for a, b in zip(leaves, jax.tree_util.tree_leaves(alone.params["generator"])):

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import genjax.gan as gan
+import genjax.train
 from genjax.gan import objectives as obj
 from genjax.types import AdversarialModel, GenerativeModel
 
@@ -55,7 +56,7 @@ def test_bad_input_raises(key, x):
     with pytest.raises(ValueError, match="truncation_psi needs a StyleGenerator"):
         model.sample(params, key, 2, truncation_psi=0.5)
     with pytest.raises(ValueError, match="one optimizer per player"):
-        model.make_train_step(optax.adam(1e-3))
+        genjax.train.make_step(model, optax.adam(1e-3))
     tiny_gan(output="linear").check_batch(x * 3.0)  # linear output: any range
 
 

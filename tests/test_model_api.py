@@ -1,0 +1,47 @@
+"""Every model the registry builds follows the one model API (issue 17, D): it declares the
+condition it takes (``model.condition``), its ``sample`` takes ``cond=`` / ``guidance=``, and an
+unconditional model rejects a condition or a guidance weight with an error naming the argument."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import registry, types
+
+
+def _model(name: str):
+    spec = registry.get_model_spec(name)
+    for data_name in ("8gaussians", "digits"):
+        data = registry.load_data(data_name)
+        try:
+            opts = registry.resolve_options(spec, {})
+            return spec.build(data, opts), data
+        except (ValueError, KeyError):
+            continue
+    pytest.fail(f"{name} builds on neither 8gaussians nor digits")
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_every_model_declares_its_condition_and_takes_cond(name):
+    model, _ = _model(name)
+    assert isinstance(model.condition, types.Condition), f"{name}: no `condition` attribute"
+    params = inspect.signature(model.sample).parameters
+    for kw in ("cond", "guidance"):
+        assert kw in params and params[kw].kind is inspect.Parameter.KEYWORD_ONLY, f"{name}.sample lacks {kw}="
+        assert params[kw].default is None
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_unconditional_models_reject_a_condition(name):
+    model, data = _model(name)
+    if model.condition.kind != "none":
+        pytest.skip(f"{name} is conditional by default")
+    params = model.init(jax.random.PRNGKey(0), jax.numpy.asarray(data.train[:4]))
+    with pytest.raises(ValueError, match="cond: this model takes no condition"):
+        model.sample(params, jax.random.PRNGKey(0), 2, cond=np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match="guidance"):
+        model.sample(params, jax.random.PRNGKey(0), 2, guidance=2.0)
