@@ -140,7 +140,12 @@ instead of 1. So the earlier
 "more packing hurt WGAN-GP on the ring (74% high quality with pack 8, 12% with pack 16)"
 measured a tighter Lipschitz bound, not packing. The library now packs
 (``GAN(pack=k)``: one score, one ``eps`` and one penalty per pack, the gradient taken
-with respect to the whole concatenated pack); the WGAN-GP rows are re-run with it.
+with respect to the whole concatenated pack); the WGAN-GP rows are re-run with it. First
+figure with the per-pack penalty (2026-12-06, the same pinned config, run on the shared CPU):
+ring WGAN-GP, pack 16: **8.00 ± 0.00 modes / 28.9 ± 24.9% high quality** (EMA; raw 8.00 /
+28.2; per seed 14.4, 17.4, 12.7, 74.0, 11.5, 18.3, 69.8, 12.8), against 7.62 / 12.3 with
+the defective penalty. The grid WGAN-GP row and the committed JSON (which still holds the
+defective rows) wait for the full re-run of this script.
 
 Cost on this project's 2-core CPU (idle, 8 seeds at once):
 33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
