@@ -182,11 +182,20 @@ def write_result(
         raise TypeError(f"payload is not JSON-serialisable ({e}); nothing was written to {os.fspath(path)!r}") from e
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text.encode())
+    return out
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder (fsynced,
+    mode 644, renamed over ``path``): a reader never sees a partial file, and an error
+    leaves any previous file as it was."""
+    path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the result unreadable to others
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the file unreadable to others
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -196,4 +205,3 @@ def write_result(
         except OSError:
             pass
         raise
-    return out

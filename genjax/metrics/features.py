@@ -47,7 +47,6 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import time
 import warnings
 from typing import Any, Sequence
@@ -62,6 +61,7 @@ import optax
 from genjax import _checks
 from genjax.data import download as _dl
 from genjax.data import images as _images
+from genjax.results import atomic_write
 
 __all__ = [
     "CLASSIFIER_DATASETS",
@@ -375,29 +375,13 @@ class Classifier:
             "input_shape": list(self.input_shape),
             "params_sha256": hashlib.sha256(blob).hexdigest(),
         }
-        _atomic_write(path, blob)
-        _atomic_write(_sidecar(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(path, blob)
+        atomic_write(_sidecar(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
         return path
 
 
 def _sidecar(path: pathlib.Path) -> pathlib.Path:
     return path.with_suffix(".json")
-
-
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _build(name: str, config: dict) -> tuple[FeatureClassifier, tuple[int, ...]]:
