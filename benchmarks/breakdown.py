@@ -21,7 +21,7 @@ import optax
 
 from benchmarks.common import EntryResult, Settings, Stepper, block, dense_flops, measure
 from genjax.train import TrainState, make_train_step
-from genjax.vae.models import iwae_paper_vae, seed_vae
+from genjax.vae.constructors import iwae_paper_vae, seed_vae
 
 IWAE_ENC = [(784, 200), (200, 200), (200, 100)]
 IWAE_DEC = [(50, 200), (200, 200), (200, 784)]

@@ -39,7 +39,7 @@ BATCHES = (128, 1024)
 
 def _model_and_state(batch: int):
     from genjax.train import TrainState
-    from genjax.vae.models import seed_vae
+    from genjax.vae.constructors import seed_vae
 
     model = seed_vae(784)
     tx = optax.adam(1e-3)

@@ -15,7 +15,7 @@ import optax
 
 from benchmarks.common import EntryResult, Settings, Target, block, measure, ratio
 from genjax.train import TrainState, make_multi_step, make_train_step
-from genjax.vae.models import iwae_paper_vae
+from genjax.vae.constructors import iwae_paper_vae
 
 BATCHES = (20, 100)
 

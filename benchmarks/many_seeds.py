@@ -19,7 +19,7 @@ import optax
 
 from benchmarks.common import EntryResult, Settings, Target, ratio
 from genjax.train import fit
-from genjax.vae.models import iwae_paper_vae
+from genjax.vae.constructors import iwae_paper_vae
 
 SEEDS = (1, 2, 4, 8)
 BATCH = 20

@@ -35,7 +35,7 @@ from benchmarks.common import EntryResult, Settings, Stepper, Target, block, cal
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_step, make_train_step
-from genjax.vae.models import seed_vae
+from genjax.vae.constructors import seed_vae
 
 BATCHES = (64, 128, 1024)
 MODELS = ("vae", "gan")

@@ -21,7 +21,7 @@ from benchmarks import breakdown, common, data_parallel, families, fused_steps, 
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_step, make_train_step
-from genjax.vae.models import seed_vae
+from genjax.vae.constructors import seed_vae
 
 META_KEYS = {"quick", "load_average", "matmul_peak"}
 #: what genjax.results.write_result records of the run (machine, device, versions, command, date)
@@ -186,7 +186,7 @@ def test_mixed_precision_quick_json(tmp_path, monkeypatch):
 
 
 def test_breakdown_quick_json(tmp_path, monkeypatch):
-    from genjax.vae.models import seed_vae
+    from genjax.vae.constructors import seed_vae
 
     monkeypatch.setattr(breakdown, "CASES", (
         ("seed VAE", lambda: seed_vae(784), 4, None, breakdown.SEED_ENC, breakdown.SEED_DEC),

@@ -1,6 +1,7 @@
 """Variational autoencoders (seed §19.2): ELBO, analytic KL, reparameterization, IWAE."""
 
-from genjax.vae.models import VAE, conv_vae, iwae_paper_vae, mlp_vae, seed_vae, slerp
+from genjax.vae.constructors import conv_vae, iwae_paper_vae, mlp_vae, seed_vae
+from genjax.vae.models import VAE, slerp
 from genjax.vae.objectives import (
     bernoulli_log_likelihood,
     diag_gaussian_log_prob,
