@@ -91,9 +91,15 @@ def test_modulated_conv_matches_explicit_weights_and_keeps_unit_variance(key, rn
     )[0]
     ref = np.asarray(jax.jit(jax.vmap(conv_one))(x, jnp.asarray(kern, jnp.float32)), np.float64)
     np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-4)
-    # unit-variance i.i.d. input -> unit-variance output per channel (interior: no zero padding)
-    var = y[:, 1:-1, 1:-1, :].reshape(-1, c_out).var(axis=0)  # 48*36 = 1728 values per channel
-    np.testing.assert_allclose(var, 1.0, atol=0.15)
+    # unit-variance i.i.d. input -> unit-variance output: exactly, each demodulated kernel
+    # (example, output channel) has unit norm, so Var y = sum of its squared weights = 1 ...
+    np.testing.assert_allclose(np.sum(kern**2, axis=(1, 2, 3)), 1.0, rtol=1e-6)
+    # ... and empirically over the interior (no zero padding), pooled over the 5 channels:
+    # neighbouring outputs share inputs, so one channel's 1728 values scatter widely and a
+    # per-channel bound of 0.15 failed in CI (seed 1665397163: 1.152); pooled, the estimate's
+    # std over 300 seeds is 0.021 (largest deviation 0.077), so 0.1 is about 4.7 std
+    var = y[:, 1:-1, 1:-1, :].var()
+    np.testing.assert_allclose(var, 1.0, atol=0.1)
     plain = ModulatedConv(c_out, demodulate=False)
     y_plain = np.asarray(plain.apply(v, x, w), np.float64)[:, 1:-1, 1:-1, :]
     assert abs(y_plain.var() - 1.0) > 0.3  # without demodulation the style sets the scale
