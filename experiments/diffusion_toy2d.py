@@ -96,7 +96,7 @@ from genjax.data import synthetic
 from genjax.diffusion import likelihood as lik
 from genjax.diffusion import models as dif
 from genjax.registry import diffusion as dif_specs
-from genjax.results import write_result
+from genjax.results import shown_path, write_result
 from genjax.train import fit
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -269,16 +269,8 @@ def _summary(results, densities, names, config, t0, workdir, smoke) -> dict:
         "results": results,
         "best": best,
         "wall_time_s": round(time.perf_counter() - t0, 1),
-        "workdir": _shown(workdir),
+        "workdir": shown_path(workdir, HERE.parent),
     }
-
-
-def _shown(path: pathlib.Path) -> str:
-    """``path`` relative to the repository root when inside it (the JSON names no home folders)."""
-    try:
-        return str(path.resolve().relative_to(HERE.parent))
-    except ValueError:
-        return str(path)
 
 
 def flows_comparison(best: dict, path: pathlib.Path = FLOWS_RESULT) -> str:
@@ -288,9 +280,9 @@ def flows_comparison(best: dict, path: pathlib.Path = FLOWS_RESULT) -> str:
     file holds only what its own command measured). Says so when ``path`` is missing.
     """
     if not path.is_file():
-        return f"(no flows result at {_shown(path)}: run python experiments/flows_toy2d.py to compare)"
+        return f"(no flows result at {shown_path(path, HERE.parent)}: run python experiments/flows_toy2d.py to compare)"
     flows_best = json.loads(path.read_text()).get("best", {})
-    lines = [f"best KL (nats): diffusion (this run) vs flows (from {_shown(path)})"]
+    lines = [f"best KL (nats): diffusion (this run) vs flows (from {shown_path(path, HERE.parent)})"]
     for d, b in best.items():
         f = flows_best.get(d)
         flow = f"{f['kl_nats']:.4f} ({f['flow']})" if f else "-"

@@ -66,7 +66,7 @@ import optax
 from genjax import flows, viz
 from genjax.data import synthetic
 from genjax.registry import flows as flow_specs
-from genjax.results import write_result
+from genjax.results import shown_path, write_result
 from genjax.train import fit
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -182,16 +182,8 @@ def _summary(results, densities, names, config, args, t0, workdir) -> dict:
         "best": best,
         "total_train_time_s": round(sum(r["train_time_s"] for r in results), 1),
         "wall_time_s": round(time.perf_counter() - t0, 1),
-        "workdir": _shown(workdir),
+        "workdir": shown_path(workdir, HERE.parent),
     }
-
-
-def _shown(path: pathlib.Path) -> str:
-    """``path`` relative to the repository root when inside it (the JSON names no home folders)."""
-    try:
-        return str(path.resolve().relative_to(HERE.parent))
-    except ValueError:
-        return str(path)
 
 
 def main(argv=None) -> dict:

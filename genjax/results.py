@@ -205,3 +205,12 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def shown_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (the repository) when inside it, else as given: result
+    files name no home folders."""
+    try:
+        return str(pathlib.Path(path).resolve().relative_to(pathlib.Path(root).resolve()))
+    except ValueError:
+        return str(path)

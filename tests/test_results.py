@@ -87,3 +87,12 @@ def test_command_line_of_a_module_and_a_script(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["experiments/flows_toy2d.py", "--smoke"])
     monkeypatch.setitem(sys.modules, "__main__", type(sys)("__main__"))  # a script: no __spec__
     assert results.command_line() == "python experiments/flows_toy2d.py --smoke"
+
+
+def test_shown_path_is_relative_inside_the_root_and_unchanged_outside(tmp_path):
+    from genjax.results import shown_path
+
+    root = tmp_path / "repo"
+    (root / "experiments").mkdir(parents=True)
+    assert shown_path(root / "experiments" / "x.json", root) == "experiments/x.json"
+    assert shown_path(tmp_path / "elsewhere", root) == str(tmp_path / "elsewhere")
