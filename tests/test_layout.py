@@ -23,10 +23,11 @@ ALLOWED = {
     **{b: BOTTOM for b in BOTTOM},
     "nn": BOTTOM, "data": BOTTOM, "viz": BOTTOM,
     **{f: BOTTOM | {"nn"} for f in FAMILIES},
+    "clip": BOTTOM | {"nn"},  # stands on the families' floor (networks from nn, no data/train/metrics)
     "train": BOTTOM | {"data", "viz"},
     "metrics": BOTTOM | {"nn", "data", "train"},
-    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics"} | FAMILIES,
-    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry"} | FAMILIES,
+    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip"} | FAMILIES,
+    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip"} | FAMILIES,
 }
 ALLOWED["cli"] = set(ALLOWED) | {"compare"}
 ALLOWED["__init__"] = set(ALLOWED)
