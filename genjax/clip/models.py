@@ -51,6 +51,21 @@ class CLIPNet(nn.Module):
         return self.encode_image(x), self.encode_text(tokens), self.log_scale
 
 
+def _mesh_agnostic(fn):
+    """``fn`` run with the compiler choosing every sharding when traced under an explicit-sharding
+    mesh (``fit(..., mesh=)``), its outputs replicated; ``fn`` itself elsewhere.
+
+    Under explicit sharding an embedding lookup of batch-sharded tokens (``nn.Embed``) or a
+    per-row gather has no unambiguous output sharding and is a trace error; the towers are
+    any modules, so the model lets the compiler place them (the batch stays split for the
+    convolutions; the ``(b, b)`` logits need the gathered embeddings anyway).
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not mesh.explicit_axes:
+        return fn
+    return jax.sharding.auto_axes(fn, axes=mesh.explicit_axes, out_sharding=jax.sharding.PartitionSpec())
+
+
 def pick_caption(key: PRNGKeyArray, batch: Batch) -> Batch:
     """The training transform: one of the ``K`` captions of each image, uniformly at random.
 
@@ -68,7 +83,8 @@ def pick_caption(key: PRNGKeyArray, batch: Batch) -> Batch:
         raise ValueError(f"batch['cond'] must be tokens (b, L) or K captions per image (b, K, L), got shape {cond.shape}")
     b, k, _ = cond.shape
     pick = jax.random.randint(key, (b,), 0, k)
-    return {**batch, "cond": jnp.take_along_axis(cond, pick[:, None, None], axis=1)[:, 0]}
+    take = _mesh_agnostic(lambda c, i: jnp.take_along_axis(c, i[:, None, None], axis=1)[:, 0])
+    return {**batch, "cond": take(cond, pick)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +175,7 @@ class CLIP:
         """
         del key  # deterministic: no dropout
         self.check_batch(batch, name="batch")
-        img, txt, log_scale = self.net.apply({"params": params}, batch["x"], batch["cond"])
+        img, txt, log_scale = _mesh_agnostic(self.net.apply)({"params": params}, batch["x"], batch["cond"])
         logits = objectives.clip_logits(img, txt, log_scale, max_scale=self.max_logit_scale)
         loss = jnp.mean(objectives.symmetric_info_nce(logits))
         target = jnp.arange(logits.shape[0])
