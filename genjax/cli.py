@@ -235,7 +235,15 @@ def _check_int_lists(opts: dict, spec) -> None:
                 raise ValueError(f"{_flag(name)}: {e}") from None
 
 
-def _preflight(model, data, transform, config: dict) -> None:
+def _train_data(spec, data, options: dict, num: int | None = None):
+    """What ``fit`` trains on (its first ``num`` examples): the spec's ``train_data`` (e.g.
+    images with their captions) or the images ``data.train``."""
+    if spec.train_data is not None:
+        return spec.train_data(data, options, num)
+    return data.train if num is None else data.train[:num]
+
+
+def _preflight(model, data, transform, config: dict, first=None) -> None:
     """The checks ``fit`` makes before any work, made before the run directory exists.
 
     A run directory is created only for a run that can start: a failed check leaves
@@ -254,7 +262,7 @@ def _preflight(model, data, transform, config: dict) -> None:
                 f"--likelihood bernoulli needs data in [0, 1], but {data.name!r} ranges over [{lo:.3g}, {hi:.3g}]; "
                 "use --likelihood gaussian_learned (or gaussian) for real-valued data"
             )
-    first = jnp.asarray(data.train[:batch])
+    first = jax.tree_util.tree_map(jnp.asarray, data.train[:batch] if first is None else first)
     checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
     if hasattr(model, "check_batch"):
         model.check_batch(checked, name="train_data")
@@ -372,7 +380,8 @@ def cmd_train(args) -> int:
     model = spec.build(data, config["options"])
     transform = spec.transform(model, data)
     with_compute_dtype(model, config.get("compute_dtype"))
-    _preflight(model, data, transform, config)
+    _preflight(model, data, transform, config,
+               None if spec.train_data is None else _train_data(spec, data, config["options"], config["batch_size"]))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     args.run_dir_created = run_dir  # for the interrupt message
@@ -401,7 +410,7 @@ def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -
     t0 = time.perf_counter()
     result = fit(
         model,
-        data.train,
+        _train_data(spec, data, config["options"]),
         num_steps=config["steps"],
         batch_size=config["batch_size"],
         optimizer=_optimizer(config),
@@ -449,7 +458,7 @@ def _load_run(run_dir: str, data_dir=None):
     spec = registry.get_model_spec(config["model"])
     data = _load_data(config["data"], data_dir, config["seed"])
     model = spec.build(data, config["options"])
-    state = restore_params(rd, model, data.train[:2], optimizer=_optimizer(config), ema=config.get("ema_decay") is not None)
+    state = restore_params(rd, model, _train_data(spec, data, config["options"], 2), optimizer=_optimizer(config), ema=config.get("ema_decay") is not None)
     params = state.ema_params if state.ema_params is not None else state.params
     return rd, config, spec, data, model, params, int(state.step)
 

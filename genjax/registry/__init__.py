@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from genjax.data import images as image_data
 from genjax.data import synthetic
+from genjax.data.captions import CAPTIONED_DATASETS
+from genjax.registry import clip as _clip
 from genjax.registry import diffusion as _diffusion
 from genjax.registry import flows as _flows
 from genjax.registry import gan as _gan
 from genjax.registry import vae as _vae
 from genjax.registry.core import DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data
 
-MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS, **_diffusion.SPECS}
+MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS, **_diffusion.SPECS, **_clip.SPECS}
 
 __all__ = ["DataBundle", "MODELS", "ModelSpec", "Option", "dataset_names", "describe", "get_model_spec",
            "image_scale", "int_tuple", "load_data", "resolve_options"]
@@ -49,5 +51,6 @@ def describe() -> str:
     exact = set(synthetic.EXACT_LOG_PROB_DENSITIES)
     for n in dataset_names():
         kind = "image" if n in image_data.IMAGE_DATASETS else ("toy 2-D, exact log p(x)" if n in exact else "toy 2-D")
+        kind = "captioned images" if n in CAPTIONED_DATASETS else kind
         lines.append(f"  {n:<16} {kind}")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from genjax.data import captions as caption_data
 from genjax.data import images as image_data
 from genjax.data import synthetic
 
@@ -23,6 +24,9 @@ class DataBundle:
     test: np.ndarray
     num_levels: int | None  # discrete intensity levels of image data (2 = binary)
     toy: synthetic.ToyDensity | None = None
+    # captioned image sets (genjax.data.captions): the train and test CaptionedData, whose
+    # images are ``train`` / ``test`` (labels, attributes, captions); None otherwise
+    captioned: tuple[caption_data.CaptionedData, caption_data.CaptionedData] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -41,7 +45,11 @@ TOY_TRAIN_SIZE, TOY_TEST_SIZE = 20000, 5000
 
 
 def dataset_names() -> list[str]:
-    return sorted(image_data.IMAGE_DATASETS) + sorted(synthetic.TOY_DENSITIES)
+    return sorted(image_data.IMAGE_DATASETS) + sorted(caption_data.CAPTIONED_DATASETS) + sorted(synthetic.TOY_DENSITIES)
+
+
+#: Intensity levels of the captioned sets' images (the bundled digits: 17; MNIST's: 256).
+_CAPTION_LEVELS = {"digits-captions": 17}
 
 
 def load_data(name: str, *, data_dir=None, download: bool = True, seed: int = 0) -> DataBundle:
@@ -49,6 +57,8 @@ def load_data(name: str, *, data_dir=None, download: bool = True, seed: int = 0)
 
     Image test splits: ``test`` (binarized-mnist: ``test``; its ``valid`` split is unused here).
     Toy densities: 20000 train and 5000 test samples drawn from fixed keys derived from ``seed``.
+    Captioned sets (``mnist-captions``, ``mnist-pairs``, ...): the images as ``train`` / ``test``
+    and both splits' :class:`~genjax.data.captions.CaptionedData` as ``captioned``.
     """
     if name in image_data.IMAGE_DATASETS:
         if name == "digits":
@@ -57,6 +67,10 @@ def load_data(name: str, *, data_dir=None, download: bool = True, seed: int = 0)
             train = image_data.load_image_dataset(name, "train", data_dir=data_dir, download=download)
             test = image_data.load_image_dataset(name, "test", data_dir=data_dir, download=download)
         return DataBundle(name, "image", np.asarray(train.x), np.asarray(test.x), train.num_levels)
+    if name in caption_data.CAPTIONED_DATASETS:
+        train, test = (caption_data.load_captioned(name, split, data_dir=data_dir, download=download, seed=seed)
+                       for split in ("train", "test"))
+        return DataBundle(name, "image", train.images, test.images, _CAPTION_LEVELS.get(name, 256), captioned=(train, test))
     if name in synthetic.TOY_DENSITIES:
         toy = synthetic.get_toy_density(name)
         k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2024))
@@ -100,6 +114,9 @@ class ModelSpec:
     # (model, params, key, num, data) -> (num, *data.shape) host array for `genjax sample`;
     # default model.sample(params, key, num) (a model samples in its own data space)
     sample: Callable[..., Any] | None = None
+    # (data, options, num) -> what fit trains on, for the first ``num`` examples (None: all);
+    # default: the images ``data.train`` (a model of image-text pairs trains on a dict)
+    train_data: Callable[..., Any] | None = None
 
 
 def int_tuple(s: str) -> tuple[int, ...]:
