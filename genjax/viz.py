@@ -1,4 +1,5 @@
-"""Pictures with Pillow: image grids and 2-D scatter/density plots, written as PNG."""
+"""Pictures with Pillow: image grids, 2-D scatter/density plots, training curves and
+similarity heat maps, written as PNG."""
 
 from __future__ import annotations
 
@@ -209,3 +210,92 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
                 except json.JSONDecodeError:
                     continue
     return out
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: float) -> str:
+    """``text`` cut (with ``..``) to at most ``width`` pixels in the default font."""
+    text = str(text)
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "..") > width:
+        text = text[:-1]
+    return text + ".." if text else ""
+
+
+def similarity_plot(
+    sim: np.ndarray,
+    row_labels: list[str],
+    col_labels: list[str],
+    path: str | os.PathLike | None,
+    *,
+    col_images: np.ndarray | None = None,
+    cell: int = 40,
+    label_width: int = 160,
+) -> Image.Image:
+    """A heat map of a similarity matrix, e.g. text prompts (rows) against images (columns).
+
+    Cells go from white (the smallest value) to dark blue (the largest), each with its value
+    (when ``cell >= 30``); each row's largest cell is outlined in red. Row labels sit on the left
+    (cut to ``label_width``), column labels on top, under the optional column images.
+
+    Args:
+      sim: ``(n, m)`` finite values.
+      row_labels: ``n`` strings; col_labels: ``m`` strings.
+      path: where the PNG is written (``None``: not written).
+      col_images: ``(m, H, W)`` or ``(m, H, W, C)`` (C in {1, 3}) values in [0, 1], drawn as
+        column headers (``cell - 2`` pixels square, in a ``cell`` high band).
+      cell: side of a cell in pixels.
+      label_width: width of the row-label column in pixels.
+
+    Returns:
+      The picture: ``label_width + m * cell + 4`` wide and
+      ``(cell if col_images else 0) + 16 + n * cell + 16`` high.
+
+    Raises:
+      ValueError: naming the argument whose size does not match ``sim``.
+    """
+    s = np.asarray(sim, np.float64)
+    if s.ndim != 2 or 0 in s.shape or not np.isfinite(s).all():
+        raise ValueError(f"sim must be a non-empty finite matrix (rows, columns), got shape {s.shape}")
+    n, m = s.shape
+    if len(row_labels) != n or len(col_labels) != m:
+        raise ValueError(f"row_labels and col_labels must have {n} and {m} entries (sim's shape), "
+                         f"got {len(row_labels)} and {len(col_labels)}")
+    if cell < 8 or label_width < 0:
+        raise ValueError(f"cell must be >= 8 and label_width >= 0 pixels, got cell={cell}, label_width={label_width}")
+    tiles = None
+    if col_images is not None:
+        x = np.asarray(col_images, np.float32)
+        x = x[..., None] if x.ndim == 3 else x
+        if x.ndim != 4 or len(x) != m or x.shape[-1] not in (1, 3):
+            raise ValueError(f"col_images must have shape ({m}, H, W) or ({m}, H, W, C) with C in (1, 3), got {x.shape}")
+        tiles = [image_grid(x[j : j + 1], pad=0).convert("RGB").resize((cell - 2, cell - 2), Image.NEAREST) for j in range(m)]
+    head = (cell if tiles else 0) + 16
+    img = Image.new("RGB", (label_width + m * cell + 4, head + n * cell + 16), "white")
+    draw = ImageDraw.Draw(img)
+    lo, hi = float(s.min()), float(s.max())
+    t = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+    dark = np.array([8, 48, 107], np.float64)
+    best = s.argmax(axis=1)
+    for j in range(m):
+        x0 = label_width + j * cell
+        if tiles:
+            img.paste(tiles[j], (x0 + 1, 1))
+        draw.text((x0 + 1, head - 14), _fit_text(draw, col_labels[j], cell - 2), fill=(0, 0, 0))
+    for i in range(n):
+        y0 = head + i * cell
+        draw.text((2, y0 + cell // 2 - 6), _fit_text(draw, row_labels[i], label_width - 6), fill=(0, 0, 0))
+        for j in range(m):
+            x0 = label_width + j * cell
+            colour = tuple(int(round(c)) for c in 255 + t[i, j] * (dark - 255))
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour)
+            if cell >= 30:
+                draw.text((x0 + cell // 2, y0 + cell // 2), f"{s[i, j]:.2f}", anchor="mm",
+                          fill=(255, 255, 255) if t[i, j] > 0.5 else (0, 0, 0))
+        xb = label_width + best[i] * cell
+        draw.rectangle([xb, y0, xb + cell - 1, y0 + cell - 1], outline=(220, 30, 30), width=2)
+    legend = f"white = {_fmt(lo)}, dark blue = {_fmt(hi)}; red box: each row's largest"
+    draw.text((2, head + n * cell + 2), _fit_text(draw, legend, img.width - 4), fill=(80, 80, 80))
+    if path is not None:
+        img.save(path)
+    return img

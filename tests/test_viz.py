@@ -1,6 +1,7 @@
 """genjax.viz.scatter_2d: points land where the coordinates say and stay visible over the marks."""
 
 import numpy as np
+import pytest
 
 from genjax import viz
 
@@ -22,3 +23,29 @@ def test_scatter_2d_draws_points_over_marks_and_rings_empty_modes():
     assert tuple(img[75, 25]) == WHITE
     # only the on-canvas point is blue
     assert (img == BLUE).all(-1).sum() == 1
+
+
+def test_similarity_plot_writes_a_heat_map_of_the_expected_size(tmp_path):
+    from PIL import Image
+
+    sim = np.array([[0.9, 0.1, -0.2], [0.0, 0.5, 0.3]])
+    rows, cols = ["a thick 7", "a thin 1 written very far to the left of the box"], ["img 0", "img 1", "img 2"]
+    path = tmp_path / "sim.png"
+    img = viz.similarity_plot(sim, rows, cols, path, cell=40, label_width=100)
+    saved = Image.open(path)
+    assert saved.format == "PNG" and saved.size == (100 + 3 * 40 + 4, 16 + 2 * 40 + 16) == img.size
+    px = np.asarray(saved.convert("RGB"))
+    at = lambda i, j: tuple(int(c) for c in px[16 + i * 40 + 5, 100 + j * 40 + 5])  # noqa: E731  (a corner, off the text)
+    assert at(0, 0) == (8, 48, 107) and at(0, 2) == WHITE  # the largest value darkest, the smallest white
+    assert sum(at(0, 1)) > sum(at(1, 1)) > sum(at(0, 0))  # 0.1 lighter than 0.5 lighter than 0.9
+    assert tuple(px[16 + 40 + 1, 100 + 40 + 20]) == (220, 30, 30)  # row 1's largest (column 1) outlined
+    # column images as headers: the picture grows by one cell on top and shows the images
+    imgs = np.zeros((3, 5, 5))
+    imgs[1] = 1.0
+    tall = np.asarray(viz.similarity_plot(sim, rows, cols, None, col_images=imgs, cell=40, label_width=100))
+    assert tall.shape == (40 + 16 + 80 + 16, 224, 3)
+    assert tuple(tall[20, 100 + 20]) == (0, 0, 0) and tuple(tall[20, 140 + 20]) == WHITE
+    with pytest.raises(ValueError, match=r"row_labels and col_labels must have 2 and 3 entries"):
+        viz.similarity_plot(sim, rows[:1], cols, None)
+    with pytest.raises(ValueError, match=r"col_images must have shape \(3, H, W\)"):
+        viz.similarity_plot(sim, rows, cols, None, col_images=imgs[:2])

@@ -1,6 +1,7 @@
 """Metrics: likelihood units (``bits_per_dim``), the domain feature classifier
 (``features``), sample-quality metrics on its features (``sample_quality``), mode
-coverage and class histograms (``modes``), the exact KL on toy densities (``toy``), and
+coverage and class histograms (``modes``), the exact KL on toy densities (``toy``), retrieval on embeddings (``retrieval``:
+cosine ``similarity``, ``recall_at_k``, ``zero_shot_accuracy``, ``r_precision``), and
 the one evaluation path every model goes through (``evaluation``; its entry point
 ``evaluate`` is re-exported here).
 
@@ -18,6 +19,7 @@ from genjax.metrics.modes import (
     mode_coverage,
 )
 from genjax.metrics.toy import exact_kl
+from genjax.metrics.retrieval import r_precision, recall_at_k, similarity, zero_shot_accuracy
 from genjax.metrics.sample_quality import (
     classifier_score,
     density_coverage,
@@ -50,7 +52,11 @@ __all__ = [
     "mixture_diagnostics",
     "mode_coverage",
     "precision_recall",
+    "r_precision",
     "real_vs_real_baseline",
+    "recall_at_k",
     "sample_quality_from_features",
+    "similarity",
     "train_classifier",
+    "zero_shot_accuracy",
 ]

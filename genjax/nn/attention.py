@@ -4,10 +4,12 @@ condition sequence (e.g. text tokens' embeddings), with a mask for padding.
 * ``dot_product_attention(q, k, v, mask)``: ``softmax(q k^T / sqrt(d) + log mask) v`` per
   head, ``q (b, N, H, d)``, ``k, v (b, L, H, d)``, ``mask (b, L)`` bool (True: a real
   position). Masked positions get weight exactly 0, so padding never changes the output; a
-  row whose positions are all masked attends to nothing and gives 0.
+  row whose positions are all masked attends to nothing and gives 0. ``causal=True`` (self-
+  attention, ``N == L``) also masks the keys after each query: query ``i`` sees keys ``<= i``.
 * ``CrossAttention``: dense projections ``q = Dense(x)``, ``k = Dense(context)``,
   ``v = Dense(context)`` split into ``num_heads`` heads, the attention above, heads
-  concatenated and a dense output projection to ``x``'s width.
+  concatenated and a dense output projection to ``x``'s width. With ``context = x`` it is
+  self-attention (``causal=True``: causal self-attention, as in a text transformer).
 * ``CrossAttentionBlock``: residual ``x + CrossAttention(GroupNorm(x), context)`` over the
   ``H * W`` positions of an NHWC feature map (the UNet's block, as in latent diffusion).
 
@@ -37,25 +39,38 @@ def check_context(context, mask, batch: int, *, name: str = "context") -> None:
         raise ValueError(f"{name}_mask must have shape (batch, L) = {shape[:2]}, got shape {tuple(np.shape(mask))}")
 
 
-def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def dot_product_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, *, causal: bool = False
+) -> jax.Array:
     """Multi-head scaled dot-product attention with a key mask.
 
     Args:
       q: ``(b, N, H, d)`` queries.
       k, v: ``(b, L, H, d)`` keys and values.
       mask: ``(b, L)`` bool, True at real (attended) positions; ``None``: all.
+      causal: also mask the keys after each query (query ``i`` attends to keys ``j <= i``);
+        self-attention only, so ``N == L``.
 
     Returns:
       ``(b, N, H, d)``: per head ``softmax(q k^T / sqrt(d))`` over the unmasked keys, times
       ``v``; rows with no unmasked key give 0.
+
+    Raises:
+      ValueError: ``causal=True`` with ``N != L``.
     """
     d = q.shape[-1]
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    if mask is None:
+    m = None if mask is None else jnp.asarray(mask, bool)[:, None, None, :]
+    if causal:
+        n, length = q.shape[1], k.shape[1]
+        if n != length:
+            raise ValueError(f"causal attention needs as many queries as keys (self-attention), got N={n}, L={length}")
+        tri = jnp.tril(jnp.ones((n, length), bool))[None, None]
+        m = tri if m is None else m & tri
+    if m is None:
         w = jax.nn.softmax(logits, axis=-1)
     else:
-        m = jnp.asarray(mask, bool)[:, None, None, :]
         logits = jnp.where(m, logits, jnp.finfo(logits.dtype).min)
         w = jax.nn.softmax(logits, axis=-1)
         w = jnp.where(m, w, 0.0)  # exactly 0 at padding, and 0 everywhere for an all-padding row
@@ -70,12 +85,15 @@ class CrossAttention(nn.Module):
       head_dim: width per head (default ``C // num_heads``).
       out_features: output width (default ``C``).
       dtype: computation dtype of the projections (``None``: params' dtype).
+      causal: causal self-attention (pass ``context = x``): position ``i`` attends to
+        ``j <= i`` only.
     """
 
     num_heads: int = 1
     head_dim: int | None = None
     out_features: int | None = None
     dtype: Any = None
+    causal: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -90,7 +108,7 @@ class CrossAttention(nn.Module):
         q = nn.Dense(inner, dtype=dt, name="q")(x).reshape(b, n, self.num_heads, dh)
         k = nn.Dense(inner, dtype=dt, name="k")(context).reshape(b, -1, self.num_heads, dh)
         v = nn.Dense(inner, dtype=dt, name="v")(context).reshape(b, -1, self.num_heads, dh)
-        out = dot_product_attention(q, k, v, mask).reshape(b, n, inner)
+        out = dot_product_attention(q, k, v, mask, causal=self.causal).reshape(b, n, inner)
         return nn.Dense(self.out_features or c, dtype=dt, name="out")(out)
 
 
