@@ -17,7 +17,7 @@ from genjax import viz
 from genjax.clip import CLIP, clip_model, pick_caption
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
-from genjax.metrics.retrieval import recall_at_k
+from genjax.metrics.retrieval import recall_at_k, zero_shot_accuracy
 from genjax.registry.core import DataBundle, ModelSpec, Option, int_tuple
 
 #: The caption draw of the training data (fixed: the run's seed orders batches and picks).
@@ -119,16 +119,15 @@ def clip_metrics(model: CLIP, params, test: caption_data.CaptionedData, *, max_e
     out = {"num_test": n}
     labels = test.labels[:n]
     classes = class_embeddings(model, params, caption_data.class_prompts(test.name))
-    pred = np.argmax(img @ classes.T, axis=1)
     if test.name == "mnist-pairs":
         target = labels[:, 0] * 10 + labels[:, 1]
         held = test.held_out[:n]
-        out["zero_shot_acc"] = float(np.mean(pred == target))
-        out["held_out_pair_acc"] = float(np.mean(pred[held] == target[held])) if held.any() else None
-        out["seen_pair_acc"] = float(np.mean(pred[~held] == target[~held]))
+        out["zero_shot_acc"] = float(zero_shot_accuracy(img, classes, target))
+        out["held_out_pair_acc"] = float(zero_shot_accuracy(img[held], classes, target[held])) if held.any() else None
+        out["seen_pair_acc"] = float(zero_shot_accuracy(img[~held], classes, target[~held]))
         out["num_held_out"] = int(held.sum())
     else:
-        out["zero_shot_acc"] = float(np.mean(pred == labels))
+        out["zero_shot_acc"] = float(zero_shot_accuracy(img, classes, labels))
     m = min(recall_examples, n)
     key = jax.random.PRNGKey(0) if key is None else key
     txt = embed_texts(model, params, caption_tokens(test, key, 1, m)[:, 0])
@@ -190,8 +189,8 @@ def _artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) -> l
     labels = test.labels[:n] if test.labels.ndim == 1 else test.labels[:n, 0] * 10 + test.labels[:n, 1]
     shown = [c for c in range(len(prompts)) if (labels == c).any()][:10]
     cols = np.concatenate([np.flatnonzero(labels == c)[:4] for c in shown])
-    viz.similarity_plot(classes[shown] @ img[cols].T, row_labels=[prompts[c][0] for c in shown],
-                        images=np.asarray(test.images[cols])).save(out_dir / "similarity.png")
+    viz.similarity_plot(classes[shown] @ img[cols].T, [prompts[c][0] for c in shown], [str(c) for c in labels[cols]],
+                        out_dir / "similarity.png", col_images=np.asarray(test.images[cols]))
     return ["similarity.png", "embeddings.npz"]
 
 
