@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
     config = get_config(args.size)
     name = "clip_mnist" if args.size == "cpu" else "clip_mnist_gpu"
     if args.smoke:
-        config.update(datasets=["digits-captions"], steps=30, batch_size=32, model_size="small")
+        config.update(datasets=["digits-captions"], steps=30, batch_size=32, model_size="tiny")
         name += "_smoke"
     workdir = pathlib.Path(args.workdir) / name
     results = {}

@@ -6,7 +6,7 @@ trained with the symmetric InfoNCE (objectives.py) by ``genjax.train.fit`` with
 """
 
 from genjax.clip.constructors import SIZES, clip_gpu, clip_model, clip_small
-from genjax.clip.models import CLIP, CLIPNet, pick_caption
+from genjax.clip.models import CLIP, CLIPNet, pick_caption, prompt_ensemble
 from genjax.clip.objectives import (
     INIT_TEMPERATURE,
     MAX_LOGIT_SCALE,
@@ -31,5 +31,6 @@ __all__ = [
     "l2_normalize",
     "logit_scale",
     "pick_caption",
+    "prompt_ensemble",
     "symmetric_info_nce",
 ]

@@ -11,8 +11,10 @@ from genjax.nn.transformer import TextTransformer
 from genjax.types import Condition
 
 #: The networks of each size: image CNN stages, text Transformer width / depth / heads, the
-#: shared embedding width. "small" trains on 2 CPU cores in minutes; "gpu" is ~16x the compute.
+#: shared embedding width. "small" trains on 2 CPU cores in minutes; "gpu" is ~16x the compute;
+#: "tiny" is for tests and smoke runs (compiles in seconds).
 SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"features": (8,), "image_width": 16, "text_width": 16, "depth": 1, "num_heads": 2, "embed_dim": 16},
     "small": {"features": (16, 32, 64), "image_width": 128, "text_width": 64, "depth": 2, "num_heads": 4, "embed_dim": 64},
     "gpu": {"features": (64, 128, 256), "image_width": 512, "text_width": 256, "depth": 4, "num_heads": 8, "embed_dim": 256},
 }
@@ -39,7 +41,7 @@ def clip_model(
       image_shape: ``(H, W, C)`` of the images.
       vocab_size, max_len, pad_id, eos_id: the tokenizer's (e.g. ``genjax.data.tokenizer``'s
         ``caption_tokenizer()``: pad 0, bos 1, eos 2).
-      size: ``"small"`` (CPU) or ``"gpu"``.
+      size: ``"small"`` (CPU), ``"gpu"`` or ``"tiny"`` (tests).
       pool_grid: ``None`` pools the image features globally (any image size); ``(gh, gw)``
         keeps a coarse layout (``(1, 2)`` for side-by-side pairs: "a 3 to the left of a 5").
       causal, pooling: the text Transformer's mask and pooled output (its defaults when

@@ -66,6 +66,13 @@ def _mesh_agnostic(fn):
     return jax.sharding.auto_axes(fn, axes=mesh.explicit_axes, out_sharding=jax.sharding.PartitionSpec())
 
 
+def prompt_ensemble(text_emb: Array, owner, num_classes: int) -> Array:
+    """CLIP's prompt ensemble: the mean of each class's L2-normalised prompt embeddings,
+    renormalised. ``text_emb (N, d)``, ``owner (N,)`` class of each prompt -> ``(C, d)``."""
+    total = jax.ops.segment_sum(objectives.l2_normalize(text_emb), jnp.asarray(owner), num_segments=num_classes)
+    return objectives.l2_normalize(total)
+
+
 def pick_caption(key: PRNGKeyArray, batch: Batch) -> Batch:
     """The training transform: one of the ``K`` captions of each image, uniformly at random.
 
@@ -232,10 +239,8 @@ class CLIP:
           class_prompts: ``(C, P, L)`` token ids (``P`` prompts per class), or (with a
             ``tokenizer``) a list of ``C`` lists of prompt strings (lengths may differ).
         """
-        tokens, owner, num_classes = self._prompt_tokens(class_prompts)
-        emb = self.encode_text(params, tokens)
-        mean = jax.ops.segment_sum(emb, owner, num_segments=num_classes)
-        return objectives.l2_normalize(mean)
+        tokens, owner, num_classes = self.prompt_tokens(class_prompts)
+        return prompt_ensemble(self.encode_text(params, tokens), owner, num_classes)
 
     def zero_shot_classify(self, params: Params, images: Array, class_prompts) -> Array:
         """Zero-shot labels ``(n,)`` int32: the class whose prompt-ensembled embedding is the
@@ -247,8 +252,10 @@ class CLIP:
         scores = self.encode_image(params, images) @ self.class_embeddings(params, class_prompts).T
         return jnp.argmax(scores, axis=-1).astype(jnp.int32)
 
-    def _prompt_tokens(self, class_prompts) -> tuple[Array, np.ndarray, int]:
-        """Flat ``(N, L)`` tokens, the class of each (``(N,)``) and the number of classes."""
+    def prompt_tokens(self, class_prompts) -> tuple[Array, np.ndarray, int]:
+        """Class prompts (as :meth:`class_embeddings` takes them) as flat ``(N, L)`` tokens,
+        the class of each (``(N,)``) and the number of classes ``C``: embed the tokens in
+        batches of your own and finish with :func:`prompt_ensemble`."""
         if isinstance(class_prompts, (list, tuple)) and class_prompts and all(
             isinstance(c, (list, tuple)) and c and all(isinstance(p, str) for p in c) for c in class_prompts
         ):

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from genjax import viz
-from genjax.clip import CLIP, clip_model, pick_caption
+from genjax.clip import CLIP, clip_model, pick_caption, prompt_ensemble
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
 from genjax.metrics.retrieval import recall_at_k, zero_shot_accuracy
@@ -80,22 +80,34 @@ def _optimizer(config: dict):
     return optax.adam(lr)
 
 
+def _chunked(fn, params, rows: np.ndarray) -> np.ndarray:
+    """``fn(params, rows)`` on ``CHUNK`` rows per call, the last chunk padded (with copies of
+    row 0) to ``CHUNK``: one compilation per row shape, whatever ``len(rows)``."""
+    f = jax.jit(fn)
+    out = []
+    for i in range(0, len(rows), CHUNK):
+        part = np.asarray(rows[i : i + CHUNK])
+        pad = CHUNK - len(part)
+        full = np.concatenate([part, np.repeat(part[:1], pad, axis=0)]) if pad else part
+        out.append(np.asarray(f(params, full))[: len(part)])
+    return np.concatenate(out)
+
+
 def embed_images(model: CLIP, params, images: np.ndarray) -> np.ndarray:
-    """``(n, d)`` host array of image embeddings, ``CHUNK`` images per jitted call."""
-    f = jax.jit(model.encode_image)
-    return np.concatenate([np.asarray(f(params, images[i : i + CHUNK])) for i in range(0, len(images), CHUNK)])
+    """``(n, d)`` host array of image embeddings (``CHUNK`` images per jitted call)."""
+    return _chunked(model.encode_image, params, images)
 
 
 def embed_texts(model: CLIP, params, tokens: np.ndarray) -> np.ndarray:
-    """``(n, d)`` host array of caption embeddings, ``CHUNK`` captions per jitted call."""
-    f = jax.jit(model.encode_text)
-    return np.concatenate([np.asarray(f(params, tokens[i : i + CHUNK])) for i in range(0, len(tokens), CHUNK)])
+    """``(n, d)`` host array of caption embeddings (``CHUNK`` captions per jitted call)."""
+    return _chunked(model.encode_text, params, tokens)
 
 
 def class_embeddings(model: CLIP, params, prompts: list[list[str]]) -> np.ndarray:
     """``(C, d)`` prompt-ensembled class embeddings of prompt strings (one list per class,
-    counts may differ): one call of ``model.class_embeddings`` for all classes."""
-    return np.asarray(model.class_embeddings(params, prompts))
+    counts may differ), as ``model.class_embeddings`` but embedded in jitted chunks."""
+    tokens, owner, num_classes = model.prompt_tokens(prompts)
+    return np.asarray(prompt_ensemble(embed_texts(model, params, np.asarray(tokens)), owner, num_classes))
 
 
 def clip_metrics(model: CLIP, params, test: caption_data.CaptionedData, *, max_examples: int | None = None,
@@ -200,7 +212,7 @@ SPECS: dict[str, ModelSpec] = {
         "clip",
         "CLIP (contrastive image-caption embeddings, trained from scratch) on a captioned set, e.g. --data mnist-captions",
         {
-            "size": Option(str, "small", "networks: small (CPU) or gpu", ("small", "gpu")),
+            "size": Option(str, "small", "networks: small (CPU), gpu, or tiny (tests)", ("small", "gpu", "tiny")),
             "captions_per_image": Option(int, 8, "captions drawn per training image (one picked per step)"),
             "pool_grid": Option(str, "auto", "image pooling: global, a grid 'gh,gw', or auto (1,2 for mnist-pairs)"),
         },
