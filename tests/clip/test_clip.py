@@ -73,13 +73,14 @@ def test_model_loss_is_the_mean_of_the_numpy_info_nce(key):
     model = tiny_clip()
     x = jax.random.uniform(key, (4, 8, 8, 1))
     tokens = jnp.array([[1, 3, 2, 0, 0], [1, 4, 5, 2, 0], [1, 6, 2, 0, 0], [1, 7, 8, 9, 2]], jnp.int32)
-    params = model.init(key, {"x": x, "cond": tokens})
-    loss, metrics = model.loss(params, key, {"x": x, "cond": tokens})
-    u, v = np.asarray(model.encode_image(params, x), np.float64), np.asarray(model.encode_text(params, tokens), np.float64)
+    params = jax.jit(model.init)(key, {"x": x, "cond": tokens})
+    loss, metrics = jax.jit(model.loss)(params, key, {"x": x, "cond": tokens})
+    u = np.asarray(jax.jit(model.encode_image)(params, x), np.float64)
+    v = np.asarray(jax.jit(model.encode_text)(params, tokens), np.float64)
     np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(float(loss), numpy_info_nce(u, v, 1 / 0.07).mean(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(metrics["logit_scale"]), 1 / 0.07, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(model.similarity(params, x, tokens)), u @ v.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.jit(model.similarity)(params, x, tokens)), u @ v.T, rtol=1e-4, atol=1e-5)
 
 
 def test_temperature_is_capped_value_and_gradient():
@@ -95,9 +96,9 @@ def test_temperature_is_capped_value_and_gradient():
     model = tiny_clip(init_temperature=1e-6)
     x = jnp.linspace(0, 1, 3 * 64).reshape(3, 8, 8, 1)
     batch = {"x": x, "cond": jnp.array([[1, 3, 2, 0, 0], [1, 4, 2, 0, 0], [1, 5, 2, 0, 0]], jnp.int32)}
-    params = model.init(jax.random.PRNGKey(0), batch)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
     assert float(params["log_scale"]) == pytest.approx(np.log(1e6), rel=1e-5)
-    grads, metrics = jax.grad(model.loss, has_aux=True)(params, jax.random.PRNGKey(0), batch)
+    grads, metrics = jax.jit(jax.grad(model.loss, has_aux=True))(params, jax.random.PRNGKey(0), batch)
     assert float(metrics["logit_scale"]) == pytest.approx(100.0, rel=1e-5)
     assert float(grads["log_scale"]) == 0.0
 
@@ -132,7 +133,7 @@ def test_memorises_eight_pairs():
     losses = [r["loss"] for r in res.history if r["kind"] == "train"]
     assert losses[0] > 1.0
     params = res.state.params
-    final, metrics = model.loss(params, jax.random.PRNGKey(0), {"x": x, "cond": tokens[:, 0]})
+    final, metrics = jax.jit(model.loss)(params, jax.random.PRNGKey(0), {"x": x, "cond": tokens[:, 0]})
     assert float(final) < 0.05, losses
     assert float(metrics["image_to_text_acc"]) == 1.0 and float(metrics["text_to_image_acc"]) == 1.0
 
@@ -152,11 +153,12 @@ def test_zero_shot_is_the_prompt_ensemble(key):
     model = tiny_clip(tokenizer=FakeTokenizer())
     x = jax.random.uniform(key, (5, 8, 8, 1))
     prompts = [["a", "a b"], ["c", "d", "c e"]]
-    params = model.init(key, {"x": x, "cond": jnp.ones((5, MAX_LEN), jnp.int32)})
-    u = np.asarray(model.encode_image(params, x))
+    params = jax.jit(model.init)(key, {"x": x, "cond": jnp.ones((5, MAX_LEN), jnp.int32)})
+    u = np.asarray(jax.jit(model.encode_image)(params, x))
+    encode_text = jax.jit(model.encode_text)
     classes = []
     for ps in prompts:  # independent: embed, normalise, average, renormalise
-        e = np.asarray(model.encode_text(params, FakeTokenizer().encode(ps)))
+        e = np.asarray(encode_text(params, FakeTokenizer().encode(ps)))
         m = e.mean(0)
         classes.append(m / np.linalg.norm(m))
     want = np.argmax(u @ np.stack(classes).T, axis=1)
