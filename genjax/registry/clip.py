@@ -135,7 +135,8 @@ def clip_metrics(model: CLIP, params, test: caption_data.CaptionedData, *, max_e
         target = labels[:, 0] * 10 + labels[:, 1]
         held = test.held_out[:n]
         out["zero_shot_acc"] = float(zero_shot_accuracy(img, classes, target))
-        out["held_out_pair_acc"] = float(zero_shot_accuracy(img[held], classes, target[held])) if held.any() else None
+        if held.any():  # (none among the first max_examples: no figure)
+            out["held_out_pair_acc"] = float(zero_shot_accuracy(img[held], classes, target[held]))
         out["seen_pair_acc"] = float(zero_shot_accuracy(img[~held], classes, target[~held]))
         out["num_held_out"] = int(held.sum())
     else:

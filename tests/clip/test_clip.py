@@ -81,6 +81,20 @@ def test_model_loss_is_the_mean_of_the_numpy_info_nce(key):
     np.testing.assert_allclose(float(loss), numpy_info_nce(u, v, 1 / 0.07).mean(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(metrics["logit_scale"]), 1 / 0.07, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(jax.jit(model.similarity)(params, x, tokens)), u @ v.T, rtol=1e-4, atol=1e-5)
+    assert model.text_states(params, tokens).shape == (4, MAX_LEN, 16)  # the text tower's token states
+
+
+def test_constructor_towers_take_any_image_size(key):
+    """The pooled CNN's parameters do not depend on H, W: a 8x8 model's params embed 8x16 images."""
+    square = clip.clip_model((8, 8, 1), size="tiny", vocab_size=VOCAB, max_len=MAX_LEN)
+    wide = clip.clip_model((8, 16, 1), size="tiny", vocab_size=VOCAB, max_len=MAX_LEN)
+    tokens = jnp.array([[1, 3, 2, 0, 0]], jnp.int32)
+    params = jax.jit(square.init)(key, {"x": jnp.zeros((1, 8, 8, 1)), "cond": tokens})
+    emb = jax.jit(wide.encode_image)(params, jnp.ones((2, 8, 16, 1)))
+    assert emb.shape == (2, square.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(emb), axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        clip.clip_model((8, 8, 1), size="huge", vocab_size=VOCAB, max_len=MAX_LEN)
 
 
 def test_temperature_is_capped_value_and_gradient():
