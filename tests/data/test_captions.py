@@ -59,10 +59,21 @@ def test_caption_words_agree_with_measurements(digits):
     assert said > len(caps)  # attributes are mentioned often
 
 
+def test_caption_tokens_encode_the_same_captions(digits):
+    from genjax.data.tokenizer import caption_tokenizer
+
+    tok = caption_tokenizer()
+    ids = digits.caption_tokens(jax.random.key(7), tok, 3)
+    assert ids.shape == (len(digits), 3, tok.max_len) and ids.dtype == np.int32
+    texts = digits.captions(jax.random.key(7), 3)
+    assert [tok.decode(row) for row in ids[:20]] == texts[:20]
+
+
 def test_captions_are_deterministic_and_varied(digits):
     a = digits.captions(jax.random.key(3), 2)
     assert a == digits.captions(jax.random.key(3), 2)
     assert a != digits.captions(jax.random.key(4), 2)
+    assert a == digits.captions(jax.random.PRNGKey(3), 2)  # a raw key: the same key data
     # An image with a word for every attribute has many captions; samples come from them.
     loud = np.flatnonzero((digits.bins["thickness"] != 1) & (digits.bins["size"] != 1))[0]
     every = digits.all_captions(int(loud))
