@@ -49,7 +49,8 @@ the train split; the test split draws from all 100 pairs and flags the held-out 
 (``held_out``). Labels are ``(n, 2)`` (left, right); attributes and bins ``(n, 2)``, each
 digit measured on its own 28 x 28 image with MNIST's train edges. Captions: "a 3 to the
 left of a thin 5", "a 5 to the right of a 3", "3 and 5" (left first), "a 3 on the left and
-a 5 on the right"; each digit is mentioned with at most one attribute.
+a 5 on the right"; each digit is mentioned with at most one attribute, and half the draws
+name it plainly.
 
 The public surface (what CLIP and the text-to-image models call)::
 
@@ -160,10 +161,13 @@ _POST = {
 Grammar = Union[str, tuple, list]
 
 
+_AN = re.compile(r"\ba (?=(?:[aeiu]|o(?!ne\b)|8|eight\b))")
+
+
 def _finish(text: str) -> str:
     """Spacing and articles: ``" ,"`` -> ``","``; ``a`` -> ``an`` before a vowel sound."""
     text = " ".join(text.split()).replace(" ,", ",")
-    return re.sub(r"\ba (?=(?:[aeiu]|o(?!ne\b)|8|eight\b))", "an ", text)
+    return _AN.sub("an ", text)
 
 
 def _join(parts) -> str:
@@ -184,7 +188,7 @@ def _expand(tree: Grammar) -> list[str]:
     return [_join(parts) for parts in itertools.product(*(_expand(p) for p in tree))]
 
 
-#: A sub-tree with at most this many captions is sampled as one draw from its captions.
+#: A choice among at most this many captions is sampled as one draw from its captions.
 _LEAF_SIZE = 64
 
 
@@ -200,15 +204,18 @@ class _Node(NamedTuple):
 
 
 def _leaf(weighted: list[tuple[str, float]]) -> _Node:
+    if len(weighted) == 1:
+        return _Node("leaf", (weighted[0][0],), 1, (1.0,), (1.0,))
     texts, probs = zip(*weighted)
     return _Node("leaf", texts, len(texts), probs, tuple(itertools.accumulate(probs)))
 
 
 def _compile(tree: Grammar, memo: dict) -> _Node:
     """A grammar ready for sampling, with the distribution of walking it with uniform
-    choices; a sub-tree of at most ``_LEAF_SIZE`` captions becomes one leaf (one draw).
-    ``memo`` (by ``id``, holding each tree alive) shares the work between grammars that
-    share sub-trees (the pair grammars' noun phrases)."""
+    choices: a choice among at most ``_LEAF_SIZE`` captions becomes one leaf (one draw,
+    no new strings); sequences stay sequences (joined when drawn). ``memo`` (by ``id``,
+    holding each tree alive) shares the work between the grammars of one call, which share
+    sub-trees (templates, the pair grammars' noun phrases)."""
     hit = memo.get(id(tree))
     if hit is not None:
         return hit[1]
@@ -216,29 +223,14 @@ def _compile(tree: Grammar, memo: dict) -> _Node:
         node = _leaf([(tree, 1.0)])
     else:
         kids = [_compile(p, memo) for p in tree]
-        choice = isinstance(tree, list)
-        count = sum(k.count for k in kids) if choice else math.prod(k.count for k in kids)
-        if count > _LEAF_SIZE or any(k.kind != "leaf" for k in kids):
-            node = _Node("choice" if choice else "seq", tuple(kids), count)
-        elif choice:
+        if isinstance(tree, tuple):
+            node = _Node("seq", tuple(kids), math.prod(k.count for k in kids))
+        elif sum(k.count for k in kids) <= _LEAF_SIZE and all(k.kind == "leaf" for k in kids):
             node = _leaf([(t, p / len(kids)) for k in kids for t, p in zip(k.body, k.probs)])
         else:
-            weighted = [("", 1.0)]
-            for k in kids:
-                weighted = [(_join((a, b)), p * q) for a, p in weighted for b, q in zip(k.body, k.probs)]
-            node = _leaf(weighted)
+            node = _Node("choice", tuple(kids), sum(k.count for k in kids))
     memo[id(tree)] = (tree, node)
     return node
-
-
-#: Compiled sub-trees by ``id`` (each entry holds its tree, so an id is never reused).
-_MEMO: dict = {}
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled(name: str, label, bins) -> _Node:
-    """The compiled grammar of one image (cached: at most 72900 keys, for mnist-pairs)."""
-    return _compile(caption_grammar(name, label, bins), _MEMO)
 
 
 def _sample(node: _Node, rng: random.Random) -> str:
@@ -286,7 +278,9 @@ def _adjectives(words: dict, attrs: Sequence[str], bins: dict) -> Grammar:
     return tuple(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _nouns(kind: str, label: int) -> list[str]:
+    """The nouns of a class (cached, shared: never mutate the list)."""
     if kind == "fashion":
         return list(FASHION_NAMES[label])
     return [str(label), DIGIT_WORDS[label]]
@@ -331,14 +325,14 @@ def _single_grammar(kind: str, label: int, bins: tuple[int, ...]) -> Grammar:
 
 @functools.lru_cache(maxsize=None)
 def _noun_phrase(label: int, bins: tuple | None) -> Grammar:
-    """``a 3`` or ``a thin 3`` (at most one attribute; ``bins=None``: none). Cached, so the
-    pair grammars share their noun phrases."""
-    noun = _nouns("digit", label)
-    plain = ("a", noun)
-    if bins is None:
-        return plain
-    adjs = [w for a, b in zip(_DIGIT_ATTRS, bins) for w in _ADJ[a].get(b, ())]
-    return [plain, ("a", adjs, noun)] if adjs else plain
+    """``a 3`` or ``a thin 3`` (at most one attribute; ``bins=None``: none): a flat choice of
+    texts in which the plain phrases are repeated so that half the draws name the digit
+    plainly (as the choice ``[plain, with an adjective]`` would) while sampling stays one
+    draw. Cached, so the pair grammars of one call share their noun phrases."""
+    nouns = _nouns("digit", label)
+    plain = [f"a {n}" for n in nouns]
+    adjs = [] if bins is None else [w for a, b in zip(_DIGIT_ATTRS, bins) for w in _ADJ[a].get(b, ())]
+    return plain * max(len(adjs), 1) + [f"a {w} {n}" for w in adjs for n in nouns]
 
 
 def _pair_grammar(left: int, right: int, left_bins: tuple | None, right_bins: tuple | None) -> Grammar:
@@ -520,8 +514,8 @@ class CaptionedData:
         """Draws captions, deterministically from ``key``.
 
         Each caption walks the image's grammar choosing uniformly at each choice
-        (attributes to mention, template, synonyms; small sub-trees are drawn in one step
-        from their captions with the same probabilities), with a ``random.Random`` seeded
+        (attributes to mention, template, synonyms; a small choice is drawn in one step
+        from its captions with the same probabilities), with a ``random.Random`` seeded
         from the key. Same key, same captions.
 
         Args:
@@ -534,8 +528,9 @@ class CaptionedData:
         k = _checks.positive_int("num_per_image", num_per_image)
         rng = random.Random(_seed_of(key))
         out = []
+        memo: dict = {}
         for label, bins in self._grammar_keys():
-            node = _compiled(self.name, label, bins)
+            node = _compile(caption_grammar(self.name, label, bins), memo)
             out.append([_finish(_sample(node, rng)) for _ in range(k)])
         return out
 
