@@ -335,14 +335,18 @@ def _noun_phrase(label: int, bins: tuple | None) -> Grammar:
     return plain * max(len(adjs), 1) + [f"a {w} {n}" for w in adjs for n in nouns]
 
 
-def _pair_grammar(left: int, right: int, left_bins: tuple | None, right_bins: tuple | None) -> Grammar:
-    a, b = _noun_phrase(left, left_bins), _noun_phrase(right, right_bins)
+def _pair_templates(a: Grammar, b: Grammar, left: int, right: int) -> Grammar:
+    """The pair templates over the noun phrases ``a`` (left digit) and ``b`` (right)."""
     return [
         (a, "to the left of", b),
         (b, "to the right of", a),
         (_nouns("digit", left), "and", _nouns("digit", right)),
         (a, "on the left and", b, "on the right"),
     ]
+
+
+def _pair_grammar(left: int, right: int, left_bins: tuple | None, right_bins: tuple | None) -> Grammar:
+    return _pair_templates(_noun_phrase(left, left_bins), _noun_phrase(right, right_bins), left, right)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -380,9 +384,7 @@ def _every_grammar() -> list:
     for name, kind in (("mnist-captions", "digit"), ("fashion-mnist-captions", "fashion")):
         out += [caption_grammar(name, c, b) for c in range(10) for b in all_bins[kind]]
     nps = {d: [_noun_phrase(d, b) for b in all_bins["digit"]] for d in range(10)}
-    for l, r in itertools.product(range(10), repeat=2):
-        out += [(nps[l], "to the left of", nps[r]), (nps[r], "to the right of", nps[l]),
-                _pair_grammar(l, r, None, None), (nps[l], "on the left and", nps[r], "on the right")]
+    out += [_pair_templates(nps[l], nps[r], l, r) for l, r in itertools.product(range(10), repeat=2)]
     return out
 
 
