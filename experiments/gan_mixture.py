@@ -14,9 +14,10 @@ when at least one high-quality sample is assigned to it (``min_count = 1``, the 
 the issue states). We also report the KL divergence between the histogram of
 high-quality samples over modes and the uniform distribution.
 
-Objectives, each trained with the same networks on 8 seeds **at once**
-(``jax.vmap`` of the two-player step over stacked train states, ``lax.scan`` over
-``steps_per_dispatch`` steps in one dispatch):
+Objectives, each trained with the same networks on 8 seeds **at once** by the library's
+one trainer (``genjax.train.fit(..., seeds=8)``: ``jax.vmap`` of the two-player step over
+the stacked train states, ``lax.scan`` over ``steps_per_dispatch`` steps in one dispatch;
+seed ``i`` has its own keys and data stream, ``fit``'s ``seed_keys``):
 
 * ``minimax``: the seed's saturating min-max game (G minimises ``log(1 - D(G(z)))``);
 * ``non_saturating``: G minimises ``-log D(G(z))`` (the seed's training code);
@@ -82,9 +83,10 @@ PacGAN4 24.8 / 93.6 (PacGAN, Table 1); VEEGAN 24.6 / 40 and Unrolled GAN 23.6 / 
 
 Command (resumable: re-run it after an interruption; finished (data, objective) runs
 are reused from ``<workdir>/<data>_<objective>.json`` while the settings they depend on
-(``run_config``: that data set's entries, that objective's) are unchanged, and the
-unfinished one resumes at its last chunk checkpoint, ``<workdir>/checkpoints/``, every
-2000 generator steps)::
+(``run_config``: that data set's entries, that objective's, and the ``code_version`` of
+the training's random stream) are unchanged, and the unfinished one resumes (``fit``'s
+``resume``) at its last chunk checkpoint, ``<workdir>/checkpoints/``, every 2000 generator
+steps)::
 
     nohup python experiments/gan_mixture.py > gan_mixture.log 2>&1 &
 
@@ -92,13 +94,16 @@ Writes ``experiments/results/gan_mixture.json`` (config, per-seed and mean ± st
 figures, anchors, timings) and, under ``--workdir`` (default
 ``experiments/checkpoints/gan_mixture/``, git-ignored), one PNG scatter per data set
 and objective (``<data>_<objective>.png``: seed 0 large, with the 8 seeds as a strip
-below) over the true modes (thin red rings; a dropped mode is an empty ring).
+below) over the true modes (thin red rings; a dropped mode is an empty ring), and
+``fit``'s loss curves of every seed (``<data>_<objective>_curves.png``).
 ``--smoke`` runs a seconds-long version (tests use it; results file
 ``gan_mixture_smoke.json``).
 
 Figures reached (8 seeds, EMA generator; modes captured / % high quality, mean ± std;
 train time on the shared 2-core CPU; ``experiments/results/gan_mixture.json`` has the
-per-seed figures, the raw generator's and the KL to uniform)::
+per-seed figures, the raw generator's and the KL to uniform; measured with the script's
+own vmapped loop, ``code_version`` 1, before it moved onto ``fit``: another random stream
+of the same training, which the full re-run replaces)::
 
     grid  minimax (the seed's game)  25.00 ± 0.00 / 97.9 ± 0.4    52 min   meets the goal
     grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
@@ -167,7 +172,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.struct
 import optax
 
 import genjax.gan as gan
@@ -176,8 +180,7 @@ from genjax.data import synthetic
 from genjax.metrics import mode_coverage
 from genjax.nn.fourier import FourierDiscriminator
 from genjax.results import write_result
-from genjax.train import TrainState, make_step
-from genjax.train.checkpoint import Checkpointer
+from genjax.train import CURVES_FILE, FitResult, fit, seed_keys, split_run_key
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -207,6 +210,9 @@ def make_density(name: str) -> synthetic.ToyDensity:
 def get_config(smoke: bool = False) -> dict:
     config = {
         "seed": 0,
+        # 2: trained by genjax.train.fit (its per-seed keys and per-step data draws, another
+        # random stream than version 1's own loop): version 1's saved runs are not reused
+        "code_version": 2,
         "num_seeds": 8,
         "latent_dim": 2,  # as in PacGAN; 16 collapsed far more in the trials
         # the networks see x / data_scale (both mixtures then span [-1, 1]): the GAN's
@@ -305,47 +311,76 @@ def build(config: dict, objective: str, data_name: str) -> tuple[gan.GAN, gan.GA
     return model, optimizer
 
 
-def init_states(model, optimizer, key, num_seeds: int, *, ema: bool, batch_size: int = 8) -> TrainState:
-    """``num_seeds`` train states stacked on a leading axis (one init / train key per seed).
-
-    Initialised on a zero batch of the training batch size (which the pack size divides;
-    the parameters do not depend on it)."""
-    x0 = jnp.zeros((batch_size, 2), jnp.float32)
-
-    def one(k):
-        k_init, k_train = jax.random.split(k)
-        return TrainState.create(model.init(k_init, x0), optimizer, k_train, ema=ema)
-
-    return jax.vmap(one)(jax.random.split(key, num_seeds))
+def run_key(config: dict, objective: str) -> jax.Array:
+    """The base key of one objective's seeds: ``fit(seed=run_key, seeds=S)`` gives seed ``i``
+    the run key ``fold_in(run_key, i)`` (:func:`genjax.train.seed_keys`)."""
+    return jax.random.fold_in(jax.random.PRNGKey(config["seed"]), OBJECTIVES.index(objective))
 
 
-def make_chunk(model, optimizer, density, *, num_seeds: int, batch_size: int, num_steps: int, ema_decay):
-    """``chunk(states, key) -> (states, metrics)``: ``num_steps`` steps of every seed.
+def train(config: dict, data_name: str, objective: str, *, out_dir: pathlib.Path | None = None,
+          progress_bar: bool = False) -> FitResult:
+    """Trains ``config["num_seeds"]`` GANs of ``objective`` at once on one mixture with
+    :func:`genjax.train.fit` (``seeds=S``: the two-player step ``jax.vmap``-ped over the
+    stacked train states, ``steps_per_dispatch`` steps per dispatch); the batch of every step
+    is a fresh draw from the mixture. With ``out_dir``, a checkpoint per chunk and resume from
+    the newest one. Non-finite steps are counted per seed (``on_nonfinite="continue"``): a
+    diverged seed is a result, not a reason to stop the others."""
+    density = make_density(data_name)
+    model, optimizer = build(config, objective, data_name)
+    steps = generator_steps(config, objective, data_name)
+    chunk = min(config["steps_per_dispatch"], steps)
+    return fit(
+        model,
+        density.sample,  # sample(key, num): fresh data at every step, in the data's space (the model scales it)
+        num_steps=steps,
+        batch_size=config["batch_size"],
+        optimizer=optimizer,
+        seed=run_key(config, objective),
+        seeds=config["num_seeds"],
+        out_dir=out_dir,
+        resume=True,
+        ema_decay=config["ema_decay"],
+        steps_per_dispatch=chunk,
+        log_every=chunk,  # one trace row per chunk
+        checkpoint_every=chunk,
+        max_to_keep=2,
+        on_nonfinite="continue",
+        progress=progress_bar,
+    )
 
-    Fresh data ``(num_seeds, num_steps, batch_size, 2)`` is drawn from the mixture with
-    ``key`` (in the data's space: the model scales it); each seed scans its steps; the
-    seeds run under ``jax.vmap``.
-    """
-    step = make_step(model, optimizer, ema_decay=ema_decay)
 
-    def chunk(states, key):
-        data = density.sample(key, num_seeds * num_steps * batch_size)
-        data = data.reshape(num_seeds, num_steps, batch_size, 2)
-        return jax.vmap(lambda s, d: jax.lax.scan(step, s, d))(states, data)
+def trace_rows(history: list[dict]) -> list[dict]:
+    """Per logged step (one per chunk): the mean over seeds of the chunk's mean ``d_loss`` and
+    ``g_loss``, and whether every step of every seed in the chunk was finite (no seed's
+    ``nonfinite_steps`` count grew)."""
+    by_step: dict[int, list[dict]] = {}
+    for r in history:
+        if r.get("kind") == "train":
+            by_step.setdefault(r["step"], []).append(r)
+    rows, before = [], None
+    for step in sorted(by_step):
+        recs = sorted(by_step[step], key=lambda r: r.get("seed", 0))
+        counts = [r["nonfinite_steps"] for r in recs]
+        rows.append({
+            "step": step,
+            "d_loss": float(np.mean([float(r["d_loss"]) for r in recs])),
+            "g_loss": float(np.mean([float(r["g_loss"]) for r in recs])),
+            "finite": counts == (before or [0] * len(counts)),
+        })
+        before = counts
+    return rows
 
-    return jax.jit(chunk, donate_argnums=0)
 
-
-def score(model, params, key, density, *, num: int, threshold: float, min_count: int):
-    """Per-seed data-space samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each ``(S, ...)``)."""
+def score(model, params, keys, density, *, num: int, threshold: float, min_count: int):
+    """Per-seed data-space samples ``(S, num, 2)`` and :class:`~genjax.gan.ModeCoverage` (each
+    ``(S, ...)``) of the stacked ``params``; seed ``i`` samples with ``keys[i]``."""
     modes = jnp.asarray(density.modes, jnp.float32)
 
     def one(p, k):
         x = model.sample(p, k, num)
         return x, mode_coverage(x, modes, std=density.mode_std, threshold=threshold, min_count=min_count)
 
-    num_seeds = jax.tree_util.tree_leaves(params)[0].shape[0]
-    return jax.jit(jax.vmap(one))(params, jax.random.split(key, num_seeds))
+    return jax.jit(jax.vmap(one))(params, keys)
 
 
 def _mean_std(v) -> dict:
@@ -379,90 +414,34 @@ def run_fingerprint(config: dict, data_name: str, objective: str) -> str:
 
 
 def checkpoint_dir(config: dict, workdir: pathlib.Path, data_name: str, objective: str) -> pathlib.Path:
-    """Where the run's chunk checkpoints go: named by the run config's hash, so a changed config starts afresh."""
+    """The run's ``fit`` directory (chunk checkpoints, ``metrics.jsonl``, ``train_time.json``):
+    named by the run config's hash, so a changed config starts afresh."""
     fp = hashlib.sha256(run_fingerprint(config, data_name, objective).encode()).hexdigest()[:12]
     return workdir / "checkpoints" / f"{data_name}_{objective}_{fp}"
 
 
-class Progress(flax.struct.PyTreeNode):
-    """A run's checkpoint: chunks done (``step``), the stacked train states of every seed,
-    the per-chunk trace rows ``(mean d_loss, mean g_loss, all finite)`` and train seconds.
-
-    Chunk ``i`` draws its data from ``fold_in(k_data, i)`` and each state carries its own
-    train key, so a resumed run replays the same random stream.
-    """
-
-    step: jax.Array
-    states: TrainState
-    trace: jax.Array
-    train_time: jax.Array
-
-
 def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir: pathlib.Path | None, log=print, progress_bar: bool = False) -> dict:
-    """Trains ``config["num_seeds"]`` GANs at once on one mixture and scores them
-    (``progress_bar``: a tqdm bar over generator steps, updated once per chunk)."""
+    """Trains ``config["num_seeds"]`` GANs at once on one mixture (:func:`train`; resumed from
+    its checkpoints under ``workdir``) and scores them (``progress_bar``: fit's tqdm bar over
+    generator steps, updated once per chunk)."""
     density = make_density(data_name)
-    model, optimizer = build(config, objective, data_name)
-    s, b = config["num_seeds"], config["batch_size"]
+    model, _ = build(config, objective, data_name)
     steps = generator_steps(config, objective, data_name)
-    k = min(config["steps_per_dispatch"], steps)
-    if steps % k:
-        raise ValueError(f"steps={steps} must be a multiple of steps_per_dispatch={k}")
-    ema = config["ema_decay"] is not None
-    root = jax.random.fold_in(jax.random.PRNGKey(config["seed"]), OBJECTIVES.index(objective))
-    k_init, k_data, k_eval = jax.random.split(root, 3)
-    num_chunks = steps // k
-    progress = Progress(
-        step=jnp.zeros((), jnp.int32),
-        states=init_states(model, optimizer, k_init, s, ema=ema, batch_size=b),
-        trace=jnp.zeros((num_chunks, 3), jnp.float32),
-        train_time=jnp.zeros((), jnp.float32),
-    )
-    ckpt = None
-    if workdir is not None:  # one checkpoint per chunk; a config change gets a fresh directory
-        ckpt = Checkpointer(checkpoint_dir(config, workdir, data_name, objective), max_to_keep=2)
-        restored = ckpt.restore_latest(progress)
-        if restored is not None:
-            progress = restored
-            log(f"{data_name} {objective}: resuming at generator step {int(progress.step) * k} of {steps}")
-    chunk = make_chunk(model, optimizer, density, num_seeds=s, batch_size=b, num_steps=k, ema_decay=config["ema_decay"])
-
-    bar = None
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=int(progress.step) * k, unit="step", desc=f"{data_name} {objective}", dynamic_ncols=True)
-    for i in range(int(progress.step), num_chunks):
-        t0 = time.perf_counter()
-        states, metrics = chunk(progress.states, jax.random.fold_in(k_data, i))
-        row = jnp.stack([jnp.mean(metrics["d_loss"]), jnp.mean(metrics["g_loss"]), jnp.all(metrics["finite"]).astype(jnp.float32)])
-        jax.block_until_ready(states)
-        progress = progress.replace(
-            step=progress.step + 1,
-            states=states,
-            trace=progress.trace.at[i].set(row),
-            train_time=progress.train_time + (time.perf_counter() - t0),
-        )
-        if ckpt is not None:
-            ckpt.save(progress)
-        if bar is not None:
-            bar.set_postfix(d_loss=f"{float(row[0]):.3f}", g_loss=f"{float(row[1]):.3f}", refresh=False)
-            bar.update(k)  # one refresh per chunk (one line per chunk in a log file)
-    if bar is not None:
-        bar.close()
-    states = progress.states
-    train_time = float(progress.train_time)
-    trace = [
-        {"step": (i + 1) * k, "d_loss": float(r[0]), "g_loss": float(r[1]), "finite": bool(r[2] > 0)}
-        for i, r in enumerate(np.asarray(progress.trace))
-    ]
+    out_dir = None if workdir is None else checkpoint_dir(config, workdir, data_name, objective)
+    log(f"{data_name} {objective}: {steps} generator steps of {config['num_seeds']} seeds")
+    res = train(config, data_name, objective, out_dir=out_dir, progress_bar=progress_bar)
+    if res.resumed_from:
+        log(f"{data_name} {objective}: resumed at generator step {res.resumed_from} of {steps}")
+    trace = trace_rows(res.history)
+    # each seed is scored with its own eval key (fit's key for that purpose)
+    eval_keys = jnp.stack([split_run_key(k)["eval"] for k in seed_keys(run_key(config, objective), config["num_seeds"])])
 
     results = {}
     samples0 = None
-    for which, params in (("ema", states.ema_params), ("raw", states.params)):
+    for which, params in (("ema", res.state.ema_params), ("raw", res.state.params)):
         if params is None:
             continue
-        x, cov = score(model, params, k_eval, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"])
+        x, cov = score(model, params, eval_keys, density, num=config["eval_samples"], threshold=config["threshold_std"], min_count=config["min_count"])
         results[which] = {
             "modes_captured": _mean_std(cov.modes_captured),
             "hq_percent": _mean_std(100.0 * np.asarray(cov.hq_fraction)),
@@ -483,7 +462,7 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
         "scored_generator": scored,
         **results[scored],
         "all": results,
-        "train_time_s": round(train_time, 1),
+        "train_time_s": round(res.train_time_s, 1),  # over every process that trained the run (its resumes)
         "all_finite": all(t["finite"] for t in trace),
         "trace": trace[:: max(1, len(trace) // 8)] + trace[-1:],
     }
@@ -491,11 +470,10 @@ def train_and_evaluate(config: dict, data_name: str, objective: str, *, workdir:
     log(
         f"{data_name:5s} {objective:15s} modes {r['modes_captured']['mean']:5.2f} ± {r['modes_captured']['std']:.2f} / "
         f"{out['num_modes']}  hq {r['hq_percent']['mean']:5.1f} ± {r['hq_percent']['std']:.1f} %  "
-        f"({train_time:.0f} s)"
+        f"({res.train_time_s:.0f} s)"
     )
     if workdir is not None:
         save_scatter(workdir / f"{data_name}_{objective}.png", samples0, density)
-        ckpt.close()
     return out
 
 
@@ -533,7 +511,8 @@ def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Pa
     """``train_and_evaluate``, or its saved result: each finished (data, objective) run is
     written to ``workdir/<data>_<objective>.json`` (atomically, with the run config it used:
     ``run_config``), so an interrupted experiment resumes at the first unfinished run, and
-    that run at its last chunk checkpoint (``checkpoint_dir``; removed once the run's JSON is written)."""
+    that run at its last chunk checkpoint (``checkpoint_dir``; removed once the run's JSON is written,
+    keeping fit's loss curves as ``<data>_<objective>_curves.png``)."""
     path = workdir / f"{data_name}_{objective}.json"
     fingerprint = run_fingerprint(config, data_name, objective)
     if path.is_file():
@@ -551,7 +530,10 @@ def cached_run(config: dict, data_name: str, objective: str, workdir: pathlib.Pa
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"config_fingerprint": fingerprint, "result": result}))
     os.replace(tmp, path)
-    shutil.rmtree(checkpoint_dir(config, workdir, data_name, objective), ignore_errors=True)  # the JSON supersedes them
+    run_dir = checkpoint_dir(config, workdir, data_name, objective)
+    if (run_dir / CURVES_FILE).is_file():  # fit's loss curves, one line per seed
+        shutil.copyfile(run_dir / CURVES_FILE, workdir / f"{data_name}_{objective}_curves.png")
+    shutil.rmtree(run_dir, ignore_errors=True)  # the JSON supersedes the checkpoints
     return result
 
 

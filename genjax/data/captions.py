@@ -26,6 +26,11 @@ Words per bin (the middle bin of thickness, size and brightness is silent: no wo
   left / upright, straight / right-leaning, slanted to the right; size: small, little / - /
   large, big; brightness: dark / - / light, bright.
 
+A measurement that takes few values can tie its edges: on the 8x8 digits, size (the box
+is mostly 8 x 5) has both edges at ``sqrt(40)``, so its middle bin is empty (389 small /
+1048 large of 1437). MNIST train edges: thickness 2.26 / 2.81 px, slant -0.010 / 0.224,
+size 16.1 / 17.9 px; Fashion-MNIST: size 19.1 / 23.2 px, brightness 0.563 / 0.719.
+
 **Captions.** A caption is drawn from a small grammar (:func:`caption_grammar`): which
 attributes to mention (any subset of those with a word), a template and synonyms, each
 chosen uniformly. Digits appear as numerals and as words. Examples: "a thick seven",
@@ -37,13 +42,15 @@ some, deterministically from the key.
 **mnist-pairs.** A 28 x 56 canvas: the left digit in columns 0-27, the right one in 28-55.
 Each example draws an ordered pair ``(a, b)`` uniformly from the allowed pairs, then an
 image of class ``a`` and one of class ``b`` uniformly from the MNIST split (train pairs
-from MNIST train, test pairs from MNIST test), all from ``jax.random.key(seed)``. The 10
+from MNIST train, test pairs from MNIST test), all from NumPy's PCG64 seeded with
+``SeedSequence([seed, split])``. The 10
 ordered pairs :data:`HELD_OUT_PAIRS` (each digit in exactly two of them) are **never** in
 the train split; the test split draws from all 100 pairs and flags the held-out ones
 (``held_out``). Labels are ``(n, 2)`` (left, right); attributes and bins ``(n, 2)``, each
 digit measured on its own 28 x 28 image with MNIST's train edges. Captions: "a 3 to the
 left of a thin 5", "a 5 to the right of a 3", "3 and 5" (left first), "a 3 on the left and
-a 5 on the right"; each digit is mentioned with at most one attribute.
+a 5 on the right"; each digit is mentioned with at most one attribute, and half the draws
+name it plainly.
 
 The public surface (what CLIP and the text-to-image models call)::
 
@@ -52,6 +59,7 @@ The public surface (what CLIP and the text-to-image models call)::
     data.attributes / data.bins: {attribute: (n,) float / int [pairs: (n, 2)]}
     data.edges {attribute: (2,) train terciles}; data.held_out (n,) bool
     data.captions(key, num_per_image=1) -> list[list[str]]; data.all_captions(i) -> list[str]
+    data.caption_tokens(key, tokenizer, num_per_image=1) -> (n, num_per_image, L) int32
     data.attribute_bins(attribute, values) -> bins of new measurements
     class_prompts(name) -> per class, its attribute-free prompts (zero-shot ensemble)
     pair_prompts() -> {(a, b): prompts}; attribute_prompts(name, label, attribute, bin)
@@ -60,15 +68,18 @@ The public surface (what CLIP and the text-to-image models call)::
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
+import math
 import random
 import re
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 
+from genjax import _checks
 from genjax.data import attributes as _attr
 from genjax.data import download as _dl
 from genjax.data import images as _images
@@ -150,10 +161,13 @@ _POST = {
 Grammar = Union[str, tuple, list]
 
 
+_AN = re.compile(r"\ba (?=(?:[aeiu]|o(?!ne\b)|8|eight\b))")
+
+
 def _finish(text: str) -> str:
     """Spacing and articles: ``" ,"`` -> ``","``; ``a`` -> ``an`` before a vowel sound."""
     text = " ".join(text.split()).replace(" ,", ",")
-    return re.sub(r"\ba (?=(?:[aeiu]|o(?!ne\b)|8|eight\b))", "an ", text)
+    return _AN.sub("an ", text)
 
 
 def _join(parts) -> str:
@@ -174,12 +188,59 @@ def _expand(tree: Grammar) -> list[str]:
     return [_join(parts) for parts in itertools.product(*(_expand(p) for p in tree))]
 
 
-def _sample(tree: Grammar, rng: random.Random) -> str:
+#: A choice among at most this many captions is sampled as one draw from its captions.
+_LEAF_SIZE = 64
+
+
+class _Node(NamedTuple):
+    """A compiled grammar: a ``"leaf"`` (``body``: its captions, ``probs`` and their
+    cumulative sum ``cum``) or a ``"choice"`` / ``"seq"`` of compiled children."""
+
+    kind: str
+    body: tuple
+    count: int
+    probs: tuple = ()
+    cum: tuple = ()
+
+
+def _leaf(weighted: list[tuple[str, float]]) -> _Node:
+    if len(weighted) == 1:
+        return _Node("leaf", (weighted[0][0],), 1, (1.0,), (1.0,))
+    texts, probs = zip(*weighted)
+    return _Node("leaf", texts, len(texts), probs, tuple(itertools.accumulate(probs)))
+
+
+def _compile(tree: Grammar, memo: dict) -> _Node:
+    """A grammar ready for sampling, with the distribution of walking it with uniform
+    choices: a choice among at most ``_LEAF_SIZE`` captions becomes one leaf (one draw,
+    no new strings); sequences stay sequences (joined when drawn). ``memo`` (by ``id``,
+    holding each tree alive) shares the work between the grammars of one call, which share
+    sub-trees (templates, the pair grammars' noun phrases)."""
+    hit = memo.get(id(tree))
+    if hit is not None:
+        return hit[1]
     if isinstance(tree, str):
-        return tree
-    if isinstance(tree, list):
-        return _sample(tree[rng.randrange(len(tree))], rng)
-    return _join(_sample(p, rng) for p in tree)
+        node = _leaf([(tree, 1.0)])
+    else:
+        kids = [_compile(p, memo) for p in tree]
+        if isinstance(tree, tuple):
+            node = _Node("seq", tuple(kids), math.prod(k.count for k in kids))
+        elif sum(k.count for k in kids) <= _LEAF_SIZE and all(k.kind == "leaf" for k in kids):
+            node = _leaf([(t, p / len(kids)) for k in kids for t, p in zip(k.body, k.probs)])
+        else:
+            node = _Node("choice", tuple(kids), sum(k.count for k in kids))
+    memo[id(tree)] = (tree, node)
+    return node
+
+
+def _sample(node: _Node, rng: random.Random) -> str:
+    """One caption of a compiled grammar (:func:`_compile`)."""
+    if node.kind == "leaf":
+        i = bisect.bisect_right(node.cum, rng.random() * node.cum[-1])
+        return node.body[min(i, len(node.body) - 1)]
+    if node.kind == "choice":
+        return _sample(node.body[int(rng.random() * len(node.body))], rng)
+    return _join([_sample(p, rng) for p in node.body])
 
 
 def _literals(tree: Grammar, memo: dict) -> set[str]:
@@ -217,7 +278,9 @@ def _adjectives(words: dict, attrs: Sequence[str], bins: dict) -> Grammar:
     return tuple(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _nouns(kind: str, label: int) -> list[str]:
+    """The nouns of a class (cached, shared: never mutate the list)."""
     if kind == "fashion":
         return list(FASHION_NAMES[label])
     return [str(label), DIGIT_WORDS[label]]
@@ -229,7 +292,8 @@ def _single_templates(kind: str, label: int, mention: Sequence[str], bins: dict)
     adj = _adjectives(_ADJ, mention, bins)
     post = _listing([list(_POST[a][bins[a]]) for a in mention])
     if kind == "fashion":
-        out = [("a", adj, noun), ("a photo of a", adj, noun), ("a picture of a", adj, noun)]
+        out = [("a", adj, noun), ("a photo of a", adj, noun), ("a picture of a", adj, noun),
+               ("an image of a", adj, noun)]
         if mention:
             out.append(("a", noun, ",", post))
         return out
@@ -259,18 +323,20 @@ def _single_grammar(kind: str, label: int, bins: tuple[int, ...]) -> Grammar:
     return [list(_single_templates(kind, label, s, b)) for s in subsets]
 
 
-def _noun_phrase(label: int, bins: dict | None) -> Grammar:
-    """``a 3`` or ``a thin 3`` (at most one attribute; ``bins=None``: none)."""
-    noun = _nouns("digit", label)
-    plain = ("a", noun)
-    if bins is None:
-        return plain
-    adjs = [w for a in _DIGIT_ATTRS for w in _ADJ[a].get(bins[a], ())]
-    return [plain, ("a", adjs, noun)] if adjs else plain
+@functools.lru_cache(maxsize=None)
+def _noun_phrase(label: int, bins: tuple | None) -> Grammar:
+    """``a 3`` or ``a thin 3`` (at most one attribute; ``bins=None``: none): a flat choice of
+    texts in which the plain phrases are repeated so that half the draws name the digit
+    plainly (as the choice ``[plain, with an adjective]`` would) while sampling stays one
+    draw. Cached, so the pair grammars of one call share their noun phrases."""
+    nouns = _nouns("digit", label)
+    plain = [f"a {n}" for n in nouns]
+    adjs = [] if bins is None else [w for a, b in zip(_DIGIT_ATTRS, bins) for w in _ADJ[a].get(b, ())]
+    return plain * max(len(adjs), 1) + [f"a {w} {n}" for w in adjs for n in nouns]
 
 
-def _pair_grammar(left: int, right: int, left_bins: dict | None, right_bins: dict | None) -> Grammar:
-    a, b = _noun_phrase(left, left_bins), _noun_phrase(right, right_bins)
+def _pair_templates(a: Grammar, b: Grammar, left: int, right: int) -> Grammar:
+    """The pair templates over the noun phrases ``a`` (left digit) and ``b`` (right)."""
     return [
         (a, "to the left of", b),
         (b, "to the right of", a),
@@ -279,7 +345,11 @@ def _pair_grammar(left: int, right: int, left_bins: dict | None, right_bins: dic
     ]
 
 
-@functools.lru_cache(maxsize=None)
+def _pair_grammar(left: int, right: int, left_bins: tuple | None, right_bins: tuple | None) -> Grammar:
+    return _pair_templates(_noun_phrase(left, left_bins), _noun_phrase(right, right_bins), left, right)
+
+
+@functools.lru_cache(maxsize=4096)
 def caption_grammar(name: str, label, bins) -> Grammar:
     """The caption grammar of one image.
 
@@ -295,14 +365,14 @@ def caption_grammar(name: str, label, bins) -> Grammar:
     kind = _kind(name)
     if kind == "pairs":
         (l, r), (lb, rb) = label, (bins if bins is not None else (None, None))
-        as_dict = lambda t: None if t is None else dict(zip(_DIGIT_ATTRS, t))  # noqa: E731
-        return _pair_grammar(int(l), int(r), as_dict(lb), as_dict(rb))
+        as_bins = lambda t: None if t is None else tuple(int(v) for v in t)  # noqa: E731
+        return _pair_grammar(int(l), int(r), as_bins(lb), as_bins(rb))
     if bins is None:
         return list(_single_templates(kind, int(label), (), {}))
     return _single_grammar(kind, int(label), tuple(int(v) for v in bins))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=4096)
 def _all_captions(name: str, label, bins) -> tuple[str, ...]:
     return tuple(expand(caption_grammar(name, label, bins)))
 
@@ -313,11 +383,8 @@ def _every_grammar() -> list:
     out = []
     for name, kind in (("mnist-captions", "digit"), ("fashion-mnist-captions", "fashion")):
         out += [caption_grammar(name, c, b) for c in range(10) for b in all_bins[kind]]
-    any_bins = [dict(zip(_DIGIT_ATTRS, b)) for b in all_bins["digit"]]
-    nps = {d: [_noun_phrase(d, b) for b in any_bins] for d in range(10)}
-    for l, r in itertools.product(range(10), repeat=2):
-        out += [(nps[l], "to the left of", nps[r]), (nps[r], "to the right of", nps[l]),
-                _pair_grammar(l, r, None, None), (nps[l], "on the left and", nps[r], "on the right")]
+    nps = {d: [_noun_phrase(d, b) for b in all_bins["digit"]] for d in range(10)}
+    out += [_pair_templates(nps[l], nps[r], l, r) for l, r in itertools.product(range(10), repeat=2)]
     return out
 
 
@@ -449,8 +516,9 @@ class CaptionedData:
         """Draws captions, deterministically from ``key``.
 
         Each caption walks the image's grammar choosing uniformly at each choice
-        (attributes to mention, template, synonyms), with a ``random.Random`` seeded from
-        the key. Same key, same captions.
+        (attributes to mention, template, synonyms; a small choice is drawn in one step
+        from its captions with the same probabilities), with a ``random.Random`` seeded
+        from the key. Same key, same captions.
 
         Args:
             key: A JAX PRNG key (or an int seed).
@@ -459,15 +527,27 @@ class CaptionedData:
         Returns:
             ``n`` lists of ``num_per_image`` strings.
         """
-        from genjax import _checks
-
         k = _checks.positive_int("num_per_image", num_per_image)
         rng = random.Random(_seed_of(key))
         out = []
+        memo: dict = {}
         for label, bins in self._grammar_keys():
-            tree = caption_grammar(self.name, label, bins)
-            out.append([_finish(_sample(tree, rng)) for _ in range(k)])
+            node = _compile(caption_grammar(self.name, label, bins), memo)
+            out.append([_finish(_sample(node, rng)) for _ in range(k)])
         return out
+
+    def caption_tokens(self, key, tokenizer, num_per_image: int = 1) -> np.ndarray:
+        """:meth:`captions` encoded: int32 ``(n, num_per_image, tokenizer.max_len)``.
+
+        Args:
+            key: As for :meth:`captions` (the same key gives the same captions).
+            tokenizer: Any object with ``encode(list[str]) -> (m, L)``, e.g.
+                :func:`genjax.data.tokenizer.caption_tokenizer`.
+            num_per_image: Captions per image.
+        """
+        texts = self.captions(key, num_per_image)
+        flat = tokenizer.encode([t for per_image in texts for t in per_image])
+        return flat.reshape(len(self), num_per_image, -1)
 
     def attribute_bins(self, attribute: str, values) -> np.ndarray:
         """Bins new measurements of ``attribute`` (e.g. of generated images) by this data
@@ -506,26 +586,22 @@ def _measured_source(source: str, split: str, root, download: bool, seed: int, a
     return data, {a: _readonly(v) for a, v in values.items()}
 
 
-def _pairs(key_seed: int, split: str, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(left, right) image indices of mnist-pairs' split, and the held-out flags."""
-    import jax
+def _pairs(seed: int, split: str, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) image indices ``(n, 2)`` of mnist-pairs' split, and the held-out flags.
 
+    NumPy's PCG64 from ``SeedSequence([seed, split])`` (0 train, 1 test): the same draw on
+    every platform, without compiling anything."""
     n = 60000 if split == "train" else 10000
     held = set(HELD_OUT_PAIRS)
-    allowed = [p for p in itertools.product(range(10), repeat=2) if split != "train" or p not in held]
-    k_pair, k_left, k_right = jax.random.split(jax.random.fold_in(jax.random.key(key_seed), split == "test"), 3)
-    pairs = np.asarray(allowed)[np.asarray(jax.random.randint(k_pair, (n,), 0, len(allowed)))]
+    allowed = np.array([p for p in itertools.product(range(10), repeat=2) if split != "train" or p not in held])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, int(split == "test")]))
+    pairs = allowed[rng.integers(0, len(allowed), n)]
     order = np.argsort(labels, kind="stable")  # images of class c: order[start[c]:start[c] + count[c]]
     counts = np.bincount(labels, minlength=10)
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    index = []
-    for side, k in ((0, k_left), (1, k_right)):
-        c = pairs[:, side]
-        u = np.asarray(jax.random.uniform(k, (n,), dtype=np.float32), np.float64)
-        pos = np.minimum((u * counts[c]).astype(np.int64), counts[c] - 1)
-        index.append(order[start[c] + pos])
-    flags = np.array([tuple(p) in held for p in pairs.tolist()])
-    return np.stack(index, 1), flags
+    index = np.stack([order[start[c] + rng.integers(0, counts[c])] for c in pairs.T], 1)
+    flags = np.isin(pairs[:, 0] * 10 + pairs[:, 1], [10 * a + b for a, b in HELD_OUT_PAIRS])
+    return index, flags
 
 
 @functools.lru_cache(maxsize=8)
@@ -541,7 +617,10 @@ def _load(name: str, split: str, root, download: bool, seed: int) -> CaptionedDa
             values, {a: _readonly(b) for a, b in bins.items()}, edges, _readonly(np.zeros(n, bool)),
         )
     idx, flags = _pairs(seed, split, np.asarray(data.y))
-    images = np.concatenate([data.x[idx[:, 0]], data.x[idx[:, 1]]], axis=2)
+    h, w = data.x.shape[1:3]
+    images = np.empty((len(idx), h, 2 * w, 1), np.float32)
+    images[:, :, :w] = data.x[idx[:, 0]]
+    images[:, :, w:] = data.x[idx[:, 1]]
     return CaptionedData(
         name, split, _readonly(images), _readonly(np.asarray(data.y)[idx].astype(np.int32)),
         {a: _readonly(v[idx]) for a, v in values.items()},
@@ -561,7 +640,7 @@ def load_captioned(
             ``digits-captions``); see :func:`genjax.data.download.data_dir`.
         download: Download missing MNIST files (else raise).
         seed: The digits split seed (``digits-captions``) and the pair draw
-            (``mnist-pairs``, from ``jax.random.key(seed)``); unused otherwise.
+            (``mnist-pairs``, PCG64 from ``SeedSequence([seed, split])``); unused otherwise.
 
     Returns:
         :class:`CaptionedData`; see the module docstring.
@@ -572,8 +651,6 @@ def load_captioned(
     _check_name(name)
     if split not in ("train", "test"):
         raise ValueError(f"unknown split={split!r} for {name!r}; valid choices: ['train', 'test']")
-    from genjax import _checks
-
     seed = _checks.nonneg_int("seed", seed)
     root = None if _SOURCE[name] == "digits" else str(_dl.data_dir(data_dir).resolve())
     return _load(name, split, root, bool(download), seed)

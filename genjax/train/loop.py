@@ -58,7 +58,11 @@ class FitResult:
     records (with ``seeds``, one per seed per step, each with its ``seed`` index).
     ``diverged``: per seed (an ``(S,)`` bool array with ``seeds``, else a bool), True when
     a non-finite update was applied (``on_nonfinite="continue"``) or the final parameters
-    are not finite.
+    are not finite. ``wall_time_s``: this call's seconds. ``train_time_s``: the run's
+    seconds over every call that trained it: this call's plus, when it resumed, those
+    recorded with the checkpoint it resumed from (``train_time.json`` in ``out_dir``, one
+    entry per kept checkpoint; a resume past an interruption thus counts the time up to
+    the last checkpoint of every earlier call).
     """
 
     state: TrainState
@@ -68,6 +72,7 @@ class FitResult:
     wall_time_s: float
     num_seeds: int | None = None
     diverged: Any = False
+    train_time_s: float = 0.0
 
     def seed_state(self, i: int) -> TrainState:
         """Seed ``i``'s ``TrainState`` of a multi-seed run."""
@@ -324,6 +329,34 @@ def _check_free_space(out_dir: pathlib.Path, state, copies: int) -> None:
         )
 
 
+#: The file in ``out_dir`` that records the run's seconds at each kept checkpoint.
+TRAIN_TIME_FILE = "train_time.json"
+
+
+def _read_train_time(out: pathlib.Path, step: int) -> float:
+    """The run's seconds recorded with the checkpoint at ``step`` (0 when none was: a run
+    directory from before the record existed, or a torn file)."""
+    try:
+        return float(json.loads((out / TRAIN_TIME_FILE).read_text())[str(step)])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _write_train_time(out: pathlib.Path, steps: list[int], step: int, seconds: float) -> None:
+    """Records ``seconds`` for the checkpoint at ``step``, keeping the entries of the kept
+    checkpoints ``steps`` (atomically, via a temporary file)."""
+    path = out / TRAIN_TIME_FILE
+    try:
+        times = json.loads(path.read_text())
+    except (OSError, ValueError):
+        times = {}
+    times = {k: v for k, v in times.items() if k.isdigit() and int(k) in steps and int(k) < step}
+    times[str(step)] = round(seconds, 3)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(times))
+    os.replace(tmp, path)
+
+
 def _stops(start: int, end: int, intervals: list[int]) -> list[int]:
     """Absolute step numbers in (start, end] where a chunk must end."""
     points = {end}
@@ -401,8 +434,9 @@ def fit(
         ``indices_for(start, count) -> (count, batch_size)`` row indices of ``train_data``
         (what :class:`genjax.data.pipeline.BatchSampler` has); default
         ``BatchSampler(<the run's data key>, n, batch_size)``. One seed only.
-      out_dir: run directory for ``metrics.jsonl`` and ``checkpoints/``; None
-        keeps everything in memory.
+      out_dir: run directory for ``metrics.jsonl``, ``checkpoints/`` and
+        ``train_time.json`` (the run's seconds at each kept checkpoint, for
+        ``FitResult.train_time_s`` across resumes); None keeps everything in memory.
       transform: ``transform(key, batch) -> batch`` applied inside the step
         (e.g. ``genjax.data.dynamic_binarize``).
       eval_fn: ``eval_fn(params, key) -> dict`` run every ``eval_every`` steps and at
@@ -535,9 +569,11 @@ def fit(
         except BaseException:
             ckpt.close()
             raise
+    time_before = 0.0  # the run's seconds before this call (those of the checkpoint resumed from)
     if ckpt is not None and resume:
         if restored is not None:
             state, resumed_from = restored, state_step(restored)
+            time_before = _read_train_time(out, resumed_from)
             if log is not None:
                 log.truncate_after(resumed_from)
         elif log is not None and log.path.exists():
@@ -583,8 +619,9 @@ def fit(
                 counts[int(r.get("seed", 0))] = int(r[count_name])
     if start >= num_steps:
         _write_curves(out, history, main_process)
-        return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start,
-                         num_seeds if multi else None, _diverged(state, counts, on_nonfinite, multi))
+        elapsed = time.perf_counter() - t_start
+        return FitResult(state, history, out, resumed_from, elapsed, num_seeds if multi else None,
+                         _diverged(state, counts, on_nonfinite, multi), time_before + elapsed)
 
     stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
     bar = _progress(progress and main_process, start, num_steps)
@@ -657,14 +694,17 @@ def fit(
                 log.append(records)
             if ckpt is not None and ((checkpoint_every and step % checkpoint_every == 0) or step == num_steps):
                 ckpt.save(state)
+                if main_process:
+                    _write_train_time(out, ckpt.steps(), step, time_before + time.perf_counter() - t_start)
     finally:
         if bar is not None:
             bar.close()
         if ckpt is not None:
             ckpt.close()
     _write_curves(out, history, main_process)
-    return FitResult(state, history, out, resumed_from, time.perf_counter() - t_start,
-                     num_seeds if multi else None, _diverged(state, counts, on_nonfinite, multi))
+    elapsed = time.perf_counter() - t_start
+    return FitResult(state, history, out, resumed_from, elapsed, num_seeds if multi else None,
+                     _diverged(state, counts, on_nonfinite, multi), time_before + elapsed)
 
 
 def _diverged(state, counts, on_nonfinite, multi):

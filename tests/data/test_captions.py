@@ -59,16 +59,69 @@ def test_caption_words_agree_with_measurements(digits):
     assert said > len(caps)  # attributes are mentioned often
 
 
+def test_caption_tokens_encode_the_same_captions(digits):
+    from genjax.data.tokenizer import caption_tokenizer
+
+    tok = caption_tokenizer()
+    ids = digits.caption_tokens(jax.random.key(7), tok, 3)
+    assert ids.shape == (len(digits), 3, tok.max_len) and ids.dtype == np.int32
+    texts = digits.captions(jax.random.key(7), 3)
+    assert [tok.decode(row) for row in ids[:20]] == texts[:20]
+
+
 def test_captions_are_deterministic_and_varied(digits):
     a = digits.captions(jax.random.key(3), 2)
     assert a == digits.captions(jax.random.key(3), 2)
     assert a != digits.captions(jax.random.key(4), 2)
+    assert a == digits.captions(jax.random.PRNGKey(3), 2)  # a raw key: the same key data
     # An image with a word for every attribute has many captions; samples come from them.
     loud = np.flatnonzero((digits.bins["thickness"] != 1) & (digits.bins["size"] != 1))[0]
     every = digits.all_captions(int(loud))
     assert len(every) >= 200 and len(set(every)) == len(every)
     drawn = digits.captions(jax.random.key(5), 30)[loud]
     assert set(drawn) <= set(every) and len(set(drawn)) >= 10
+
+
+def _distribution(tree) -> dict:
+    """Caption -> probability of walking ``tree`` with uniform choices (plain recursion);
+    ``tree`` is a grammar (str / list / tuple) or a compiled node (its leaves as given)."""
+    if isinstance(tree, cap._Node):
+        if tree.kind == "leaf":
+            out: dict = {}
+            for t, p in zip(tree.body, tree.probs):
+                out[t] = out.get(t, 0.0) + p
+            return out
+        tree = list(tree.body) if tree.kind == "choice" else tuple(tree.body)
+    if isinstance(tree, str):
+        return {tree: 1.0}
+    if isinstance(tree, list):
+        out = {}
+        for option in tree:
+            for t, p in _distribution(option).items():
+                out[t] = out.get(t, 0.0) + p / len(tree)
+        return out
+    out = {"": 1.0}
+    for part in tree:
+        out2: dict = {}
+        for (a, p), (b, q) in itertools.product(out.items(), _distribution(part).items()):
+            t = " ".join(x for x in (a, b) if x)
+            out2[t] = out2.get(t, 0.0) + p * q
+        out = out2
+    return out
+
+
+@pytest.mark.parametrize("name, label, bins", [
+    ("mnist-captions", 7, (2, 0, 2)), ("fashion-mnist-captions", 9, (0, 2)),
+    ("mnist-pairs", (3, 5), ((2, 1, 0), (0, 0, 1))),
+])
+def test_compiled_sampler_has_the_walks_distribution(name, label, bins):
+    tree = cap.caption_grammar(name, label, bins)
+    want = _distribution(tree)
+    node = cap._compile(tree, {})
+    got = _distribution(node)
+    assert set(got) == set(want) and sum(want.values()) == pytest.approx(1.0)
+    for t in want:
+        assert got[t] == pytest.approx(want[t], rel=1e-9, abs=1e-15), t
 
 
 def test_prompts():
@@ -144,6 +197,9 @@ def test_mnist_pairs_test_split(data_dir):
         assert seen[np.ascontiguousarray(pairs.images[i, :, 28:]).tobytes()] == pairs.labels[i, 1]
     halves = at.measure(pairs.images[:50, :, 28:], ["thickness"])["thickness"]
     np.testing.assert_allclose(pairs.attributes["thickness"][:50, 1], halves)
+    train = cap.load_captioned("mnist-pairs", "train", data_dir=data_dir, download=False)
+    assert train.images.shape == (60000, 28, 56, 1) and not train.held_out.any()
+    assert not set(map(tuple, train.labels.tolist())) & set(cap.HELD_OUT_PAIRS)
     held = [tuple(p) in set(cap.HELD_OUT_PAIRS) for p in pairs.labels.tolist()]
     np.testing.assert_array_equal(pairs.held_out, held)
     assert pairs.held_out.sum() > 500

@@ -51,85 +51,76 @@ def test_gan_mixture_smoke(tmp_path, load_experiment):
 
 
 def test_gan_mixture_resumes_an_interrupted_run_from_its_last_chunk(tmp_path, monkeypatch, load_experiment):
-    """Killed after 3 of 10 chunk checkpoints, the rerun resumes at chunk 3 and ends where an
-    uninterrupted run ends; a finished run's chunk checkpoints are removed."""
+    """Killed after its 4th chunk (before that chunk's checkpoint), the rerun resumes at the
+    newest checkpoint (generator step 6) and ends with the uninterrupted run's figures and
+    trace; its train time counts the killed process's; a finished run's checkpoints are removed."""
     mod = load_experiment("gan_mixture")
     config = mod.get_config(smoke=True)  # 20 generator steps in chunks of 2
     whole = mod.train_and_evaluate(config, "ring", "non_saturating", workdir=tmp_path / "whole")
 
-    saves, real = [], mod.Checkpointer
-
     class Interrupted(Exception):
         pass
 
-    class Dying(real):
-        def save(self, state):
-            if len(saves) == 3:
-                raise Interrupted
-            saves.append(int(state.step))
-            return super().save(state)
+    def dying(step, metrics):  # fit calls it after a chunk, before the chunk's checkpoint
+        if step == 8:
+            raise Interrupted
 
-    monkeypatch.setattr(mod, "Checkpointer", Dying)
+    real_fit = mod.fit
+    monkeypatch.setattr(mod, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "on_chunk": dying}))
     with pytest.raises(Interrupted):
         mod.cached_run(config, "ring", "non_saturating", tmp_path / "w")
-    ckpt_dir = mod.checkpoint_dir(config, tmp_path / "w", "ring", "non_saturating")
-    assert saves == [1, 2, 3] and ckpt_dir.is_dir()
+    run_dir = mod.checkpoint_dir(config, tmp_path / "w", "ring", "non_saturating")
+    assert sorted(int(d.name) for d in (run_dir / "checkpoints").iterdir() if d.name.isdigit()) == [4, 6]
     assert not (tmp_path / "w" / "ring_non_saturating.json").exists()
+    # as if the killed process had trained 1000 s up to its checkpoint at step 6
+    (run_dir / "train_time.json").write_text(json.dumps({"4": 500.0, "6": 1000.0}))
 
-    monkeypatch.setattr(mod, "Checkpointer", real)
+    monkeypatch.setattr(mod, "fit", real_fit)
     logs = []
     orig = mod.train_and_evaluate
     monkeypatch.setattr(mod, "train_and_evaluate", lambda *a, **kw: orig(*a, **{**kw, "log": logs.append}))
     resumed = mod.cached_run(config, "ring", "non_saturating", tmp_path / "w")
-    assert any("resuming at generator step 6 of 20" in line for line in logs)
-    assert resumed["per_seed"] == whole["per_seed"]
-    assert [t["step"] for t in resumed["trace"]] == [t["step"] for t in whole["trace"]]
-    np.testing.assert_allclose([t["d_loss"] for t in resumed["trace"]], [t["d_loss"] for t in whole["trace"]], rtol=1e-5)
-    assert not ckpt_dir.exists() and (tmp_path / "w" / "ring_non_saturating.json").is_file()
+    assert any("resumed at generator step 6 of 20" in line for line in logs)
+    assert resumed["all"] == whole["all"]  # every per-seed figure, EMA and raw generators
+    assert resumed["trace"] == whole["trace"]  # steps 2..20 (the first 3 rows from the killed process's log)
+    assert resumed["all_finite"] and resumed["train_time_s"] >= 1000.0
+    assert not run_dir.exists() and (tmp_path / "w" / "ring_non_saturating.json").is_file()
+    assert (tmp_path / "w" / "ring_non_saturating_curves.png").is_file()
 
 
-def test_gan_mixture_seeds_differ_and_vmap_matches_one_seed(tmp_path, load_experiment):
-    """The vmapped trainer really trains distinct seeds, and seed i under vmap equals seed i alone."""
-    import jax
-
-    mod = load_experiment("gan_mixture")
-    config = mod.get_config(smoke=True)
-    density = mod.make_density("ring")
-    model, tx = mod.build(config, "non_saturating", "ring")
-    states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=16)
-    chunk = mod.make_chunk(model, tx, density, num_seeds=2, batch_size=16, num_steps=3, ema_decay=None)
-    single = jax.tree_util.tree_map(lambda a: a[1], states)
-    states, _ = chunk(states, jax.random.PRNGKey(1))
-    leaves = jax.tree_util.tree_leaves(states.params["generator"])
-    assert any(not np.allclose(a[0], a[1]) for a in leaves)
-    # seed 1 alone on the same data (the chunk draws (2, 3, 16, 2) and takes row 1)
-    from genjax.train import make_step
-
-    step = make_step(model, tx)
-    data = density.sample(jax.random.PRNGKey(1), 2 * 3 * 16).reshape(2, 3, 16, 2)[1]
-    alone, _ = jax.lax.scan(step, single, data)
-    for a, b in zip(leaves, jax.tree_util.tree_leaves(alone.params["generator"])):
-        np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
-
-
-def test_gan_mixture_trains_with_a_pack_larger_than_eight(load_experiment):
-    """Any pack size that divides the batch works (the init batch was once fixed at 8), and a
-    packed discriminator gives one decision per pack (the library's ``pack``)."""
+def test_gan_mixture_trains_distinct_seeds_with_a_pack_larger_than_eight(load_experiment):
+    """Any pack size that divides the batch works (the init batch was once fixed at 8), the
+    seeds train apart (their own keys and data: fit's ``seeds``), and a packed discriminator
+    gives one decision per pack (the library's ``pack``)."""
     import jax
 
     mod = load_experiment("gan_mixture")
     config = mod.get_config(smoke=True)
     config["discriminator"] = {**config["discriminator"], "pack": 16}
-    model, tx = mod.build(config, "non_saturating", "ring")
-    states = mod.init_states(model, tx, jax.random.PRNGKey(0), 2, ema=False, batch_size=32)
-    chunk = mod.make_chunk(model, tx, mod.make_density("ring"), num_seeds=2, batch_size=32, num_steps=2, ema_decay=None)
-    states, metrics = chunk(states, jax.random.PRNGKey(1))
-    assert np.all(np.asarray(metrics["finite"]))
-    one = jax.tree_util.tree_map(lambda a: a[0], states.params["discriminator"])
+    config.update(batch_size=32, d_updates=4)
+    res = mod.train(config, "ring", "non_saturating")
+    assert res.num_seeds == 2 and int(res.state.step[0]) == 4 and not res.diverged.any()
+    assert len(mod.trace_rows(res.history)) == 2 and all(t["finite"] for t in mod.trace_rows(res.history))
+    leaves = jax.tree_util.tree_leaves(res.state.params["generator"])
+    assert any(not np.allclose(a[0], a[1]) for a in leaves)
+    model, _ = mod.build(config, "non_saturating", "ring")
+    one = jax.tree_util.tree_map(lambda a: a[0], res.state.params["discriminator"])
     x = jax.random.normal(jax.random.PRNGKey(2), (32, 2))
     logits = np.asarray(model.discriminate({"discriminator": one}, x))
     assert model.pack == 16 and logits.shape == (2,)
     assert logits[0] != logits[1]
+
+
+def test_gan_mixture_trace_marks_a_chunk_with_a_nonfinite_step(load_experiment):
+    """A chunk is finite when no seed's ``nonfinite_steps`` count grew in it; its losses are
+    the mean over seeds of each seed's chunk mean."""
+    mod = load_experiment("gan_mixture")
+    rec = lambda step, seed, d, g, n: {"step": step, "kind": "train", "seed": seed, "d_loss": d, "g_loss": g, "nonfinite_steps": n}
+    history = [rec(2, 0, 1.0, 2.0, 0), rec(2, 1, 3.0, 4.0, 0), rec(4, 1, 1.0, 1.0, 1), rec(4, 0, 1.0, 1.0, 0),
+               {"step": 4, "kind": "eval", "seed": 0, "x": 1.0}, rec(6, 0, 1.0, 1.0, 0), rec(6, 1, "nan", 1.0, 1)]
+    rows = mod.trace_rows(history)
+    assert [r["step"] for r in rows] == [2, 4, 6] and [r["finite"] for r in rows] == [True, False, True]
+    assert rows[0]["d_loss"] == 2.0 and rows[0]["g_loss"] == 3.0 and np.isnan(rows[2]["d_loss"])
 
 
 def test_gan_mixture_wgan_gp_penalises_each_pack(key, rng, load_experiment):
@@ -203,6 +194,12 @@ def test_gan_mixture_saved_runs_are_keyed_by_their_own_config(tmp_path, monkeypa
         mod.cached_run(c, "grid", "non_saturating", tmp_path / "w")
         assert mod.checkpoint_dir(c, tmp_path, "grid", "non_saturating") != mod.checkpoint_dir(config, tmp_path, "grid", "non_saturating")
     assert calls == [("grid", "non_saturating")] * 2
+    # a run saved by the experiment's own loop (before fit, another random stream: no
+    # code_version in its config) is trained again, never mixed with fit's runs
+    old = {k: v for k, v in mod.run_config(config, "grid", "non_saturating").items() if k != "code_version"}
+    (tmp_path / "w" / "grid_non_saturating.json").write_text(json.dumps({"config_fingerprint": json.dumps(old), "result": first}))
+    mod.cached_run(config, "grid", "non_saturating", tmp_path / "w")
+    assert calls == [("grid", "non_saturating")] * 3
     # a projected config projects to itself
     rc = mod.run_config(config, "grid", "non_saturating")
     assert mod.run_config(rc, "grid", "non_saturating") == rc
