@@ -119,7 +119,8 @@ def clip_metrics(model: CLIP, params, test: caption_data.CaptionedData, *, max_e
       pairs, where ``held_out_pair_acc`` / ``seen_pair_acc`` split it by held-out pairs).
     * ``{t2i,i2t}_recall@{1,5}``: retrieval between the first ``recall_examples`` test images
       and one caption of each (drawn from ``key``); the target is the image's own caption
-      (many images share a caption text, so @1 has a ceiling below 1).
+      (many images share a caption text, so @1 has a ceiling below 1); ``*_same_text``
+      counts any item with the identical caption text as a hit.
     * ``attribute_precision@k``: single-image sets: for every class, attribute and worded bin
       ("a thick 7"), the share of the ``top_k`` test images most similar to that prompt
       ensemble whose measured bin matches (``attribute_class_precision@k``: bin and class);
@@ -143,11 +144,15 @@ def clip_metrics(model: CLIP, params, test: caption_data.CaptionedData, *, max_e
         out["zero_shot_acc"] = float(zero_shot_accuracy(img, classes, labels))
     m = min(recall_examples, n)
     key = jax.random.PRNGKey(0) if key is None else key
-    txt = embed_texts(model, params, caption_tokens(test, key, 1, m)[:, 0])
-    sim = img[:m] @ txt.T
+    tokens = caption_tokens(test, key, 1, m)[:, 0]
+    sim = img[:m] @ embed_texts(model, params, tokens).T
+    same_text = (tokens[:, None, :] == tokens[None, :, :]).all(-1)  # (m, m): caption j's text is caption i's
     for k in (1, 5):
         out[f"i2t_recall@{k}"] = float(recall_at_k(sim, k))
         out[f"t2i_recall@{k}"] = float(recall_at_k(sim.T, k))
+        # a hit when the retrieved item carries the same caption text (many images share one)
+        out[f"i2t_recall@{k}_same_text"] = float(recall_at_k(sim, k, targets=same_text))
+        out[f"t2i_recall@{k}_same_text"] = float(recall_at_k(sim.T, k, targets=same_text))
     if test.name != "mnist-pairs":
         # k at most the expected count of one (class, bin) cell, n / 30
         out.update(_attribute_retrieval(model, params, test, img, top_k=max(1, min(top_k, n // 30))))

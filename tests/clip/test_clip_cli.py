@@ -33,7 +33,8 @@ def test_train_and_eval_clip_on_digits_captions(tmp_path, capsys):
     assert cli.main(["eval", str(run), "--max-examples", "90"]) == 0
     evaluated = json.loads((run / "eval.json").read_text())
     assert evaluated["model"] == "clip" and evaluated["step"] == 4 and evaluated["num_test"] == 90
-    for k in ("zero_shot_acc", "i2t_recall@1", "t2i_recall@5", "attribute_precision@3"):
+    assert evaluated["t2i_recall@1_same_text"] >= evaluated["t2i_recall@1"]  # the same-text relevance holds the diagonal
+    for k in ("zero_shot_acc", "i2t_recall@1", "t2i_recall@5", "t2i_recall@1_same_text", "attribute_precision@3"):
         assert 0.0 <= evaluated[k] <= 1.0, k
 
 
