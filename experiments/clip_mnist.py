@@ -33,7 +33,10 @@ word smaller than today's, so the checkpoints do not load into the current model
         attribute retrieval 96.0% of the top 100 in the prompt's bin (chance 34.1%)
         recall@1/@5 (1000 test pairs): image->text 7.3 / 27.0%, text->image 5.7 / 23.1%
         train 849 s (1500 steps, 2 shared CPU cores)
-    mnist-pairs, fashion-mnist-captions: still training when this was written.
+    mnist-pairs: held-out pairs 97.1% (985 test images, among all 100 ordered-pair prompts)
+        [goal >= 90%: met]; seen pairs 97.9%; recall@5 image->text 51.8%, text->image 54.5%
+        train 911 s
+    fashion-mnist-captions: see the JSON.
 """
 
 from __future__ import annotations
