@@ -36,7 +36,8 @@ word smaller than today's, so the checkpoints do not load into the current model
     mnist-pairs: held-out pairs 97.1% (985 test images, among all 100 ordered-pair prompts)
         [goal >= 90%: met]; seen pairs 97.9%; recall@5 image->text 51.8%, text->image 54.5%
         train 911 s
-    fashion-mnist-captions: see the JSON.
+    fashion-mnist-captions: zero-shot 89.7%; attribute retrieval 89.1% (chance 33.0%); train 307 s
+    train time in all: 2068 s (34 min) on the shared 2-core CPU
 """
 
 from __future__ import annotations
