@@ -3,7 +3,9 @@
 The seed chapter rates the four families on density p(x), quality, diversity,
 stability and complexity as opinions. :func:`compare` trains one model per family on
 the same data with the same budget, ``S`` seeds at once, and scores every family with
-one evaluation path:
+one evaluation path. This module is the experiment and its report: the registry builds
+every model (:func:`genjax.registry.build_model`; :data:`MODELS` holds only compare's option
+overrides of the registry's defaults).
 
 * **Budget** = training examples seen (``steps * batch_size``, the same batch size for
   every family, so the same number of optimizer steps; a GAN step is one discriminator

@@ -122,6 +122,17 @@ class Built:
     transform: Any  # (key, x) -> x inside the step, or None
 
 
+def no_transform(model, data: DataBundle):
+    """A :class:`ModelSpec`'s ``transform`` for a model that maps data to its networks' space
+    itself inside its loss (flows dequantize, diffusion and GANs rescale): none."""
+    return None
+
+
+def unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
+    """The error of a spec's ``build`` for data its model does not take (``hint``: what to use)."""
+    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
+
+
 def int_tuple(s) -> tuple[int, ...]:
     """``"256,128"`` (a CLI option) or a sequence of ints (``[256, 128]`` from JSON) -> ``(256, 128)``."""
     items = s if isinstance(s, (tuple, list)) else str(s).split(",")

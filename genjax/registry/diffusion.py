@@ -33,7 +33,8 @@ import numpy as np
 from genjax import viz
 from genjax.data.pipeline import uniform_dequantize
 from genjax.metrics.evaluation import evaluate
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, sample_in_chunks
+from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
+                                  unsupported)
 
 PLOT_LIM = 4.5
 #: test examples scored for a likelihood on image data unless ``max_examples`` says otherwise
@@ -41,14 +42,10 @@ IMAGE_EVAL_MAX = 500
 TOY_EVAL_MAX = 2000
 
 
-def _unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
-    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
-
-
 def _check_shape(name: str, data: DataBundle) -> bool:
     image = data.kind == "image"
     if not image and len(data.shape) != 1:
-        raise _unsupported(name, data, "diffusion models here take flat toy data or (H, W, C) images")
+        raise unsupported(name, data, "diffusion models here take flat toy data or (H, W, C) images")
     return image
 
 
@@ -79,7 +76,7 @@ def _build(name: str):
             )
         elif name == "ncsn":
             if image:
-                raise _unsupported(name, data, "ncsn is built for 2-D toy densities here (use ddpm or score-sde on images)")
+                raise unsupported(name, data, "ncsn is built for 2-D toy densities here (use ddpm or score-sde on images)")
             m = dif.ncsn_2d(
                 data_dim=data.shape[0], hidden=int_tuple(opts["hidden"]), sigma_max=opts["sigma_max"],
                 sigma_min=opts["sigma_min"], num_sigmas=opts["num_sigmas"], steps_per_sigma=opts["steps_per_sigma"],
@@ -99,10 +96,6 @@ def _build(name: str):
         return m
 
     return build
-
-
-def _transform(model, data: DataBundle):
-    return None  # the models map image data to [-1, 1] inside loss
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -227,7 +220,7 @@ _DEFAULTS = {
 
 SPECS: dict[str, ModelSpec] = {
     n: ModelSpec(
-        n, "diffusion", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate,
+        n, "diffusion", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), no_transform, _artifacts, _evaluate,
         dict(_DEFAULTS[n]), sample=sample_in_chunks,
     )
     for n in ("ddpm", "ddpm-mlp", "ncsn", "score-sde")

@@ -27,7 +27,8 @@ import numpy as np
 
 from genjax import viz
 from genjax.metrics.evaluation import evaluate
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, sample_in_chunks
+from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
+                                  unsupported)
 
 #: Half-width of the square on which 2-D pictures are drawn (matches ``viz.scatter_2d``).
 PLOT_LIM = 4.5
@@ -47,17 +48,13 @@ def glow_levels(shape: tuple[int, ...], max_levels: int = 3) -> int:
     raise ValueError(f"glow needs image height and width divisible by 2; data shape is {shape}")
 
 
-def _unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
-    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
-
-
 def _build(name: str):
     def build(data: DataBundle, opts: dict):
         from genjax import flows
 
         image = data.kind == "image"
         if not image and data.shape != (2,):
-            raise _unsupported(name, data, "flows here take 2-D toy densities or (H, W, C) images")
+            raise unsupported(name, data, "flows here take 2-D toy densities or (H, W, C) images")
         if name == "realnvp":
             if image:
                 f = flows.realnvp_image(
@@ -74,7 +71,7 @@ def _build(name: str):
             )
         elif name == "glow":
             if not image:
-                raise _unsupported(name, data, "glow is an image flow (use realnvp, maf or nsf on 2-D data)")
+                raise unsupported(name, data, "glow is an image flow (use realnvp, maf or nsf on 2-D data)")
             levels = opts["num_levels"] if opts["num_levels"] is not None else glow_levels(data.shape)
             f = flows.glow(
                 data.shape, num_levels=levels, num_steps=opts["num_steps"], features=opts["features"],
@@ -82,11 +79,11 @@ def _build(name: str):
             )
         elif name == "maf":
             if image:
-                raise _unsupported(name, data, "maf is built for 2-D toy densities here (use realnvp or glow on images)")
+                raise unsupported(name, data, "maf is built for 2-D toy densities here (use realnvp or glow on images)")
             f = flows.maf(2, num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), order=opts["order"])
         else:
             if image:
-                raise _unsupported(name, data, "nsf is built for 2-D toy densities here (use realnvp or glow on images)")
+                raise unsupported(name, data, "nsf is built for 2-D toy densities here (use realnvp or glow on images)")
             f = flows.nsf_2d(
                 num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), num_bins=opts["num_bins"],
                 bound=opts["bound"],
@@ -94,10 +91,6 @@ def _build(name: str):
         return f
 
     return build
-
-
-def _transform(model, data: DataBundle):
-    return None  # image flows dequantize inside their loss
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -224,7 +217,7 @@ _DESCRIPTIONS = {
 }
 
 SPECS: dict[str, ModelSpec] = {
-    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate, dict(_DEFAULTS),
+    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), no_transform, _artifacts, _evaluate, dict(_DEFAULTS),
                  sample=sample_in_chunks)
     for n in ("realnvp", "realnvp-mlp", "glow", "maf", "nsf")
 }

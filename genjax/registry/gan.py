@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from genjax import _checks, viz
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, sample_in_chunks
+from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks
 
 #: Samples scored on Gaussian mixtures (the PacGAN protocol).
 MIXTURE_EVAL_SAMPLES = 2500
@@ -195,10 +195,6 @@ def _stylegan_build(data: DataBundle, opts: dict):
     return model
 
 
-def _no_transform(model, data: DataBundle):
-    return None  # the GAN maps data to its networks' space inside its losses
-
-
 # ---------------------------------------------------------------------- optimizers
 def _adam_pair(config: dict, *, b1: float, b2: float):
     from genjax.gan import gan_adam
@@ -341,7 +337,7 @@ _WIDTH = {"width": _opt(int, 32, "DCGAN base width (the widest layer is width * 
 def _spec(name: str, description: str, options: dict, build, defaults: dict, optimizer=_gan_optimizer) -> ModelSpec:
     """A GAN's spec: its data-space losses need no transform; every GAN shares the pictures,
     the evaluation (quality first) and the model's own ``sample``."""
-    return ModelSpec(name, "gan", description, options, build, _no_transform, _gan_artifacts, _evaluate_quality_first,
+    return ModelSpec(name, "gan", description, options, build, no_transform, _gan_artifacts, _evaluate_quality_first,
                      defaults, optimizer)
 
 
