@@ -40,6 +40,7 @@ from genjax.flows.bijectors import Logit
 from genjax.flows.layers import FlowLayer, chain_layers, init_layers
 from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
+
 @dataclasses.dataclass(frozen=True)
 class Flow:
     """A normalizing flow over data of shape ``data_shape`` (see the module docstring).
