@@ -93,7 +93,7 @@ def run_one(name: str, config: dict, workdir: pathlib.Path, *, smoke: bool, prog
 
     result = fit(
         model, train, num_steps=config["steps"], batch_size=config["batch_size"],
-        optimizer=spec.make_optimizer(config), seed=config["seed"], out_dir=out,
+        optimizer=spec.optimizer(config), seed=config["seed"], out_dir=out,
         transform=spec.transform(model, data), log_every=50, checkpoint_every=250, steps_per_dispatch=50,
         resume=(out / "checkpoints").is_dir(), progress=progress, on_chunk=on_chunk,
     )

@@ -28,12 +28,7 @@ DEFAULT_DATA = "digits"
 def _optimizer(config: dict):
     from genjax import registry
 
-    spec = registry.get_model_spec(config["model"])
-    if spec.make_optimizer is not None:
-        return spec.make_optimizer(config)
-    import optax
-
-    return optax.adam(config["lr"])
+    return registry.get_model_spec(config["model"]).optimizer(config)
 
 
 def _flag(option_name: str) -> str:

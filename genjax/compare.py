@@ -3,7 +3,9 @@
 The seed chapter rates the four families on density p(x), quality, diversity,
 stability and complexity as opinions. :func:`compare` trains one model per family on
 the same data with the same budget, ``S`` seeds at once, and scores every family with
-one evaluation path:
+one evaluation path. This module is the experiment and its report: the registry builds
+every model (:func:`genjax.registry.build_model`; :data:`MODELS` holds only compare's option
+overrides of the registry's defaults).
 
 * **Budget** = training examples seen (``steps * batch_size``, the same batch size for
   every family, so the same number of optimizer steps; a GAN step is one discriminator
@@ -38,7 +40,6 @@ Writes ``report.md``, ``report.json``, ``samples_<family>.png``, ``samples_all.p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -48,9 +49,10 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-import optax
 
-from genjax import _checks
+from genjax import _checks, registry
+from genjax.nn.conv import num_params
+from genjax.registry import network_evaluations
 from genjax.results import write_result
 from genjax.train import seed_keys
 
@@ -64,92 +66,33 @@ DEFAULT_NUM_SAMPLES = {"digits": 1000, "mnist": 2000, "fashion-mnist": 2000}
 COMPARE_DATA = ("digits", "mnist", "fashion-mnist")
 
 
-# ---------------------------------------------------------------------- models
-def _realnvp_mlp(data, opts):
-    from genjax import flows
-
-    # MLP couplings on the flattened image: the flow takes and returns (H, W, C) itself
-    return flows.realnvp(data.shape, num_layers=opts["num_layers"], hidden=tuple(opts["hidden"]),
-                         data_levels=data.num_levels, logit_alpha=opts["logit_alpha"], name="realnvp-mlp")
-
-
-def _ddpm_mlp(data, opts):
-    from genjax.diffusion import models as dif
-
-    # the MLP denoiser flattens (b, H, W, C) itself, so the DDPM takes and returns images
-    return dif.ddpm_mlp(data.shape, hidden=tuple(opts["hidden"]), emb_dim=opts["emb_dim"], T=opts["T"],
-                        schedule="linear", data_range="unit", num_levels=data.num_levels or 256)
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """How ``compare`` builds one model name: a registry spec, or a local builder."""
-
-    family: str
-    defaults: dict  # option overrides of compare (registry) or the options (local)
-    build: Callable | None = None  # local: (data, opts) -> model
-    lr: float | None = None
-
-
-MODELS: dict[str, Entry] = {
+#: the registry's models compare may train (``models``), each with compare's option overrides
+#: of the registry's defaults (``options`` goes over these)
+MODELS: dict[str, dict] = {
     # a Gaussian decoder with learned variance, trained on dequantized data (the registry's
     # transform for a continuous decoder on images): a density on the same continuous space
     # as the flow's (a Bernoulli decoder would score binarized images, another quantity)
-    "vae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
-    "iwae": Entry("vae", {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16}),
-    "gan": Entry("gan", {}),
-    "dcgan": Entry("gan", {}),
-    "wgan-gp": Entry("gan", {}),
-    "realnvp": Entry("flow", {}),
-    "glow": Entry("flow", {}),
-    "ddpm": Entry("diffusion", {"T": 200}),
-    "score-sde": Entry("diffusion", {"sampler": "ode"}),
+    "vae": {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16},
+    "iwae": {"likelihood": "gaussian_learned", "hidden": "256,128", "latent_dim": 16},
+    "gan": {},
+    "dcgan": {},
+    "wgan-gp": {},
+    "realnvp": {},
+    "glow": {},
+    "ddpm": {"T": 200},
+    "score-sde": {"sampler": "ode"},
     # MLP versions on flattened images: XLA:CPU convolutions made the conv flow and UNet
     # cost ~1 s per step of 64 8x8 digits on the shared 2-core machine
-    "realnvp-mlp": Entry("flow", {"num_layers": 8, "hidden": (128, 128), "logit_alpha": 0.05}, _realnvp_mlp, lr=1e-3),
-    "ddpm-mlp": Entry("diffusion", {"hidden": (256, 256, 256), "emb_dim": 64, "T": 200}, _ddpm_mlp, lr=1e-3),
+    "realnvp-mlp": {},
+    "ddpm-mlp": {},
 }
+#: compare's family of each registry family
+_FAMILY_OF_SPEC = {"vae": "vae", "gan": "gan", "flows": "flow", "diffusion": "diffusion"}
 
 
-@dataclasses.dataclass
-class Built:
-    name: str
-    family: str
-    model: Any
-    optimizer: Any
-    transform: Any
-    options: dict
-    sample_kwargs: dict
-
-
-def build_model(name: str, data, options: dict | None = None) -> Built:
-    """The model ``name`` for ``data`` with compare's defaults updated by ``options``."""
-    from genjax import registry
-
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r} for compare; valid choices: {', '.join(sorted(MODELS))}")
-    e = MODELS[name]
-    given = {**e.defaults, **(options or {})}
-    if e.build is not None:
-        unknown = set(given) - set(e.defaults)
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for model {name!r}; valid: {sorted(e.defaults)}")
-        model = e.build(data, given)
-        opt = optax.adam(e.lr)
-        transform, opts = None, given
-    else:
-        spec = registry.get_model_spec(name)
-        opts = registry.resolve_options(spec, given)
-        model = spec.build(data, opts)
-        config = {"model": name, "lr": spec.defaults["lr"], "options": opts}
-        opt = spec.make_optimizer(config) if spec.make_optimizer is not None else optax.adam(spec.defaults["lr"])
-        transform = spec.transform(model, data)
-    # every model samples in its data space (an image VAE's samples are E[x|z]: sample_mean)
-    return Built(name, e.family, model, opt, transform, {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}, {})
-
-
-def num_params(tree) -> int:
-    return int(sum(np.size(a) for a in jax.tree_util.tree_leaves(tree)))
+def family_of(name: str) -> str:
+    """The family (one of :data:`FAMILIES`) of the model ``name`` of :data:`MODELS`."""
+    return _FAMILY_OF_SPEC[registry.get_model_spec(name).family]
 
 
 # ---------------------------------------------------------------------- training S seeds
@@ -202,26 +145,6 @@ def seed_params(states, i: int):
 
 
 # ---------------------------------------------------------------------- evaluation
-def network_evaluations(model) -> tuple[int, str]:
-    """Network evaluations per sample of ``model``'s default sampler, and how counted."""
-    kind = model.log_prob_kind
-    if kind in ("iwae_bound", "elbo"):
-        return 1, "one decoder pass"
-    if kind == "none":  # the GANs of this module (no density; one G(z) per sample)
-        return 1, "one generator pass"
-    if kind == "exact":
-        n = len(getattr(model, "layers", ()))
-        return 1, f"one inverse pass through the flow ({n} layers, each conditioner once)"
-    if kind == "vlb":
-        T = int(model.num_steps)
-        return (T, f"ancestral sampling, T={T} denoiser calls") if model.default_sampler == "ddpm" else (
-            min(T, 50), "DDIM, 50 denoiser calls")
-    if kind == "ode_estimate":
-        return (400, "probability-flow ODE, 100 RK4 steps x 4 calls") if model.default_sampler == "ode" else (
-            2000, "predictor-corrector, 1000 steps x (predictor + corrector)")
-    return 1, "one network pass"
-
-
 def _mean_std(values) -> dict:
     v = np.asarray([np.nan if x is None else x for x in values], np.float64)
     f = v[np.isfinite(v)]
@@ -286,8 +209,8 @@ def _check_args(data, budget, seeds, families, models, batch_size, num_samples, 
             raise ValueError(f"models: unknown family {fam!r}; valid choices: {', '.join(FAMILIES)}")
         if name not in MODELS:
             raise ValueError(f"models: unknown model {name!r}; valid choices: {', '.join(sorted(MODELS))}")
-        if MODELS[name].family != fam:
-            raise ValueError(f"models: {name!r} is a {MODELS[name].family} model, not a {fam} model")
+        if family_of(name) != fam:
+            raise ValueError(f"models: {name!r} is a {family_of(name)} model, not a {fam} model")
         chosen[fam] = name
     return budget, seeds, families, {f: chosen[f] for f in families}, batch_size, num_samples
 
@@ -341,7 +264,6 @@ def compare(
     Raises:
       ValueError: bad arguments (before any training).
     """
-    from genjax import registry
     from genjax.metrics import features as feats
     from genjax.metrics.evaluation import draw_samples, likelihood, likelihood_convention, sample_metrics
     from genjax.metrics.sample_quality import real_vs_real_baseline
@@ -360,7 +282,9 @@ def compare(
     cpu_all = time.process_time()
 
     bundle = registry.load_data(data, data_dir=data_dir, seed=seed)
-    built = {f: build_model(chosen[f], bundle, (options or {}).get(chosen[f])) for f in families}  # errors before work
+    # the registry builds every model (errors before any work), with compare's overrides under ``options``
+    built = {f: registry.build_model(chosen[f], bundle, {**MODELS[chosen[f]], **(options or {}).get(chosen[f], {})})
+             for f in families}
     num_steps = budget // batch_size
     n_eval = min(num_samples, len(bundle.test), len(bundle.train))
     clf = feats.get_classifier(data, data_dir=data_dir, progress=progress, **(classifier_overrides or {}))
@@ -381,7 +305,7 @@ def compare(
         for fi, fam in enumerate(families):
             b = built[fam]
             if bar is not None:
-                bar.set_description(f"train {b.name} ({seeds} seeds)")
+                bar.set_description(f"train {b.spec.name} ({seeds} seeds)")
             t0 = time.perf_counter()
             curves[fam] = []
             states, finite, losses = train_seeds(
@@ -391,7 +315,7 @@ def compare(
             )
             train_time = time.perf_counter() - t0
             if bar is not None:
-                bar.set_description(f"evaluate {b.name}")
+                bar.set_description(f"evaluate {b.spec.name}")
             per_seed = []
             cache: dict = {}
             sample_times = []
@@ -402,12 +326,12 @@ def compare(
                 if finite[i]:
                     k_s, k_l = jax.random.split(jax.random.fold_in(k_eval, i))
                     ts = time.perf_counter()
-                    x = draw_samples(b.model, p, k_s, n_eval, sample_kwargs=b.sample_kwargs, cache=cache)
+                    x = draw_samples(b.model, p, k_s, n_eval, cache=cache)
                     dt = time.perf_counter() - ts
                     if i > 0 or seeds == 1:  # seed 0 pays the compilation
                         if seeds == 1:
                             ts = time.perf_counter()
-                            draw_samples(b.model, p, k_s, n_eval, sample_kwargs=b.sample_kwargs, cache=cache)
+                            draw_samples(b.model, p, k_s, n_eval, cache=cache)
                             dt = time.perf_counter() - ts
                         sample_times.append(1000.0 * dt / n_eval)
                     x = np.asarray(x, np.float32).reshape(n_eval, *bundle.shape)
@@ -431,7 +355,7 @@ def compare(
             row = {
                 "family": fam,
                 "type": FAMILY_TYPE[fam],
-                "model": b.name,
+                "model": b.spec.name,
                 "options": b.options,
                 "num_params": num_params(seed_params(states, 0)),
                 "steps": num_steps,
@@ -523,9 +447,7 @@ def _write_pictures(out: pathlib.Path, grids: dict, bundle, real: np.ndarray, cu
     from PIL import Image, ImageDraw
 
     from genjax import viz
-    from genjax.registry import image_scale
-
-    scale = image_scale(bundle)
+    scale = registry.image_scale(bundle)
     written, panels = [], []
     for name, x in [("real (test)", real)] + [(f, grids[f]) for f in grids]:
         img = viz.image_grid(x, ncol=8, scale=max(1, scale // 2))

@@ -159,6 +159,20 @@ def check_guidance(guidance, condition: Condition, cond) -> float | jax.Array:
     raise ValueError(f"guidance must be a finite number >= 0 (a scalar), got {_what(guidance)}")
 
 
+def check_sample_args(condition: Condition, num, cond, guidance) -> tuple[int, jax.Array | None, float | jax.Array]:
+    """What every model's ``sample`` checks first, before any work: ``num`` a positive int,
+    ``cond`` as ``condition`` says (:func:`check_cond`) and ``guidance`` (:func:`check_guidance`).
+
+    Returns:
+      ``(num, cond, guidance)``, normalised as those functions return them.
+
+    Raises:
+      ValueError: naming ``num``, ``cond`` or ``guidance`` and what was expected.
+    """
+    num = _checks.positive_int("num", num)
+    return num, check_cond(condition, cond, num), check_guidance(guidance, condition, cond)
+
+
 def batch_cond(condition: Condition, batch: Batch, b: int, *, name: str = "batch", required: bool = True):
     """The checked condition of a training batch: ``batch["cond"]`` of a dict batch.
 

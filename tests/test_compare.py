@@ -116,7 +116,7 @@ def test_report_shows_every_seeds_training_curves_beside_the_samples(report):
     # what is drawn: one loss line per seed, each over the run's chunks
     records = []
     bundle = registry.load_data("digits")
-    b = cmp.build_model("vae", bundle, TINY_OPTIONS["vae"])
+    b = registry.build_model("vae", bundle, {**cmp.MODELS["vae"], **TINY_OPTIONS["vae"]})
     cmp.train_seeds(b.model, bundle.train[:64], cmp.seed_keys(0, SEEDS), num_steps=4, batch_size=4,
                     optimizer=b.optimizer, transform=b.transform, steps_per_dispatch=2, history=records)
     lines = viz.curve_data(records)["loss"]
@@ -132,14 +132,31 @@ def test_kid_says_what_was_done(report):
     assert f"one value on all {NUM} samples vs {NUM} test images" in (out / "report.md").read_text()
 
 
-def test_models_own_their_data_space(report):
+def test_models_own_their_data_space():
     """No wrapper: the MLP RealNVP takes (8, 8, 1) images itself, the VAE samples E[x|z] by
-    its own sample_mean; only the MLP DDPM is still wrapped (until diffusion takes images)."""
+    its own sample_mean."""
     bundle = registry.load_data("digits")
-    flow = cmp.build_model("realnvp-mlp", bundle, TINY_OPTIONS["realnvp-mlp"])
+    flow = registry.build_model("realnvp-mlp", bundle, TINY_OPTIONS["realnvp-mlp"])
     assert type(flow.model).__name__ == "Flow" and flow.model.data_shape == (8, 8, 1) and flow.model.flatten
-    vae = cmp.build_model("vae", bundle, TINY_OPTIONS["vae"])
-    assert vae.model.sample_mean and vae.sample_kwargs == {}
+    vae = registry.build_model("vae", bundle, {**cmp.MODELS["vae"], **TINY_OPTIONS["vae"]})
+    assert vae.model.sample_mean
+
+
+def test_compare_builds_its_models_with_the_registry():
+    """One place builds a model: compare's table holds only option overrides of the registry's
+    specs, and the report's options are the registry's resolved options."""
+    bundle = registry.load_data("digits")
+    for name, overrides in cmp.MODELS.items():
+        spec = registry.get_model_spec(name)
+        assert set(overrides) <= set(spec.options), name
+        assert cmp.family_of(name) in cmp.FAMILIES
+    b = registry.build_model("ddpm-mlp", bundle, TINY_OPTIONS["ddpm-mlp"])
+    assert b.spec.family == "diffusion" and cmp.family_of("ddpm-mlp") == "diffusion"
+    assert b.options == {**registry.resolve_options(b.spec, {}), **TINY_OPTIONS["ddpm-mlp"]}
+    assert b.model.num_steps == 5 and b.model.data_range == "unit" and b.transform is None
+    assert registry.network_evaluations(b.model) == (5, "ancestral sampling, T=5 denoiser calls")
+    with pytest.raises(ValueError, match="unknown option"):
+        registry.build_model("realnvp-mlp", bundle, {"nope": 1})
 
 
 def test_real_vs_real_baseline_row(report, data_dir):
@@ -162,7 +179,7 @@ def test_real_vs_real_baseline_row(report, data_dir):
 
 def test_vmapped_seed_equals_seed_trained_alone():
     bundle = registry.load_data("digits")
-    b = cmp.build_model("vae", bundle, {"hidden": "8", "latent_dim": 2})
+    b = registry.build_model("vae", bundle, {**cmp.MODELS["vae"], "hidden": "8", "latent_dim": 2})
     keys = cmp.seed_keys(3, 2)
     train = bundle.train[:64]
     states, finite, losses = cmp.train_seeds(

@@ -45,3 +45,18 @@ def test_unconditional_models_reject_a_condition(name):
         model.sample(params, jax.random.PRNGKey(0), 2, cond=np.zeros(2, np.int32))
     with pytest.raises(ValueError, match="guidance"):
         model.sample(params, jax.random.PRNGKey(0), 2, guidance=2.0)
+    with pytest.raises(ValueError, match="num must be a positive integer"):  # types.check_sample_args, before any work
+        model.sample(params, jax.random.PRNGKey(0), 0)
+
+
+def test_check_sample_args_is_the_sample_preamble():
+    assert types.check_sample_args(types.NO_CONDITION, 3, None, None) == (3, None, 0.0)
+    labels = types.Condition(kind="labels", num_classes=10)
+    num, cond, w = types.check_sample_args(labels, 3, 7, 1.5)
+    assert num == 3 and w == 1.5 and np.asarray(cond).tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match="num must be a positive integer, got 2.5"):
+        types.check_sample_args(labels, 2.5, 7, None)
+    with pytest.raises(ValueError, match=r"cond must be int class labels in \[0, 10\)"):
+        types.check_sample_args(labels, 3, 12, None)
+    with pytest.raises(ValueError, match="guidance needs a cond"):
+        types.check_sample_args(labels, 3, None, 2.0)

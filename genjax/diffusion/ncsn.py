@@ -24,7 +24,7 @@ from genjax.diffusion._common import (
     _steps,
     _to_model,
 )
-from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -118,8 +118,7 @@ class NCSN:
         ``steps`` is the number of Langevin steps per noise level (default
         ``steps_per_sigma``); ``denoise`` adds the final Tweedie step at ``sigma_L``.
         """
-        check_cond(self.condition, cond, num)  # raises: no condition
-        check_guidance(guidance, self.condition, cond)
+        num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
         _checks.one_of("sampler", sampler, NCSN_SAMPLERS)
         shape = _sample_shape(self, num)
         steps = _steps(steps, self.steps_per_sigma)

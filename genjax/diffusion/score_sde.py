@@ -25,7 +25,7 @@ from genjax.diffusion._common import (
     _steps,
     _to_model,
 )
-from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -123,8 +123,7 @@ class ScoreSDE:
           steps: number of time steps.
           snr, corrector_steps, denoise: predictor-corrector settings.
         """
-        check_cond(self.condition, cond, num)  # raises: no condition
-        check_guidance(guidance, self.condition, cond)
+        num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
         sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, SDE_SAMPLERS)
         shape = _sample_shape(self, num)
         _check_params(self, params)

@@ -25,7 +25,6 @@ from genjax.flows.bijectors import (
     conv1x1_lu_init,
 )
 from genjax.flows.check import check_bijector
-from genjax.flows.conditioners import ConvConditioner, MLPConditioner
 from genjax.flows.constructors import glow, maf, nsf, nsf_2d, realnvp, realnvp_2d, realnvp_image
 from genjax.flows.coupling import (
     AffineCoupling,
@@ -49,6 +48,8 @@ from genjax.flows.layers import (
     init_layers,
 )
 from genjax.flows.models import Flow
+from genjax.flows.objectives import base_log_prob, dequantize, log_likelihood, negative_log_likelihood
+from genjax.nn.conditioners import ConvConditioner, MLPConditioner  # the coupling networks, re-exported
 from genjax._units import bits_per_dim
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "Squeeze",
     "SqueezeLayer",
     "actnorm_init",
+    "base_log_prob",
     "alternating_mask",
     "bits_per_dim",
     "bounded_log_scale",
@@ -79,9 +81,12 @@ __all__ = [
     "check_bijector",
     "checkerboard_mask",
     "conv1x1_lu_init",
+    "dequantize",
     "glow",
     "init_layers",
+    "log_likelihood",
     "maf",
+    "negative_log_likelihood",
     "nsf",
     "nsf_2d",
     "realnvp",

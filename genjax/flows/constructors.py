@@ -7,7 +7,6 @@ from typing import Sequence
 import numpy as np
 
 from genjax import _checks
-from genjax.flows.conditioners import ConvConditioner, MLPConditioner
 from genjax.flows.coupling import SCALE_FNS
 from genjax.flows.layers import (
     ActNormLayer,
@@ -20,6 +19,7 @@ from genjax.flows.layers import (
     SqueezeLayer,
 )
 from genjax.flows.models import Flow
+from genjax.nn.conditioners import ConvConditioner, MLPConditioner
 from genjax.nn.made import MADE
 
 

@@ -34,12 +34,11 @@ import numpy as np
 
 from genjax import _checks
 from genjax._checks import batch_x
-from genjax._units import bits_per_dim, uniform_dequantize
+from genjax._units import bits_per_dim
+from genjax.flows import objectives as obj
 from genjax.flows.bijectors import Logit
 from genjax.flows.layers import FlowLayer, chain_layers, init_layers
-from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
-
-_LOG_2PI = math.log(2.0 * math.pi)
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,16 +193,17 @@ class Flow:
         return params
 
     def _dequantize(self, key: PRNGKeyArray, x: Array) -> Array:
-        if self.data_levels is None:
-            return x
-        return uniform_dequantize(key, x, num_levels=self.data_levels)
+        return obj.dequantize(key, x, num_levels=self.data_levels)
+
+    def _forward(self, params: Params, x: Array) -> tuple[Array, Array]:
+        """``z = g(x)`` and ``log|det dg/dx|`` of continuous ``x`` in the layers' shape."""
+        self.check_params(params)
+        return self._layer_bijector(params).forward_and_log_det(x)
 
     def log_density(self, params: Params, x: Array) -> Array:
         """Exact ``log p(x)`` of continuous ``x`` ``(b, *data_shape)`` -> ``(b,)`` (no dequantization)."""
-        self.check_params(params)
-        z, log_det = self._layer_bijector(params).forward_and_log_det(self._to_layers(x))
-        axes = tuple(range(1, z.ndim))
-        return -0.5 * jnp.sum(z * z, axis=axes) - 0.5 * self.num_dims * _LOG_2PI + log_det
+        z, log_det = self._forward(params, self._to_layers(x))
+        return obj.log_likelihood(z, log_det, event_ndims=len(self.layer_shape))
 
     def log_prob(self, params: Params, key: PRNGKeyArray, x: Array, *, dequantize: bool = True) -> Array:
         """Per-example exact log-density, ``(b, *data_shape)`` -> ``(b,)`` in nats.
@@ -222,14 +222,16 @@ class Flow:
         return self.log_density(params, x)
 
     def loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
-        """Mean negative log-likelihood (nats per example) of the (dequantized) batch.
+        """Mean negative log-likelihood (nats per example) of the (dequantized) batch: the mean of
+        :func:`genjax.flows.objectives.negative_log_likelihood`.
 
         Metrics: ``loss``, ``nll`` (both nats per example) and, for image data,
         ``bits_per_dim`` (with the ``log2 L`` dequantization offset).
         """
         x = batch_x(batch)
         self.check_batch(x, name="batch")
-        nll = -jnp.mean(self.log_density(params, self._dequantize(key, self._to_layers(x))))
+        z, log_det = self._forward(params, self._dequantize(key, self._to_layers(x)))
+        nll = jnp.mean(obj.negative_log_likelihood(z, log_det, event_ndims=len(self.layer_shape)))
         metrics = {"loss": nll, "nll": nll}
         if self.data_levels is not None:
             metrics["bits_per_dim"] = bits_per_dim(
@@ -245,9 +247,7 @@ class Flow:
         clipped to [0, 1]. ``cond`` and ``guidance`` (the model API's) must be ``None``:
         this flow takes no condition.
         """
-        num = _checks.positive_int("num", num)
-        check_cond(self.condition, cond, num)
-        check_guidance(guidance, self.condition, cond)
+        num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
         temperature = _checks.positive_float("temperature", temperature)
         self.check_params(params)
         z = temperature * jax.random.normal(key, (num, *self.layer_shape))

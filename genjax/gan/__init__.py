@@ -16,7 +16,7 @@ Examples:
 """
 
 from genjax.gan.constructors import dcgan, mlp_gan, seed_gan, stylegan, wgan, wgan_gp
-from genjax.gan.models import GAN, LOSSES, MLPDiscriminator, MLPGenerator, batch_x
+from genjax.gan.models import GAN, LOSSES, batch_x
 from genjax.gan.objectives import (
     clip_weights,
     gradient_penalty,
@@ -30,6 +30,7 @@ from genjax.gan.objectives import (
     wasserstein_generator_loss,
 )
 from genjax.gan.step import GANOptimizer, gan_adam
+from genjax.nn.mlp import MLPDiscriminator, MLPGenerator  # the seed's networks, re-exported
 
 __all__ = [
     "GAN",

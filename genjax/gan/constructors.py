@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from genjax import _checks
-from genjax.gan.models import GAN, MLPDiscriminator, MLPGenerator
-from genjax.nn.fourier import FourierDiscriminator
+from genjax.gan.models import GAN
 from genjax.nn.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator, check_resolution, dcgan_features, default_stages
+from genjax.nn.fourier import FourierDiscriminator
+from genjax.nn.mlp import MLPDiscriminator, MLPGenerator
 from genjax.nn.stylegan import ResidualDiscriminator, StyleGenerator
 
 OUTPUTS = ("tanh", "linear")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -34,47 +33,13 @@ import numpy as np
 from genjax import _checks
 from genjax._checks import batch_x
 from genjax.gan import objectives as obj
-from genjax.nn.mlp import MLP
 from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
-from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
 LATENT_PRIORS = ("normal", "uniform")
 DATA_RANGES = ("identity", "unit")
 _LOGISTIC = ("minimax", "non_saturating")
-
-
-class MLPGenerator(nn.Module):
-    """``(b, latent_dim) -> (b, *out_shape)``: dense layers (ReLU), then ``tanh`` or linear.
-
-    With ``hidden=(128, 256)`` and ``tanh`` this is the seed chapter's generator.
-    """
-
-    out_shape: tuple[int, ...]
-    hidden: Sequence[int] = (128, 256)
-    activation: str = "relu"
-    output: str = "tanh"
-
-    @nn.compact
-    def __call__(self, z: Array) -> Array:
-        x = MLP(tuple(self.hidden), int(np.prod(self.out_shape)), self.activation, name="mlp")(z)
-        x = jnp.tanh(x) if self.output == "tanh" else x
-        return x.reshape(z.shape[0], *self.out_shape)
-
-
-class MLPDiscriminator(nn.Module):
-    """``(b, *data_shape) -> (b,)`` logits: flatten, dense layers (LeakyReLU 0.2), dense 1.
-
-    With ``hidden=(256, 128)`` this is the seed chapter's discriminator without its final
-    sigmoid (the losses take logits).
-    """
-
-    hidden: Sequence[int] = (256, 128)
-    activation: str = "leaky_relu"
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        return MLP(tuple(self.hidden), 1, self.activation, name="mlp")(x.reshape(x.shape[0], -1))[:, 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -458,9 +423,7 @@ class GAN:
           noise: StyleGenerator noise inputs on (True) or zeroed.
           cond, guidance: the model API's; must be ``None`` (this GAN takes no condition).
         """
-        num = _checks.positive_int("num", num)
-        check_cond(self.condition, cond, num)
-        check_guidance(guidance, self.condition, cond)
+        num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
         self.check_params(params, batch_size=num)
         if truncation_psi is None and w_avg is None and noise:
             return _jit_sample(self, params, key, num)

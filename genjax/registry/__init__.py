@@ -1,4 +1,5 @@
-"""Explicit name -> constructor registries for data sets and models (used by the CLI).
+"""Explicit name -> constructor registries for data sets and models: the one place that builds
+a model by name for given data and options (:func:`build_model`; the CLI and ``compare``).
 
 Nothing registers itself on import: each family's specs are a dict written in
 ``genjax/registry/<family>.py`` and merged here by name, and an unknown name is an
@@ -15,12 +16,13 @@ from genjax.registry import diffusion as _diffusion
 from genjax.registry import flows as _flows
 from genjax.registry import gan as _gan
 from genjax.registry import vae as _vae
-from genjax.registry.core import DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data
+from genjax.registry.core import (Built, DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data,
+                                  network_evaluations)
 
 MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS, **_diffusion.SPECS, **_clip.SPECS}
 
-__all__ = ["DataBundle", "MODELS", "ModelSpec", "Option", "dataset_names", "describe", "get_model_spec",
-           "image_scale", "int_tuple", "load_data", "resolve_options"]
+__all__ = ["Built", "DataBundle", "MODELS", "ModelSpec", "Option", "build_model", "dataset_names", "describe",
+           "get_model_spec", "image_scale", "int_tuple", "load_data", "network_evaluations", "resolve_options"]
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -42,6 +44,20 @@ def resolve_options(spec: ModelSpec, given: dict) -> dict:
         if o.choices is not None and opts[k] is not None and opts[k] not in o.choices:
             raise ValueError(f"unknown {k} {opts[k]!r} for model {spec.name!r}; valid choices: {', '.join(o.choices)}")
     return opts
+
+
+def build_model(name: str, data: DataBundle, options: dict | None = None) -> Built:
+    """The model ``name`` for ``data`` with its spec's defaults updated by ``options``, and what
+    training it needs: the optimizer at the spec's default learning rate and the data transform.
+
+    Raises:
+      ValueError: an unknown name or option, or data the model cannot take (before any work).
+    """
+    spec = get_model_spec(name)
+    opts = resolve_options(spec, options or {})
+    model = spec.build(data, opts)
+    optimizer = spec.optimizer({"model": name, "lr": spec.defaults["lr"], "options": opts})
+    return Built(spec, model, opts, optimizer, spec.transform(model, data))
 
 
 def describe() -> str:

@@ -22,6 +22,8 @@ from genjax.registry.core import DataBundle, ModelSpec, Option, int_tuple
 
 #: The caption draw of the training data (fixed: the run's seed orders batches and picks).
 CAPTION_KEY = 2018
+#: Training defaults of `genjax train clip`.
+_DEFAULTS = {"steps": 3000, "batch_size": 256, "lr": 2e-3}
 #: Images embedded per jitted call.
 CHUNK = 1000
 
@@ -73,8 +75,9 @@ def _transform(model, data: DataBundle):
 
 
 def _optimizer(config: dict):
-    """Adam on a warm-up-then-cosine learning rate (CLIP trains with a cosine schedule)."""
-    steps = config["steps"]
+    """Adam on a warm-up-then-cosine learning rate (CLIP trains with a cosine schedule) over
+    the run's ``steps`` (the spec's default when the config has none, as in ``build_model``)."""
+    steps = config.get("steps", _DEFAULTS["steps"])
     warmup = min(500, max(1, steps // 20))
     lr = optax.warmup_cosine_decay_schedule(0.0, config["lr"], warmup, max(steps, warmup + 1), end_value=config["lr"] * 0.01)
     return optax.adam(lr)
@@ -226,7 +229,7 @@ SPECS: dict[str, ModelSpec] = {
         _transform,
         _artifacts,
         _evaluate,
-        {"steps": 3000, "batch_size": 256, "lr": 2e-3},
+        _DEFAULTS,
         make_optimizer=_optimizer,
         train_data=_train_data,
     ),

@@ -7,10 +7,12 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+import optax
 
 from genjax.data import captions as caption_data
 from genjax.data import images as image_data
 from genjax.data import synthetic
+from genjax.metrics.evaluation import draw_samples
 
 
 # ---------------------------------------------------------------------- data
@@ -118,17 +120,75 @@ class ModelSpec:
     # default: the images ``data.train`` (a model of image-text pairs trains on a dict)
     train_data: Callable[..., Any] | None = None
 
+    def optimizer(self, config: dict):
+        """The optimizer of a run ``config`` (``{"lr", "options", ...}``): the spec's
+        ``make_optimizer``, else ``optax.adam(config["lr"])``."""
+        if self.make_optimizer is not None:
+            return self.make_optimizer(config)
+        return optax.adam(config["lr"])
 
-def int_tuple(s: str) -> tuple[int, ...]:
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """What training one model name on one data set needs (:func:`genjax.registry.build_model`)."""
+
+    spec: ModelSpec
+    model: Any
+    options: dict  # the spec's options, resolved (defaults updated by the caller's)
+    optimizer: Any
+    transform: Any  # (key, x) -> x inside the step, or None
+
+
+def no_transform(model, data: DataBundle):
+    """A :class:`ModelSpec`'s ``transform`` for a model that maps data to its networks' space
+    itself inside its loss (flows dequantize, diffusion and GANs rescale): none."""
+    return None
+
+
+def unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
+    """The error of a spec's ``build`` for data its model does not take (``hint``: what to use)."""
+    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
+
+
+def int_tuple(s) -> tuple[int, ...]:
+    """``"256,128"`` (a CLI option) or a sequence of ints (``[256, 128]`` from JSON) -> ``(256, 128)``."""
+    items = s if isinstance(s, (tuple, list)) else str(s).split(",")
     try:
-        vals = tuple(int(v) for v in str(s).split(",") if v.strip())
-    except ValueError:
+        vals = tuple(int(v) for v in items if str(v).strip())
+    except (TypeError, ValueError):
         raise ValueError(f"expected comma-separated integers such as '256,128', got {s!r}") from None
     if not vals or any(v <= 0 for v in vals):
         raise ValueError(f"expected positive comma-separated integers such as '256,128', got {s!r}")
     return vals
 
 
+def sample_in_chunks(model, params, key, num: int, data: DataBundle | None = None, *, chunk: int = 1000) -> np.ndarray:
+    """A :class:`ModelSpec`'s ``sample`` (``genjax sample``): the evaluation path's
+    :func:`~genjax.metrics.evaluation.draw_samples`, ``chunk`` samples per compiled graph
+    (op-by-op dispatch of a deep flow's inverse or a sampler's loop is several times slower
+    on CPU); ``data`` is unused."""
+    return draw_samples(model, params, key, num, chunk=chunk)
+
+
+def network_evaluations(model) -> tuple[int, str]:
+    """Network evaluations per sample of ``model``'s default sampler, and how they are counted
+    (read from the model API: ``log_prob_kind``, a flow's layers, a diffusion model's sampler)."""
+    kind = model.log_prob_kind
+    if kind in ("iwae_bound", "elbo"):
+        return 1, "one decoder pass"
+    if kind == "none":  # a GAN (no density; one G(z) per sample)
+        return 1, "one generator pass"
+    if kind == "exact":
+        n = len(getattr(model, "layers", ()))
+        return 1, f"one inverse pass through the flow ({n} layers, each conditioner once)"
+    if kind == "vlb":
+        T = int(model.num_steps)
+        return (T, f"ancestral sampling, T={T} denoiser calls") if model.default_sampler == "ddpm" else (
+            min(T, 50), "DDIM, 50 denoiser calls")
+    if kind == "ode_estimate":
+        return (400, "probability-flow ODE, 100 RK4 steps x 4 calls") if model.default_sampler == "ode" else (
+            2000, "predictor-corrector, 1000 steps x (predictor + corrector)")
+    return 1, "one network pass"
 
 
 def image_scale(data: DataBundle) -> int:

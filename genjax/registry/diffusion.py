@@ -1,14 +1,15 @@
-"""CLI specs of the diffusion family: ``ddpm``, ``ncsn``, ``score-sde``.
+"""CLI specs of the diffusion family: ``ddpm``, ``ddpm-mlp``, ``ncsn``, ``score-sde``.
 
     model      2-D toy density                   image data (H, W, C) in [0, 1]
     ddpm       ddpm_2d (residual-MLP denoiser)   ddpm_image (UNet)
+    ddpm-mlp   ddpm_mlp (residual-MLP denoiser)  ddpm_mlp (the denoiser flattens the image)
     ncsn       ncsn_2d (annealed Langevin)       -- (error: use ddpm or score-sde)
     score-sde  score_sde_2d (VP/sub-VP/VE SDE)   score_sde_image (UNet)
 
 Evaluation (the one path, :func:`genjax.metrics.evaluation.evaluate`) reports the likelihood each
 model has, labelled by kind:
 
-* ``ddpm``: the discrete variational bound (``log_prob_kind: vlb``; T network calls
+* ``ddpm``, ``ddpm-mlp``: the discrete variational bound (``log_prob_kind: vlb``; T network calls
   per example). On images the bound is on the 8-bit image's ``log P(x)`` through the
   discretized Gaussian decoder, so bits/dim need no dequantization offset.
 * ``score-sde``: the probability-flow ODE estimate (``ode_estimate``; RK4, exact trace
@@ -23,7 +24,6 @@ upper bound on the KL.
 
 from __future__ import annotations
 
-import functools
 import pathlib
 
 import jax
@@ -33,7 +33,8 @@ import numpy as np
 from genjax import viz
 from genjax.data.pipeline import uniform_dequantize
 from genjax.metrics.evaluation import evaluate
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
+from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
+                                  unsupported)
 
 PLOT_LIM = 4.5
 #: test examples scored for a likelihood on image data unless ``max_examples`` says otherwise
@@ -41,14 +42,10 @@ IMAGE_EVAL_MAX = 500
 TOY_EVAL_MAX = 2000
 
 
-def _unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
-    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
-
-
 def _check_shape(name: str, data: DataBundle) -> bool:
     image = data.kind == "image"
     if not image and len(data.shape) != 1:
-        raise _unsupported(name, data, "diffusion models here take flat toy data or (H, W, C) images")
+        raise unsupported(name, data, "diffusion models here take flat toy data or (H, W, C) images")
     return image
 
 
@@ -70,9 +67,16 @@ def _build(name: str):
                     data_dim=data.shape[0], hidden=int_tuple(opts["hidden"]), T=T, schedule=opts["schedule"],
                     default_sampler=opts["sampler"],
                 )
+        elif name == "ddpm-mlp":
+            # the residual-MLP denoiser flattens (b, H, W, C) itself, so the DDPM takes and returns images
+            m = dif.ddpm_mlp(
+                data.shape, hidden=int_tuple(opts["hidden"]), emb_dim=opts["emb_dim"], T=opts["T"],
+                schedule=opts["schedule"], default_sampler=opts["sampler"],
+                data_range="unit" if image else "identity", num_levels=data.num_levels or 256,
+            )
         elif name == "ncsn":
             if image:
-                raise _unsupported(name, data, "ncsn is built for 2-D toy densities here (use ddpm or score-sde on images)")
+                raise unsupported(name, data, "ncsn is built for 2-D toy densities here (use ddpm or score-sde on images)")
             m = dif.ncsn_2d(
                 data_dim=data.shape[0], hidden=int_tuple(opts["hidden"]), sigma_max=opts["sigma_max"],
                 sigma_min=opts["sigma_min"], num_sigmas=opts["num_sigmas"], steps_per_sigma=opts["steps_per_sigma"],
@@ -92,26 +96,6 @@ def _build(name: str):
         return m
 
     return build
-
-
-def _transform(model, data: DataBundle):
-    return None  # the models map image data to [-1, 1] inside loss
-
-
-# ---------------------------------------------------------------------- sampling
-@functools.partial(jax.jit, static_argnames=("model", "num", "sampler", "steps"))
-def _sample(model, params, key, num: int, sampler: str | None = None, steps: int | None = None):
-    kwargs = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
-    return model.sample(params, key, num, **kwargs)
-
-
-def cli_sample(model, params, key, num: int, data: DataBundle) -> np.ndarray:
-    """Samples for ``genjax sample``: the model's default sampler, in chunks of 1000, one
-    compiled graph."""
-    out = []
-    for i, start in enumerate(range(0, num, 1000)):
-        out.append(np.asarray(_sample(model, params, jax.random.fold_in(key, i), min(1000, num - start))))
-    return np.concatenate(out)
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -162,7 +146,7 @@ def _artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) -> l
     written = []
     if data.kind == "image":
         scale = image_scale(data)
-        viz.save_image_grid(out_dir / "samples.png", cli_sample(model, params, k1, 64, data), ncol=8, scale=scale)
+        viz.save_image_grid(out_dir / "samples.png", sample_in_chunks(model, params, k1, 64), ncol=8, scale=scale)
         written.append("samples.png")
         _, traj = jax.jit(lambda p, k: model.sample(p, k, 8, return_trajectory=True))(params, k2)
         traj = np.asarray(traj)
@@ -199,6 +183,13 @@ _OPTIONS = {
         **_VECTOR,
         **_IMAGE,
     },
+    "ddpm-mlp": {
+        "T": Option(int, 200, "diffusion steps"),
+        "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
+        "sampler": Option(str, "ddpm", "default sampler (ddim: 50 steps)", ("ddpm", "ddim")),
+        "hidden": Option(str, "256,256,256", "residual-MLP denoiser widths"),
+        "emb_dim": Option(int, 64, "time-embedding dimension"),
+    },
     "ncsn": {
         **_VECTOR,
         "sigma_max": Option(float, 10.0, "largest noise level (about the data diameter)"),
@@ -216,19 +207,21 @@ _OPTIONS = {
 }
 _DESCRIPTIONS = {
     "ddpm": "DDPM (eps prediction; ancestral or DDIM sampling), variational-bound likelihood",
+    "ddpm-mlp": "DDPM with a residual-MLP denoiser on the flattened data (images too: cheap on CPU)",
     "ncsn": "noise-conditional score network with annealed Langevin dynamics (2-D data)",
     "score-sde": "score SDE (VP/sub-VP/VE; predictor-corrector or ODE sampling), ODE likelihood estimate",
 }
 _DEFAULTS = {
     "ddpm": {"steps": 5000, "batch_size": 128, "lr": 1e-3},
+    "ddpm-mlp": {"steps": 5000, "batch_size": 128, "lr": 1e-3},
     "ncsn": {"steps": 5000, "batch_size": 128, "lr": 1e-3},
     "score-sde": {"steps": 5000, "batch_size": 128, "lr": 1e-3},
 }
 
 SPECS: dict[str, ModelSpec] = {
     n: ModelSpec(
-        n, "diffusion", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate,
-        dict(_DEFAULTS[n]), sample=cli_sample,
+        n, "diffusion", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), no_transform, _artifacts, _evaluate,
+        dict(_DEFAULTS[n]), sample=sample_in_chunks,
     )
-    for n in ("ddpm", "ncsn", "score-sde")
+    for n in ("ddpm", "ddpm-mlp", "ncsn", "score-sde")
 }

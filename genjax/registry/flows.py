@@ -1,12 +1,13 @@
-"""CLI specs of the normalizing-flow family: ``realnvp``, ``glow``, ``maf``, ``nsf``.
+"""CLI specs of the normalizing-flow family: ``realnvp``, ``realnvp-mlp``, ``glow``, ``maf``, ``nsf``.
 
 Which constructor a name builds depends on the data:
 
-    model    2-D toy density            image data (H, W, C)
-    realnvp  realnvp_2d (MLP couplings) realnvp_image (multi-scale, conv couplings)
-    glow     -- (error)                 glow, num_levels = largest <= 3 that H, W allow
-    maf      maf(2)                     -- (error: use realnvp or glow)
-    nsf      nsf_2d                     -- (error: use realnvp or glow)
+    model        2-D toy density            image data (H, W, C)
+    realnvp      realnvp_2d (MLP couplings) realnvp_image (multi-scale, conv couplings)
+    realnvp-mlp  realnvp (MLP couplings)    realnvp on the flattened image (the flow flattens inside)
+    glow         -- (error)                 glow, num_levels = largest <= 3 that H, W allow
+    maf          maf(2)                     -- (error: use realnvp or glow)
+    nsf          nsf_2d                     -- (error: use realnvp or glow)
 
 Image flows get ``data_levels = DataBundle.num_levels`` (17 for digits, 256 for MNIST)
 and dequantize uniformly inside ``loss``. Evaluation is the one path,
@@ -18,7 +19,6 @@ sample metrics.
 
 from __future__ import annotations
 
-import functools
 import pathlib
 
 import jax
@@ -27,7 +27,8 @@ import numpy as np
 
 from genjax import viz
 from genjax.metrics.evaluation import evaluate
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
+from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
+                                  unsupported)
 
 #: Half-width of the square on which 2-D pictures are drawn (matches ``viz.scatter_2d``).
 PLOT_LIM = 4.5
@@ -47,17 +48,13 @@ def glow_levels(shape: tuple[int, ...], max_levels: int = 3) -> int:
     raise ValueError(f"glow needs image height and width divisible by 2; data shape is {shape}")
 
 
-def _unsupported(name: str, data: DataBundle, hint: str) -> ValueError:
-    return ValueError(f"model {name!r} does not support {data.kind} data {data.name!r} of shape {data.shape}; {hint}")
-
-
 def _build(name: str):
     def build(data: DataBundle, opts: dict):
         from genjax import flows
 
         image = data.kind == "image"
         if not image and data.shape != (2,):
-            raise _unsupported(name, data, "flows here take 2-D toy densities or (H, W, C) images")
+            raise unsupported(name, data, "flows here take 2-D toy densities or (H, W, C) images")
         if name == "realnvp":
             if image:
                 f = flows.realnvp_image(
@@ -66,9 +63,15 @@ def _build(name: str):
                 )
             else:
                 f = flows.realnvp_2d(num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]))
+        elif name == "realnvp-mlp":
+            # MLP couplings on the flattened example: the flow takes and returns data of its shape itself
+            f = flows.realnvp(
+                data.shape, num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), data_levels=data.num_levels,
+                logit_alpha=opts["logit_alpha"] if image else None, name=name,
+            )
         elif name == "glow":
             if not image:
-                raise _unsupported(name, data, "glow is an image flow (use realnvp, maf or nsf on 2-D data)")
+                raise unsupported(name, data, "glow is an image flow (use realnvp, maf or nsf on 2-D data)")
             levels = opts["num_levels"] if opts["num_levels"] is not None else glow_levels(data.shape)
             f = flows.glow(
                 data.shape, num_levels=levels, num_steps=opts["num_steps"], features=opts["features"],
@@ -76,11 +79,11 @@ def _build(name: str):
             )
         elif name == "maf":
             if image:
-                raise _unsupported(name, data, "maf is built for 2-D toy densities here (use realnvp or glow on images)")
+                raise unsupported(name, data, "maf is built for 2-D toy densities here (use realnvp or glow on images)")
             f = flows.maf(2, num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), order=opts["order"])
         else:
             if image:
-                raise _unsupported(name, data, "nsf is built for 2-D toy densities here (use realnvp or glow on images)")
+                raise unsupported(name, data, "nsf is built for 2-D toy densities here (use realnvp or glow on images)")
             f = flows.nsf_2d(
                 num_layers=opts["num_layers"], hidden=int_tuple(opts["hidden"]), num_bins=opts["num_bins"],
                 bound=opts["bound"],
@@ -88,10 +91,6 @@ def _build(name: str):
         return f
 
     return build
-
-
-def _transform(model, data: DataBundle):
-    return None  # image flows dequantize inside their loss
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -120,21 +119,6 @@ def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 1000, 
     if n_gen < num_samples:
         out["num_generated_note"] = f"--num-samples {num_samples} capped at {IMAGE_GEN_MAX} generated images"
     return out
-
-
-# ---------------------------------------------------------------------- sampling
-@functools.partial(jax.jit, static_argnames=("model", "num", "temperature"))
-def _sample(model, params, key, num: int, temperature: float = 1.0):
-    return model.sample(params, key, num, temperature=temperature)
-
-
-def cli_sample(model, params, key, num: int, data: DataBundle) -> np.ndarray:
-    """Samples for ``genjax sample``: one compiled graph per chunk of 1000 (op-by-op
-    dispatch of a deep flow's inverse is several times slower on CPU)."""
-    out = []
-    for i, start in enumerate(range(0, num, 1000)):
-        out.append(np.asarray(_sample(model, params, jax.random.fold_in(key, i), min(1000, num - start))))
-    return np.concatenate(out)
 
 
 # ---------------------------------------------------------------------- pictures
@@ -202,6 +186,11 @@ _OPTIONS = {
         "num_scales": Option(int, 2, "images: multi-scale levels (H, W divisible by 2**(num_scales-1))"),
         **_IMAGE,
     },
+    "realnvp-mlp": {
+        "num_layers": Option(int, 8, "affine coupling layers"),
+        "hidden": Option(str, "128,128", "MLP hidden widths of each conditioner"),
+        "logit_alpha": Option(float, 0.05, "images: logit pre-processing alpha"),
+    },
     "glow": {
         "num_levels": Option(int, None, "levels (default: largest <= 3 with H, W divisible by 2**levels)"),
         "num_steps": Option(int, 4, "flow steps (ActNorm, 1x1 conv, coupling) per level"),
@@ -221,13 +210,14 @@ _OPTIONS = {
 }
 _DESCRIPTIONS = {
     "realnvp": "RealNVP flow (affine couplings; multi-scale on images), exact likelihood",
+    "realnvp-mlp": "RealNVP with MLP couplings on the flattened data (images too: cheap on CPU), exact likelihood",
     "glow": "Glow flow (ActNorm, 1x1 conv, affine coupling; multi-scale) on images, exact likelihood",
     "maf": "masked autoregressive flow (stacked MADEs) on 2-D data, exact likelihood",
     "nsf": "neural spline flow (rational-quadratic couplings) on 2-D data, exact likelihood",
 }
 
 SPECS: dict[str, ModelSpec] = {
-    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), _transform, _artifacts, _evaluate, dict(_DEFAULTS),
-                 sample=cli_sample)
-    for n in ("realnvp", "glow", "maf", "nsf")
+    n: ModelSpec(n, "flows", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), no_transform, _artifacts, _evaluate, dict(_DEFAULTS),
+                 sample=sample_in_chunks)
+    for n in ("realnvp", "realnvp-mlp", "glow", "maf", "nsf")
 }

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from genjax import _checks, viz
-from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple
+from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks
 
 #: Samples scored on Gaussian mixtures (the PacGAN protocol).
 MIXTURE_EVAL_SAMPLES = 2500
@@ -195,16 +195,6 @@ def _stylegan_build(data: DataBundle, opts: dict):
     return model
 
 
-def _no_transform(model, data: DataBundle):
-    return None  # the GAN maps data to its networks' space inside its losses
-
-
-def _gan_sample(model, params, key, num: int, data: DataBundle):
-    """``genjax sample``: data-space samples (``G(z)`` is deterministic given ``z``: no
-    decoder mean to choose)."""
-    return model.sample(params, key, num)
-
-
 # ---------------------------------------------------------------------- optimizers
 def _adam_pair(config: dict, *, b1: float, b2: float):
     from genjax.gan import gan_adam
@@ -230,12 +220,6 @@ def _wgan_optimizer(config: dict):
 
 
 # ---------------------------------------------------------------------- evaluation
-def _sample_in_chunks(model, params, key, num: int, chunk: int = 500) -> np.ndarray:
-    """``num`` samples drawn ``chunk`` at a time (DCGAN batch norm sees one chunk as its batch)."""
-    out = [np.asarray(model.sample(params, jax.random.fold_in(key, i), min(chunk, num))) for i in range(-(-num // chunk))]
-    return np.concatenate(out)[:num]
-
-
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = jnp.asarray(a.reshape(len(a), -1))
     b = jnp.asarray(b.reshape(len(b), -1))
@@ -309,7 +293,7 @@ def _gan_artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) 
     out_dir = pathlib.Path(out_dir)
     k_s, k_m, k_t = jax.random.split(key, 3)
     if data.kind != "image":
-        x = _sample_in_chunks(model, params, k_s, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
+        x = sample_in_chunks(model, params, k_s, MIXTURE_EVAL_SAMPLES, chunk=MIXTURE_EVAL_SAMPLES)
         marks = data.toy.modes if data.toy is not None else None
         lim = max(4.5, 1.1 * float(np.abs(data.test).max())) if marks is None else 1.15 * float(np.abs(marks).max()) + 0.5
         viz.scatter_2d(x, lim=lim, reference=data.test[:MIXTURE_EVAL_SAMPLES], marks=marks).save(out_dir / "samples.png")
@@ -350,9 +334,15 @@ _ADAM = {
 }
 _WIDTH = {"width": _opt(int, 32, "DCGAN base width (the widest layer is width * 2^(stages-1)); 64 is the paper's")}
 
+def _spec(name: str, description: str, options: dict, build, defaults: dict, optimizer=_gan_optimizer) -> ModelSpec:
+    """A GAN's spec: its data-space losses need no transform; every GAN shares the pictures,
+    the evaluation (quality first) and the model's own ``sample``."""
+    return ModelSpec(name, "gan", description, options, build, no_transform, _gan_artifacts, _evaluate_quality_first,
+                     defaults, optimizer)
+
+
 SPECS: dict[str, ModelSpec] = {
-    "gan": ModelSpec(
-        "gan",
+    "gan": _spec(
         "gan",
         "the seed's MLP GAN (§19.3): G z->128->256 (tanh), D 256->128 LeakyReLU; on 2-D data gan_mixture's "
         "networks (128,128,128 each, linear G, Fourier-feature D on packs of 4)",
@@ -371,16 +361,10 @@ SPECS: dict[str, ModelSpec] = {
             **_COMMON,
         },
         _gan_build,
-        _no_transform,
-        _gan_artifacts,
-        _evaluate_quality_first,
         {"steps": 10000, "batch_size": 128, "lr": 5e-4},
-        _gan_optimizer,
-        _gan_sample,
     ),
-    "dcgan": ModelSpec(
+    "dcgan": _spec(
         "dcgan",
-        "gan",
         "DCGAN (Radford et al. 2016): transposed-conv G with batch norm, strided-conv D; images only",
         {
             "latent_dim": _opt(int, 100, "latent dimension"),
@@ -392,16 +376,10 @@ SPECS: dict[str, ModelSpec] = {
             **_COMMON,
         },
         _dcgan_build,
-        _no_transform,
-        _gan_artifacts,
-        _evaluate_quality_first,
         {"steps": 2000, "batch_size": 64, "lr": 2e-4},
-        _gan_optimizer,
-        _gan_sample,
     ),
-    "wgan": ModelSpec(
+    "wgan": _spec(
         "wgan",
-        "gan",
         "WGAN (Arjovsky et al. 2017): weight-clipped critic, n_critic updates, RMSProp",
         {
             "arch": _opt(str, "auto", "networks: mlp, dcgan, or auto (dcgan for images, mlp for 2-D data)", ARCHS),
@@ -413,16 +391,11 @@ SPECS: dict[str, ModelSpec] = {
             **_COMMON,
         },
         _wgan_build,
-        _no_transform,
-        _gan_artifacts,
-        _evaluate_quality_first,
         {"steps": 3000, "batch_size": 64, "lr": 5e-5},
         _wgan_optimizer,
-        _gan_sample,
     ),
-    "wgan-gp": ModelSpec(
+    "wgan-gp": _spec(
         "wgan-gp",
-        "gan",
         "WGAN-GP (Gulrajani et al. 2017): gradient-penalty critic, n_critic updates, Adam(b1=0.5, b2=0.9)",
         {
             "arch": _opt(str, "auto", "networks: mlp, dcgan, or auto (dcgan for images, mlp for 2-D data)", ARCHS),
@@ -435,16 +408,10 @@ SPECS: dict[str, ModelSpec] = {
             **_COMMON,
         },
         _wgan_gp_build,
-        _no_transform,
-        _gan_artifacts,
-        _evaluate_quality_first,
         {"steps": 3000, "batch_size": 64, "lr": 1e-4},
-        _gan_optimizer,
-        _gan_sample,
     ),
-    "stylegan": ModelSpec(
+    "stylegan": _spec(
         "stylegan",
-        "gan",
         "StyleGAN2-style G (mapping net, modulated convs, noise, style mixing) vs an R1 residual D; images only",
         {
             "latent_dim": _opt(int, 64, "latent dimension"),
@@ -458,11 +425,6 @@ SPECS: dict[str, ModelSpec] = {
             **_COMMON,
         },
         _stylegan_build,
-        _no_transform,
-        _gan_artifacts,
-        _evaluate_quality_first,
         {"steps": 2000, "batch_size": 32, "lr": 1e-3},
-        _gan_optimizer,
-        _gan_sample,
     ),
 }

@@ -99,29 +99,18 @@ _VAE_OPTIONS = {
     "num_samples": Option(int, 1, "importance samples of the training objective (k > 1: IWAE)"),
 }
 
+
+def _spec(name: str, description: str, options: dict) -> ModelSpec:
+    """A VAE's spec (``vae`` and ``iwae`` differ only in their default importance samples)."""
+    return ModelSpec(name, "vae", description, options, _vae_build, _vae_transform, _vae_artifacts, _vae_evaluate,
+                     {"steps": 8000, "batch_size": 64, "lr": 1e-3})
+
+
 SPECS: dict[str, ModelSpec] = {
-    "vae": ModelSpec(
-        "vae",
-        "vae",
-        "VAE trained on the ELBO (seed §19.2); --num-samples k > 1 trains the IWAE bound",
-        _VAE_OPTIONS,
-        _vae_build,
-        _vae_transform,
-        _vae_artifacts,
-        _vae_evaluate,
-        {"steps": 8000, "batch_size": 64, "lr": 1e-3},
-    ),
-    "iwae": ModelSpec(
+    "vae": _spec("vae", "VAE trained on the ELBO (seed §19.2); --num-samples k > 1 trains the IWAE bound", _VAE_OPTIONS),
+    "iwae": _spec(
         "iwae",
-        "vae",
         "VAE trained on the importance-weighted bound (Burda et al. 2016), k=5 by default",
         {**_VAE_OPTIONS, "num_samples": Option(int, 5, "importance samples of the training objective")},
-        _vae_build,
-        _vae_transform,
-        _vae_artifacts,
-        _vae_evaluate,
-        {"steps": 8000, "batch_size": 64, "lr": 1e-3},
     ),
 }
-
-

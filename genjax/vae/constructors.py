@@ -9,8 +9,8 @@ import numpy as np
 
 from genjax import _checks
 from genjax.nn.conv import ConvDecoder, ConvEncoder
-from genjax.nn.mlp import ACTIVATIONS
-from genjax.vae.models import LIKELIHOODS, VAE, MLPDecoder, MLPEncoder
+from genjax.nn.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
+from genjax.vae.models import LIKELIHOODS, VAE
 
 
 def _out_features(data_shape: tuple[int, ...], likelihood: str) -> int:

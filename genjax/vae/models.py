@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,37 +20,10 @@ import numpy as np
 
 from genjax import _checks
 from genjax._checks import batch_x
-from genjax.nn.mlp import MLP
-from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_cond, check_guidance
+from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 from genjax.vae import objectives as obj
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
-
-
-class MLPEncoder(nn.Module):
-    """Flattens ``(b, *data_shape)`` and maps it to ``(b, 2 * latent_dim)`` (mu, logvar)."""
-
-    hidden: Sequence[int]
-    latent_dim: int
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        return MLP(tuple(self.hidden), 2 * self.latent_dim, self.activation, name="mlp")(
-            x.reshape(x.shape[0], -1)
-        )
-
-
-class MLPDecoder(nn.Module):
-    """Maps ``(b, latent_dim)`` to ``(b, out_features)`` decoder parameters."""
-
-    hidden: Sequence[int]
-    out_features: int
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, z: Array) -> Array:
-        return MLP(tuple(self.hidden), self.out_features, self.activation, name="mlp")(z)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,9 +193,7 @@ class VAE:
         model's ``sample_mean``. ``cond`` and ``guidance`` (the model API's) must be
         ``None``: this VAE takes no condition.
         """
-        num = _checks.positive_int("num", num)
-        check_cond(self.condition, cond, num)
-        check_guidance(guidance, self.condition, cond)
+        num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
         mean = self.sample_mean if mean is None else bool(mean)
         self.check_params(params, batch_size=num)
         k_z, k_x = jax.random.split(key)

@@ -1,11 +1,10 @@
-"""Conditioner networks of coupling layers (linen modules, last layer zero-initialised).
+"""Conditioner networks of the flows' coupling layers (linen modules, last layer zero-initialised).
 
 A zero last layer makes every coupling start as the identity (RealNVP/Glow
 practice), so an untrained flow is the base distribution (up to ActNorm).
 """
 
 from __future__ import annotations
-
 
 import flax.linen as nn
 import jax
