@@ -37,6 +37,8 @@ TINY = {
     # Runs whenever genjax/registry has a model of family "diffusion" (ddpm), read from
     # the registry above; tiny: width 8, 10 diffusion steps.
     "diffusion": ("ddpm", "8gaussians", ["--batch-size", "8", "--hidden", "8", "--T", "10"]),
+    # CLIP (issue 18): the bundled captioned digits, tiny towers, 2 captions per image
+    "clip": ("clip", "digits-captions", ["--batch-size", "8", "--size", "tiny", "--captions-per-image", "2"]),
 }
 
 
