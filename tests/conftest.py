@@ -108,3 +108,26 @@ def _load_experiment(name: str):
 def load_experiment():
     """``load_experiment(name)`` -> the module of ``experiments/<name>.py``."""
     return _load_experiment
+
+
+def _run_on_host_devices(script, out_dir, num_devices: int, *, timeout: float = 540) -> None:
+    """Runs ``python script out_dir`` in a fresh process whose CPU backend shows
+    ``num_devices`` devices (``--xla_force_host_platform_device_count``; a flag that only
+    takes effect before JAX starts, hence the subprocess), with the repository importable.
+    Fails the test with the child's stderr when it exits non-zero."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={num_devices}").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, str(script), str(out_dir)], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="session")
+def run_on_host_devices():
+    """``run_on_host_devices(script, out_dir, num_devices)``: a script run on N forced CPU devices."""
+    return _run_on_host_devices

@@ -8,13 +8,10 @@ tests/train/test_mesh.py) and the test compares what it saved.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 NUM_DEVICES = 2
 MAX_LEN, VOCAB = 6, 11
@@ -58,14 +55,8 @@ def _worker(out_dir: str) -> None:
     (pathlib.Path(out_dir) / "info.json").write_text(json.dumps(info))
 
 
-def test_fit_on_a_mesh_matches_one_device(tmp_path):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={NUM_DEVICES}").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def test_fit_on_a_mesh_matches_one_device(tmp_path, run_on_host_devices):
+    run_on_host_devices(__file__, tmp_path, NUM_DEVICES)
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["mesh_devices"] == NUM_DEVICES
     with np.load(tmp_path / "results.npz") as z:

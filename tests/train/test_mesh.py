@@ -12,10 +12,8 @@ The mixed-precision tests run in this process.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -119,15 +117,9 @@ def _worker(out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def mesh_run(tmp_path_factory):
+def mesh_run(tmp_path_factory, run_on_host_devices):
     out = tmp_path_factory.mktemp("mesh")
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={NUM_DEVICES}").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_on_host_devices(__file__, out, NUM_DEVICES)
     with np.load(out / "results.npz") as z:
         arrays = dict(z)
     return arrays, json.loads((out / "info.json").read_text())
