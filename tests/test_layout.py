@@ -26,8 +26,11 @@ ALLOWED = {
     "clip": BOTTOM | {"nn"},  # stands on the families' floor (networks from nn, no data/train/metrics)
     "train": BOTTOM | {"data", "viz"},
     "metrics": BOTTOM | {"nn", "data", "train"},
-    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip"} | FAMILIES,
-    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip"} | FAMILIES,
+    # a system composes the families' parts (latent diffusion: an autoencoder with the VAE's KL and
+    # the GAN's objectives, the DDPM on its latents); it never builds data, trains or evaluates
+    "ldm": BOTTOM | {"nn"} | FAMILIES,
+    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip", "ldm"} | FAMILIES,
+    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm"} | FAMILIES,
 }
 ALLOWED["cli"] = set(ALLOWED) | {"compare"}
 ALLOWED["__init__"] = set(ALLOWED)
