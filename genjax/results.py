@@ -214,3 +214,96 @@ def shown_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
         return str(pathlib.Path(path).resolve().relative_to(pathlib.Path(root).resolve()))
     except ValueError:
         return str(path)
+
+
+# --------------------------------------------------------------------------- sample files
+#: the fields every samples file holds (:func:`write_samples`)
+SAMPLE_FIELDS = ("samples", "prompts", "labels")
+
+
+def _sample_fields(samples, prompts, labels, extra: Mapping[str, Any]) -> dict:
+    """The arrays of a samples file, checked (raises ValueError/TypeError naming the field)."""
+    import numpy as np
+
+    x = np.asarray(samples)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"samples must have shape (n, H, W) (or (n, H, W, 1)), got {np.shape(samples)}")
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise ValueError("samples given as floats must be finite and in [0, 1] (they are stored as uint8 pixels)")
+        x = np.round(x * 255.0).astype(np.uint8)
+    elif x.dtype != np.uint8:
+        raise TypeError(f"samples must be uint8 pixels or floats in [0, 1], got dtype {x.dtype}")
+    n = len(x)
+    p = np.asarray(prompts)
+    if p.shape != (n,) or p.dtype.kind != "U":
+        raise ValueError(f"prompts must be {n} strings (one per sample), got shape {p.shape} and dtype {p.dtype}")
+    y = np.asarray(labels)
+    if y.shape not in ((n,), (n, 2)) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be ints of shape ({n},) or ({n}, 2) (pairs: left, right), "
+                         f"got shape {y.shape} and dtype {y.dtype}")
+    out = {"samples": x, "prompts": p, "labels": y}
+    for name, value in extra.items():
+        v = np.asarray(value)
+        if name in out:
+            raise ValueError(f"extra field {name!r} clashes with a fixed field ({', '.join(SAMPLE_FIELDS)})")
+        if v.dtype.kind not in "biufUS" or (v.ndim and len(v) != n):
+            raise ValueError(f"extra field {name!r} must be a number, a string or an array of numbers/strings "
+                             f"with {n} rows, got shape {v.shape} and dtype {v.dtype}")
+        out[name] = v
+    return out
+
+
+def write_samples(path: str | os.PathLike, samples, prompts, labels, **extra) -> None:
+    """Writes generated samples with the prompts they were asked for as a compressed ``.npz``,
+    atomically (as :func:`write_result`): the one writer of a samples file.
+
+    Args:
+        path: The ``.npz`` file; its folder is created if missing; an existing file is replaced.
+        samples: ``(n, H, W)`` or ``(n, H, W, 1)``: uint8 pixels, or floats in ``[0, 1]``
+            (stored as ``round(255 x)``). Stored as uint8 ``(n, H, W)``.
+        prompts: ``n`` strings.
+        labels: int ``(n,)`` the intended class per sample (pairs: ``(n, 2)``, left and right).
+        **extra: More fields (numbers, strings, or arrays with ``n`` rows: e.g. the prompt
+            set's ``attribute``, ``bin``, ``held_out``, or a guidance weight).
+
+    Raises:
+        ValueError: A field of the wrong shape, range or dtype (nothing is written).
+        TypeError: ``samples`` neither uint8 nor floats.
+    """
+    import io
+
+    import numpy as np
+
+    fields = _sample_fields(samples, prompts, labels, extra)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **fields)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buf.getvalue())
+
+
+def read_samples(path: str | os.PathLike) -> dict:
+    """Reads a samples file of :func:`write_samples`, checking its fields.
+
+    Returns:
+        ``{"samples": uint8 (n, H, W), "prompts": str (n,), "labels": int (n,) or (n, 2),
+        **extra}``.
+
+    Raises:
+        ValueError: A field missing, or of the wrong shape or dtype.
+    """
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    missing = [k for k in SAMPLE_FIELDS if k not in data]
+    if missing:
+        raise ValueError(f"{os.fspath(path)!r} is not a samples file: fields {missing} missing (it has {sorted(data)})")
+    x = data["samples"]
+    if x.dtype != np.uint8:
+        raise ValueError(f"samples in {os.fspath(path)!r} must be uint8 pixels, got dtype {x.dtype}")
+    extra = {k: v for k, v in data.items() if k not in SAMPLE_FIELDS}
+    return _sample_fields(x, data["prompts"], data["labels"], extra)
