@@ -299,3 +299,76 @@ def similarity_plot(
     if path is not None:
         img.save(path)
     return img
+
+
+#: Colour of the guidance-sweep points (the lines between them are grey).
+SWEEP_POINT = (214, 39, 40)
+
+
+def guidance_sweep_plot(
+    weights,
+    fid,
+    prompt_acc,
+    path: str | os.PathLike | None = None,
+    *,
+    size: tuple[int, int] = (480, 360),
+) -> Image.Image:
+    """FID against prompt accuracy over a classifier-free guidance sweep: one point per weight,
+    labelled ``w=...``, joined in the order given.
+
+    Prompt accuracy runs to the right, FID up. Each axis spans its values padded by 8% of
+    their range on each side (a range of 0 becomes +-0.05 for accuracy, +-5% of the value, at
+    least 0.5, for FID), inside a frame of 62 px on the left, 16 on the right, 26 on top and
+    34 at the bottom; the axis ends are written at the frame's corners. Points are filled
+    circles of radius 4 in :data:`SWEEP_POINT`.
+
+    Args:
+        weights: ``k`` guidance weights.
+        fid: ``k`` FIDs, one per weight.
+        prompt_acc: ``k`` prompt accuracies, one per weight.
+        path: where the PNG is written (``None``: not written).
+        size: the picture's ``(width, height)`` in pixels.
+
+    Returns:
+        The picture.
+
+    Raises:
+        ValueError: lengths differ, are 0, or a value is not finite.
+    """
+    cols = [np.asarray(v, np.float64).reshape(-1) for v in (weights, fid, prompt_acc)]
+    if len({len(c) for c in cols}) != 1 or not len(cols[0]) or not all(np.isfinite(c).all() for c in cols):
+        raise ValueError(f"weights, fid and prompt_acc must be equally long, non-empty and finite, got lengths "
+                         f"{[len(c) for c in cols]}")
+    w, f, a = cols
+    width, height = size
+    left, right, top, bottom = 62, 16, 26, 34
+    if width < left + right + 40 or height < top + bottom + 40:
+        raise ValueError(f"size must leave a plot area of at least 40 x 40 pixels, got {size}")
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = left, top, width - right, height - bottom
+
+    def span(v, flat):
+        lo, hi = float(v.min()), float(v.max())
+        pad = 0.08 * (hi - lo) if hi > lo else flat
+        return lo - pad, hi + pad
+
+    alo, ahi = span(a, 0.05)
+    flo, fhi = span(f, max(0.05 * abs(float(f[0])), 0.5))
+    pts = [(x0 + (u - alo) / (ahi - alo) * (x1 - x0), y1 - (v - flo) / (fhi - flo) * (y1 - y0)) for u, v in zip(a, f)]
+    draw.rectangle([x0, y0, x1, y1], outline=(120, 120, 120))
+    draw.text((x0, 6), "guidance sweep: FID (down is better) vs prompt accuracy", fill=(0, 0, 0))
+    draw.text((2, y0), _fmt(fhi), fill=(80, 80, 80))
+    draw.text((2, y1 - 10), _fmt(flo), fill=(80, 80, 80))
+    draw.text((2, (y0 + y1) // 2), "FID", fill=(0, 0, 0))
+    draw.text((x0, y1 + 4), _fmt(alo), fill=(80, 80, 80))
+    draw.text((x1 - 6 * len(_fmt(ahi)), y1 + 4), _fmt(ahi), fill=(80, 80, 80))
+    draw.text(((x0 + x1) // 2 - 45, y1 + 18), "prompt accuracy", fill=(0, 0, 0))
+    if len(pts) > 1:
+        draw.line(pts, fill=(170, 170, 170), width=1)
+    for (u, v), weight in zip(pts, w):
+        draw.ellipse([(u - 4, v - 4), (u + 4, v + 4)], fill=SWEEP_POINT)
+        draw.text((u + 6, v - 12), f"w={weight:g}", fill=(0, 0, 0))
+    if path is not None:
+        img.save(path)
+    return img
