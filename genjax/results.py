@@ -15,6 +15,11 @@ versions of Python and the libraries the figures depend on. The write is atomic:
 JSON is serialised first (an unserialisable payload raises before anything is
 touched), written to a temporary file in the same folder and renamed over ``path``,
 so a reader never sees a partial file and an error leaves any previous file as it was.
+
+Generated samples that figures are computed from are committed beside their JSON through
+:func:`write_samples` (uint8 ``samples``, ``prompts``, intended ``labels`` and any extra
+per-sample fields, one ``.npz``, written the same atomic way) and read back, checked, by
+:func:`read_samples`.
 """
 
 from __future__ import annotations
@@ -256,7 +261,7 @@ def _sample_fields(samples, prompts, labels, extra: Mapping[str, Any]) -> dict:
     return out
 
 
-def write_samples(path: str | os.PathLike, samples, prompts, labels, **extra) -> None:
+def write_samples(path: str | os.PathLike, samples, prompts, labels, /, **extra) -> None:
     """Writes generated samples with the prompts they were asked for as a compressed ``.npz``,
     atomically (as :func:`write_result`): the one writer of a samples file.
 
@@ -266,8 +271,9 @@ def write_samples(path: str | os.PathLike, samples, prompts, labels, **extra) ->
             (stored as ``round(255 x)``). Stored as uint8 ``(n, H, W)``.
         prompts: ``n`` strings.
         labels: int ``(n,)`` the intended class per sample (pairs: ``(n, 2)``, left and right).
-        **extra: More fields (numbers, strings, or arrays with ``n`` rows: e.g. the prompt
-            set's ``attribute``, ``bin``, ``held_out``, or a guidance weight).
+        **extra: More fields, by keyword (the four above are positional only): numbers,
+            strings, or arrays with ``n`` rows, e.g. a prompt set's ``extra_fields()``
+            (``attribute``, ``bin``, ``held_out``) or the guidance weight.
 
     Raises:
         ValueError: A field of the wrong shape, range or dtype (nothing is written).

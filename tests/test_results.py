@@ -96,3 +96,54 @@ def test_shown_path_is_relative_inside_the_root_and_unchanged_outside(tmp_path):
     (root / "experiments").mkdir(parents=True)
     assert shown_path(root / "experiments" / "x.json", root) == "experiments/x.json"
     assert shown_path(tmp_path / "elsewhere", root) == str(tmp_path / "elsewhere")
+
+
+def test_samples_round_trip_with_extra_fields(tmp_path):
+    import numpy as np
+
+    x = np.linspace(0.0, 1.0, 2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4, 1)
+    path = tmp_path / "sub" / "s.npz"
+    results.write_samples(path, x, ["a 7", "the digit three"], np.array([7, 3]), bin=np.array([-1, 2]), guidance=3.0)
+    got = results.read_samples(path)
+    assert set(got) == {"samples", "prompts", "labels", "bin", "guidance"}
+    assert got["samples"].dtype == np.uint8 and got["samples"].shape == (2, 3, 4)
+    np.testing.assert_array_equal(got["samples"], np.round(x[..., 0] * 255).astype(np.uint8))
+    assert got["samples"][0, 0, 0] == 0 and got["samples"][-1, -1, -1] == 255
+    assert got["prompts"].tolist() == ["a 7", "the digit three"] and got["labels"].tolist() == [7, 3]
+    assert got["bin"].tolist() == [-1, 2] and float(got["guidance"]) == 3.0
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    # uint8 pixels and pair labels are stored as given
+    pixels = np.arange(2 * 2 * 4, dtype=np.uint8).reshape(2, 2, 4)
+    results.write_samples(path, pixels, np.array(["3 and 5", "5 and 3"]), np.array([[3, 5], [5, 3]]))
+    got = results.read_samples(path)
+    np.testing.assert_array_equal(got["samples"], pixels)
+    assert got["labels"].tolist() == [[3, 5], [5, 3]] and set(got) == {"samples", "prompts", "labels"}
+
+
+def test_samples_bad_fields_write_nothing(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "s.npz"
+    x, p, y = np.zeros((2, 3, 3), np.float32), ["a", "b"], np.array([1, 2])
+    cases = [
+        (ValueError, r"samples must have shape \(n, H, W\)", (np.zeros((2, 9)), p, y), {}),
+        (ValueError, r"finite and in \[0, 1\]", (x + 2, p, y), {}),
+        (TypeError, "uint8 pixels or floats", (x.astype(np.int32), p, y), {}),
+        (ValueError, "prompts must be 2 strings", (x, ["a"], y), {}),
+        (ValueError, "prompts must be 2 strings", (x, [1, 2], y), {}),
+        (ValueError, r"labels must be ints of shape \(2,\) or \(2, 2\)", (x, p, np.array([[1, 2, 3]] * 2)), {}),
+        (ValueError, r"labels must be ints", (x, p, np.array([1.0, 2.0])), {}),
+        (ValueError, "extra field 'bin' must be", (x, p, y), {"bin": np.array([1, 2, 3])}),
+        (ValueError, "extra field 'meta' must be", (x, p, y), {"meta": {"a": 1}}),
+        (ValueError, "clashes with a fixed field", (x, p, y), {"samples": np.array([1, 2])}),
+    ]
+    for err, match, args, extra in cases:
+        with pytest.raises(err, match=match):
+            results.write_samples(path, *args, **extra)
+    assert list(tmp_path.iterdir()) == []
+    np.savez(path, samples=x, prompts=np.array(p))  # no labels
+    with pytest.raises(ValueError, match=r"fields \['labels'\] missing"):
+        results.read_samples(path)
+    np.savez(path, samples=x, prompts=np.array(p), labels=y)  # float samples: not what write_samples writes
+    with pytest.raises(ValueError, match="must be uint8 pixels"):
+        results.read_samples(path)

@@ -49,3 +49,36 @@ def test_similarity_plot_writes_a_heat_map_of_the_expected_size(tmp_path):
         viz.similarity_plot(sim, rows[:1], cols, None)
     with pytest.raises(ValueError, match=r"col_images must have shape \(3, H, W\)"):
         viz.similarity_plot(sim, rows, cols, None, col_images=imgs[:2])
+
+
+def test_guidance_sweep_plot_places_points_by_accuracy_and_fid(tmp_path):
+    from PIL import Image
+
+    weights, fid, acc = [0, 3, 8], [10.0, 20.0, 40.0], [0.5, 0.9, 0.95]
+    path = tmp_path / "sweep.png"
+    img = viz.guidance_sweep_plot(weights, fid, acc, path, size=(400, 300))
+    assert Image.open(path).size == img.size == (400, 300)
+    px = np.asarray(img.convert("RGB"))
+    red = np.argwhere((px == viz.SWEEP_POINT).all(-1))  # (row, col) of the point markers
+    # three blobs, told apart by column (accuracy 0.5 far left of 0.9 and 0.95)
+    cols = np.sort(np.unique(red[:, 1]))
+    gaps = np.flatnonzero(np.diff(cols) > 1)
+    assert len(gaps) == 2
+    bounds = [cols[0] - 1, cols[gaps[0]], cols[gaps[1]], cols[-1]]
+    centres = [red[(red[:, 1] > lo) & (red[:, 1] <= hi)].mean(0) for lo, hi in zip(bounds, bounds[1:])]
+    (r0, c0), (r1, c1), (r2, c2) = centres
+    # the documented frame: x from 62 to 384 over acc 0.5 - 0.036 .. 0.95 + 0.036, y from 266 up to 26
+    # over FID 10 - 2.4 .. 40 + 2.4
+    def at(a, f):
+        return (266 - (f - 7.6) / 34.8 * 240, 62 + (a - 0.464) / 0.522 * 322)
+
+    for (r, c), a, f in zip(centres, acc, fid):
+        er, ec = at(a, f)
+        assert abs(r - er) <= 1.0 and abs(c - ec) <= 1.0, ((r, c), (er, ec))
+    assert c0 < c1 < c2 and r0 > r1 > r2  # more accurate to the right, higher FID up
+    one = np.asarray(viz.guidance_sweep_plot([3], [5.0], [0.9], None))  # one point: no range, still drawn
+    assert (one == viz.SWEEP_POINT).all(-1).any()
+    with pytest.raises(ValueError, match="equally long, non-empty and finite"):
+        viz.guidance_sweep_plot([0, 1], [1.0], [0.5, 0.6])
+    with pytest.raises(ValueError, match="equally long, non-empty and finite"):
+        viz.guidance_sweep_plot([0], [float("nan")], [0.5])
