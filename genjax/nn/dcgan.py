@@ -120,10 +120,18 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """``(b, H, W, C) -> (b,)`` logits: stride-2 4x4 convolutions, LeakyReLU(0.2), dense."""
+    """``(b, H, W, C) -> (b,)`` logits: stride-2 4x4 convolutions, LeakyReLU(0.2), dense.
+
+    ``patch=True`` makes it a PatchGAN discriminator (Isola et al., 2017; the latent
+    diffusion autoencoder's): the dense head is replaced by a 1-channel 3x3 convolution,
+    so it gives one logit per patch, ``(b, H / 2^k, W / 2^k)`` for ``k = len(features)``
+    (the receptive field of each is a patch of the image). ``patch=False`` (default) is
+    the DCGAN discriminator, parameter-identical to before the option existed.
+    """
 
     features: Sequence[int] = (64, 128)
     norm: str = "layer"
+    patch: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -131,5 +139,7 @@ class DCGANDiscriminator(nn.Module):
             x = nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME", name=f"conv_{i}")(x)
             norm = make_norm(self.norm, f"norm_{i}") if i > 0 else None
             x = nn.leaky_relu(norm(x) if norm is not None else x, negative_slope=0.2)
+        if self.patch:
+            return nn.Conv(1, (3, 3), padding="SAME", name="out")(x)[..., 0]
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(1, name="out")(x)[:, 0]
