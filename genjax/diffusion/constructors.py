@@ -3,7 +3,7 @@ UNets for ``(H, W, C)`` images."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from genjax import _checks
 from genjax.diffusion import schedules as sch
@@ -12,6 +12,7 @@ from genjax.diffusion.ncsn import NCSN
 from genjax.diffusion.score_sde import ScoreSDE
 from genjax.nn.denoiser import MLPDenoiser
 from genjax.nn.unet import UNet, check_image_size
+from genjax.types import Condition
 
 
 def _discrete_schedule(schedule: str, T: int) -> sch.DiscreteSchedule:
@@ -108,14 +109,20 @@ def ddpm_image(
     p_uncond: float = 0.1,
     default_sampler: str = "ddpm",
     variance: str = "beta",
+    text_encoder: Callable | None = None,
+    text_condition: Condition | None = None,
+    null_tokens: Sequence[int] | None = None,
 ) -> DDPM:
     """DDPM for ``(H, W, C)`` images in [0, 1] with a UNet (H, W divisible by
-    ``2 ** (len(channel_mult) - 1)``)."""
+    ``2 ** (len(channel_mult) - 1)``). With ``text_encoder`` (and ``text_condition``,
+    ``null_tokens``; see :class:`DDPM`) the UNet cross-attends to the caption's token states
+    (``UNet(use_context=True)``): the pixel-space text-to-image model."""
     shape = _image_shape(data_shape, channel_mult)
-    net = UNet(base, tuple(channel_mult), num_res_blocks, num_classes, None, num_heads)
+    net = UNet(base, tuple(channel_mult), num_res_blocks, num_classes, None, num_heads, use_context=text_encoder is not None)
     return DDPM(
         net, shape, _discrete_schedule(schedule, T), num_classes=num_classes, p_uncond=p_uncond,
-        default_sampler=default_sampler, data_range="unit", variance=variance,
+        default_sampler=default_sampler, data_range="unit", variance=variance, text_encoder=text_encoder,
+        text_condition=text_condition, null_tokens=None if null_tokens is None else tuple(null_tokens),
     )
 
 

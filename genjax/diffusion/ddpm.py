@@ -5,7 +5,9 @@ variational bound as ``log_prob``."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from typing import Callable
 import warnings
 
 import flax.linen as nn
@@ -19,6 +21,7 @@ from genjax.diffusion import sampling as smp
 from genjax.diffusion import schedules as sch
 from genjax.diffusion._common import (
     DDPM_SAMPLERS,
+    SDE_SAMPLERS,
     _check_params,
     _check_x,
     _finish,
@@ -39,7 +42,11 @@ from genjax.types import (
     PRNGKeyArray,
     check_cond,
     check_guidance,
+    token_mask,
 )
+
+#: what ``DDPM.sample`` accepts: the chain samplers and, through ``vp_score``, the SDE samplers
+SAMPLERS = DDPM_SAMPLERS + SDE_SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,13 +57,27 @@ class DDPM:
     predicts the noise: ``eps_hat = network(x_t, t, y)``. Training minimises DDPM's
     "simple" loss (``objectives.eps_matching_loss``, ``t ~ U{0..T-1}``).
 
-    Classifier-free guidance (``num_classes`` set; ``condition`` is then class labels):
-    batches are ``{"x": ..., "cond": labels}``; training replaces each label by the null
-    label ``num_classes`` with probability ``p_uncond``; ``sample(..., cond=y,
-    guidance=w)`` uses ``sampling.classifier_free_guidance``, ``(1 + w) eps(x, y) - w
-    eps(x, null)`` (``w = 0`` or ``None``: the plain conditional model), and ``cond=None``
-    the unconditional (null-label) model. (``labels=`` and a batch's ``"y"`` are
-    deprecated aliases of ``cond``.)
+    Conditioning with classifier-free guidance (Ho & Salimans, 2022), on class labels
+    (``num_classes``) or on a token sequence through a frozen text encoder
+    (``text_encoder``; Stable Diffusion's). Either way batches are ``{"x": ..., "cond": c}``;
+    training replaces each example's condition by the *null condition* with probability
+    ``p_uncond`` (:meth:`drop_cond`); ``sample(..., cond=c, guidance=w)`` uses
+    ``sampling.classifier_free_guidance``, ``(1 + w) eps(x, c) - w eps(x, null)`` (``w = 0``
+    or ``None``: the plain conditional model) from one batched network call, and
+    ``cond=None`` the unconditional (null-condition) model. The null condition is the label
+    ``num_classes`` or the empty caption ``null_tokens`` padded with ``pad_id``
+    (:meth:`null_cond`). (``labels=`` and a batch's ``"y"`` are deprecated aliases of ``cond``.)
+
+    Token conditioning: ``text_encoder(tokens (b, L) int32) -> (b, L, D)`` token states (e.g. a
+    trained CLIP's ``text_states`` with its params closed over), frozen (its output goes
+    through ``jax.lax.stop_gradient``); the network is called ``network.apply(params, x, t,
+    None, context=states, context_mask=types.token_mask(condition, tokens))``, so padding never
+    changes the prediction (``nn.UNet(use_context=True)``).
+
+    Sampling: ancestral (``"ddpm"``), DDIM (``"ddim"``) or, with the eps read as a VP-SDE score
+    (:meth:`vp_score`), predictor-corrector (``"pc"``) and the probability-flow ODE (``"ode"``),
+    each under any condition and guidance. :meth:`edit` (image-to-image, SDEdit) and
+    :meth:`inpaint` run the chain samplers from a given image.
 
     ``log_prob`` is minus the discrete variational bound ``objectives.vlb_terms``
     (``log_prob_kind = "vlb"``, a lower bound on log-likelihood, one noise draw per
@@ -67,15 +88,22 @@ class DDPM:
     the discrete bound is the likelihood the DDPM paper reports, so we use it.)
 
     Attributes:
-      network: module ``(x (b, *data_shape), t (b,) float, y (b,) int | None) -> (b, *data_shape)``.
+      network: module ``(x (b, *data_shape), t (b,) float, y (b,) int | None) -> (b, *data_shape)``
+        (with ``text_encoder``: also ``context=``, ``context_mask=`` keywords).
       data_shape: one example's shape, e.g. ``(2,)`` or ``(28, 28, 1)``.
       schedule: the ``T``-step ``DiscreteSchedule``.
       num_classes: label conditioning with classifier-free guidance (``None``: off).
-      p_uncond: label-drop probability in training.
+      p_uncond: condition-drop probability in training.
       default_sampler: ``"ddpm"`` (ancestral, all ``T`` steps) or ``"ddim"``.
       data_range: ``"unit"`` (images in [0, 1]) or ``"identity"``.
       variance: reverse-step variance, ``"beta"`` or ``"posterior"`` (beta-tilde).
       num_levels: grid size of the discretized decoder of the image VLB.
+      text_encoder: token conditioning: frozen ``tokens (b, L) -> states (b, L, D)``
+        (``None``: off; exclusive with ``num_classes``).
+      text_condition: the tokens' ``types.Condition`` (kind ``"tokens"``: vocab_size,
+        max_len, pad_id); required with ``text_encoder``.
+      null_tokens: the empty caption's tokens, e.g. ``(bos, eos)``; required with
+        ``text_encoder``.
     """
 
     network: nn.Module
@@ -87,6 +115,9 @@ class DDPM:
     data_range: str = "identity"
     variance: str = "beta"
     num_levels: int = 256
+    text_encoder: Callable[[Array], Array] | None = dataclasses.field(default=None, repr=False)
+    text_condition: Condition | None = None
+    null_tokens: tuple[int, ...] | None = None
 
     log_prob_kind = "vlb"
 
@@ -101,6 +132,32 @@ class DDPM:
         _checks.one_of("default_sampler", self.default_sampler, DDPM_SAMPLERS)
         _checks.one_of("variance", self.variance, ("beta", "posterior"))
         _checks.positive_int("num_levels", self.num_levels)
+        if (self.text_encoder, self.text_condition, self.null_tokens) != (None, None, None):
+            self._check_text()
+
+    def _check_text(self) -> None:
+        if self.text_encoder is None:
+            raise ValueError("text_condition and null_tokens need a text_encoder (tokens (b, L) -> states (b, L, D))")
+        if not callable(self.text_encoder):
+            raise TypeError(f"text_encoder must be callable (tokens -> states), got {type(self.text_encoder).__name__}")
+        if self.num_classes is not None:
+            raise ValueError("num_classes and text_encoder are exclusive: a DDPM is conditioned on labels or on tokens")
+        c = self.text_condition
+        if not isinstance(c, Condition) or c.kind != "tokens":
+            raise ValueError(
+                "text_condition must be a types.Condition(kind='tokens', vocab_size=..., max_len=..., pad_id=...) "
+                f"when text_encoder is set, got {c!r}"
+            )
+        null = self.null_tokens
+        ok = isinstance(null, (tuple, list)) and len(null) > 0 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < c.vocab_size for v in null
+        )
+        if not ok or (c.max_len is not None and len(null) > c.max_len) or all(v == c.pad_id for v in null):
+            raise ValueError(
+                f"null_tokens must be the empty caption's tokens, e.g. (bos, eos): 1 to {c.max_len or 'max_len'} ints in "
+                f"[0, {c.vocab_size}), not all pad_id={c.pad_id}, got {null!r}"
+            )
+        object.__setattr__(self, "null_tokens", tuple(int(v) for v in null))
 
     @property
     def num_steps(self) -> int:
@@ -109,107 +166,169 @@ class DDPM:
 
     @property
     def condition(self) -> Condition:
-        """Class labels in ``[0, num_classes)`` for a conditional model, else none."""
+        """``text_condition`` (tokens), class labels in ``[0, num_classes)``, or none."""
+        if self.text_encoder is not None:
+            return self.text_condition
         return NO_CONDITION if self.num_classes is None else Condition("labels", num_classes=self.num_classes)
 
     @property
     def null_label(self) -> int | None:
-        """The unconditional label ``num_classes`` (``None`` for an unconditional model)."""
+        """The unconditional label ``num_classes`` (``None`` for a model without labels)."""
         return self.num_classes
+
+    # ------------------------------------------------------------------ the null condition
+    def null_cond(self, num: int, length: int | None = None) -> Array | None:
+        """The null condition of ``num`` examples: ``(num,)`` null labels ``num_classes``, or
+        ``(num, length)`` tokens (``null_tokens`` padded with ``pad_id``; ``length`` default
+        ``len(null_tokens)``); ``None`` for an unconditional model."""
+        kind = self.condition.kind
+        if kind == "labels":
+            return jnp.full((num,), self.num_classes, jnp.int32)
+        if kind != "tokens":
+            return None
+        length = len(self.null_tokens) if length is None else length
+        row = np.full((length,), self.condition.pad_id, np.int32)
+        row[: len(self.null_tokens)] = self.null_tokens
+        return jnp.broadcast_to(jnp.asarray(row), (num, length))
+
+    def _with_null(self, cond: Array) -> tuple[Array, Array]:
+        """``(cond, null)`` of one shape, for a batched call or a ``where``: tokens are padded
+        with ``pad_id`` to the longer of the caption and ``null_tokens``."""
+        b = cond.shape[0]
+        if self.condition.kind != "tokens":
+            return cond, self.null_cond(b)
+        length = max(cond.shape[1], len(self.null_tokens))
+        cond = jnp.pad(cond, ((0, 0), (0, length - cond.shape[1])), constant_values=self.condition.pad_id)
+        return cond, self.null_cond(b, length)
+
+    def drop_cond(self, key: PRNGKeyArray, cond: Array) -> Array:
+        """Replaces each example's condition (labels ``(b,)`` or tokens ``(b, L)``) by the null
+        condition with probability ``p_uncond`` (caption dropout)."""
+        b = cond.shape[0]
+        drop = jax.random.bernoulli(key, self.p_uncond, (b,))
+        cond, null = self._with_null(cond)
+        return jnp.where(drop.reshape((b,) + (1,) * (cond.ndim - 1)), null, cond).astype(jnp.int32)
+
+    def drop_labels(self, key: PRNGKeyArray, y: Array) -> Array:
+        """Replaces each label by the null label with probability ``p_uncond``, ``(b,)``
+        (:meth:`drop_cond` for labels)."""
+        return self.drop_cond(key, y)
 
     # ------------------------------------------------------------------ checks
     def check_batch(self, batch: Batch, *, name: str = "x") -> None:
         """Raises ``ValueError`` on data of the wrong shape/dtype, non-finite values,
-        ``"unit"`` data outside [0, 1], or (conditional model) missing / out-of-range labels."""
+        ``"unit"`` data outside [0, 1], or (conditional model) a missing / bad condition."""
         x = _check_x(self, batch, name)
-        self._batch_labels(batch, x.shape[0], name)
+        self._batch_cond(batch, x.shape[0], name)
 
-    def _batch_labels(self, batch: Batch, b: int, name: str) -> Array | None:
-        if self.num_classes is None:
-            return None  # labels in the batch are ignored by an unconditional model
-        key = "cond" if isinstance(batch, dict) and "cond" in batch else "y"  # "y": deprecated alias
+    def _batch_cond(self, batch: Batch, b: int, name: str, *, required: bool = True) -> Array | None:
+        kind = self.condition.kind
+        if kind == "none":
+            return None  # a condition in the batch is rejected by _check_x
+        key = "cond" if kind == "tokens" or (isinstance(batch, dict) and "cond" in batch) else "y"  # "y": deprecated
         if not isinstance(batch, dict) or key not in batch:
-            raise ValueError(
-                f"{name}: a class-conditional DDPM (num_classes={self.num_classes}) needs a dict batch "
-                "{'x': ..., 'cond': labels}"
-            )
+            if not required:
+                return None
+            what = f"class-conditional DDPM (num_classes={self.num_classes})" if kind == "labels" else "text-conditional DDPM"
+            raise ValueError(f"{name}: a {what} needs a dict batch {{'x': ..., 'cond': {self.condition.describe('batch')}}}")
         return check_cond(self.condition, batch[key], b, name=f"{name}[{key!r}]")
 
     def _cond(self, cond, labels, num: int) -> Array | None:
-        """The labels of a call: ``cond`` (checked by ``types.check_cond``) or the deprecated
-        ``labels`` (which also accepts the null label); ``None``: null labels."""
+        """The condition of a call: ``cond`` (checked by ``types.check_cond``) or the deprecated
+        ``labels`` (which also accepts the null label); ``None``: the null condition."""
         if labels is None:
-            if cond is None:
-                return None if self.num_classes is None else jnp.full((num,), self.num_classes, jnp.int32)
-            return check_cond(self.condition, cond, num)
+            return self.null_cond(num) if cond is None else check_cond(self.condition, cond, num)
         if cond is not None:
             raise ValueError("give cond or its deprecated alias labels, not both")
         warnings.warn("labels= is deprecated; use cond=", DeprecationWarning, stacklevel=3)
-        return self._labels(labels, num)
-
-    def _labels(self, labels, num: int) -> Array | None:
-        if labels is None:
-            return None if self.num_classes is None else jnp.full((num,), self.num_classes, jnp.int32)
-        if self.num_classes is None:
-            raise ValueError("labels given, but the model is unconditional (num_classes=None)")
+        if self.condition.kind != "labels":
+            raise ValueError(f"labels given, but the model is not class-conditional (condition kind {self.condition.kind!r})")
         if np.ndim(labels) == 0:
             labels = jnp.full((num,), labels, jnp.int32)
         check_labels(labels, num, self.num_classes, name="labels", allow_null=True)
         return jnp.asarray(labels, jnp.int32)
 
     # ------------------------------------------------------------------ networks
+    def _call_network(self, fn, x: Array, t: Array, y: Array | None):
+        """``fn(x, t, y)``, or for a text-conditional model ``fn(x, t, None, context=states,
+        context_mask=mask)`` with the frozen encoder's states of ``y`` (``None``: null tokens)."""
+        if self.condition.kind != "tokens":
+            return fn(x, t, y)
+        tokens = self.null_cond(x.shape[0]) if y is None else y
+        states = jax.lax.stop_gradient(self.text_encoder(tokens))
+        return fn(x, t, None, context=states, context_mask=token_mask(self.condition, tokens))
+
     def eps(self, params: Params, x: Array, t: Array, y: Array | None = None) -> Array:
-        """Network noise prediction in model space: ``x (b, *d)``, ``t (b,)`` int -> ``(b, *d)``."""
-        return self.network.apply(params, x, jnp.asarray(t, jnp.float32), y)
+        """Network noise prediction in model space: ``x (b, *d)``, ``t (b,)`` -> ``(b, *d)``;
+        ``y``: labels ``(b,)`` or tokens ``(b, L)`` (``None``: the null condition)."""
+        return self._call_network(functools.partial(self.network.apply, params), x, jnp.asarray(t, jnp.float32), y)
 
     def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
-        """The sampler's ``eps_fn(x, t_int)``, closing over params, labels and guidance.
+        """The sampler's ``eps_fn(x, t)``, closing over params, the condition and guidance.
 
-        ``cond``: labels ``(b,)`` (or ``None`` for the null label on a conditional model;
+        ``cond``: labels ``(b,)`` or tokens ``(b, L)``, checked (``None``: the null condition;
         ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
-        number 0 both the conditional and the null-label predictions are made (one batched
-        call) and combined by ``sampling.classifier_free_guidance``.
+        number 0 both the conditional and the null-condition predictions are made (one
+        batched call on ``[cond; null]``) and combined by ``sampling.classifier_free_guidance``.
         """
-        labels = cond if labels is None else labels
+        cond = cond if labels is None else labels
         guidance = 0.0 if guidance is None else guidance
         static_zero = isinstance(guidance, (int, float)) and guidance == 0
-        if labels is None or static_zero:
-            return lambda x, t: self.eps(params, x, t, labels)
+        if cond is None or static_zero:
+            return lambda x, t: self.eps(params, x, t, cond)
+        both = jnp.concatenate(self._with_null(cond))
 
         def guided(x, t):
             b = x.shape[0]
-            null = jnp.full((b,), self.num_classes, jnp.int32)
-            out = self.eps(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), jnp.concatenate([labels, null]))
+            out = self.eps(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
             return smp.classifier_free_guidance(out[:b], out[b:], guidance)
 
         return guided
-
-    def drop_labels(self, key: PRNGKeyArray, y: Array) -> Array:
-        """Replaces each label by the null label with probability ``p_uncond``, ``(b,)``."""
-        drop = jax.random.bernoulli(key, self.p_uncond, np.shape(y))
-        return jnp.where(drop, self.num_classes, y).astype(jnp.int32)
 
     # ------------------------------------------------------------------ model API
     def init(self, key: PRNGKeyArray, batch: Batch) -> Params:
         """Network parameters from an example batch."""
         x = _check_x(self, batch, "batch")
         b = x.shape[0]
-        y = None if self.num_classes is None else jnp.zeros((b,), jnp.int32)
-        return self.network.init(key, jnp.asarray(x, jnp.float32), jnp.zeros((b,), jnp.float32), y)
+        y = self._batch_cond(batch, b, "batch", required=False)
+        if y is None and self.condition.kind == "labels":
+            y = jnp.zeros((b,), jnp.int32)
+        return self._call_network(
+            functools.partial(self.network.init, key), jnp.asarray(x, jnp.float32), jnp.zeros((b,), jnp.float32), y
+        )
 
     def loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
         """Mean eps-matching loss (per-dimension squared error) and ``{"loss", "eps_mse"}``."""
         x = _check_x(self, batch, "batch")
-        y = self._batch_labels(batch, x.shape[0], "batch")
+        y = self._batch_cond(batch, x.shape[0], "batch")
         _check_params(self, params)
         k_drop, k_loss = jax.random.split(key)
         if y is not None:
-            y = self.drop_labels(k_drop, y)
+            y = self.drop_cond(k_drop, y)
         per_example, metrics = obj.eps_matching_loss(
             k_loss, lambda xt, t: self.eps(params, xt, t, y), _to_model(self, x), schedule=self.schedule
         )
         loss = jnp.mean(per_example)
         return loss, {"loss": loss, **metrics}
+
+    def _sampler(self, sampler, steps, allowed=SAMPLERS) -> tuple[str, int]:
+        """The sampler (default ``default_sampler``) and its number of steps, checked."""
+        sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, allowed)
+        T = self.num_steps
+        steps = _steps(steps, {"ddpm": T, "ddim": min(T, 50), "pc": T, "ode": min(T, 100)}[sampler])
+        if sampler == "ddpm" and steps != T:
+            raise ValueError(f"the 'ddpm' sampler runs all T={T} steps, got steps={steps}; use sampler='ddim'")
+        if sampler == "ddim" and steps > T:
+            raise ValueError(f"steps must be <= T={T} for DDIM, got steps={steps}")
+        return sampler, steps
+
+    def _cond_and_guidance(self, params, num: int, cond, guidance, labels=None):
+        """Checks params, then the condition of ``num`` examples (``None``: null) and ``guidance``."""
+        _check_params(self, params)
+        y = self._cond(cond, labels, num)
+        if labels is None:
+            guidance = check_guidance(guidance, self.condition, cond)
+        return y, guidance
 
     def sample(
         self,
@@ -229,10 +348,14 @@ class DDPM:
 
         Args:
           sampler: ``"ddpm"`` (ancestral, all ``T`` steps; ``steps`` must be ``None`` or
-            ``T``) or ``"ddim"`` (``steps <= T`` evenly spaced steps, default
-            ``min(T, 50)``, stochasticity ``eta``); default ``default_sampler``.
-          cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int (conditional
-            model, ``condition``); ``None``: the unconditional (null-label) model.
+            ``T``), ``"ddim"`` (``steps <= T`` evenly spaced steps, default ``min(T, 50)``,
+            stochasticity ``eta``), ``"pc"`` (predictor-corrector on :meth:`vp_score`,
+            ``steps`` predictor steps, default ``T``, one Langevin corrector step each) or
+            ``"ode"`` (probability-flow ODE on :meth:`vp_score`, ``steps`` RK4 steps, default
+            ``min(T, 100)``); the SDE samplers end at ``t = 1 / T``, the chain's step 0 (noise
+            std ``sqrt(beta_1)``). Default ``default_sampler``.
+          cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int, or tokens
+            ``(num, L)`` (as ``condition`` says); ``None``: the unconditional (null) model.
           guidance: classifier-free guidance weight ``w >= 0`` (``None`` or 0: plain
             conditional); needs ``cond``.
           labels: deprecated alias of ``cond`` (also takes the null label ``num_classes``).
@@ -242,24 +365,20 @@ class DDPM:
         Raises:
           ValueError: unknown sampler, ``steps > T``, a bad ``cond`` or ``guidance``.
         """
-        sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, DDPM_SAMPLERS)
+        sampler, steps = self._sampler(sampler, steps)
         shape = _sample_shape(self, num)
-        T = self.num_steps
-        steps = _steps(steps, T if sampler == "ddpm" else min(T, 50))
-        if sampler == "ddpm" and steps != T:
-            raise ValueError(f"the 'ddpm' sampler runs all T={T} steps, got steps={steps}; use sampler='ddim'")
-        if steps > T:
-            raise ValueError(f"steps must be <= T={T} for DDIM, got steps={steps}")
-        _check_params(self, params)
-        y = self._cond(cond, labels, shape[0])
-        if labels is None:
-            guidance = check_guidance(guidance, self.condition, cond)
+        y, guidance = self._cond_and_guidance(params, shape[0], cond, guidance, labels)
+        if sampler in SDE_SAMPLERS:
+            score_fn, sde = self.vp_score(params, cond=y, guidance=guidance)
+            run = smp.pc_sample if sampler == "pc" else smp.ode_sample
+            out = run(key, score_fn, shape, sde=sde, num_steps=steps, eps=1.0 / self.num_steps,
+                      return_trajectory=return_trajectory)
+            return _finish(self, out, return_trajectory)
         eps_fn = self.eps_fn(params, cond=y, guidance=guidance)
-        clip = (-1.0, 1.0) if self.data_range == "unit" else None
         if sampler == "ddpm":
             out = smp.ddpm_sample(
                 key, eps_fn, shape, schedule=self.schedule, variance=self.variance,
-                clip_denoised=clip, return_trajectory=return_trajectory,
+                clip_denoised=self._clip, return_trajectory=return_trajectory,
             )
         else:
             out = smp.ddim_sample(
@@ -267,6 +386,97 @@ class DDPM:
                 return_trajectory=return_trajectory,
             )
         return _finish(self, out, return_trajectory)
+
+    @property
+    def _clip(self) -> tuple[float, float] | None:
+        """The ancestral sampler's bound on ``x0_hat``: ``(-1, 1)`` for images."""
+        return (-1.0, 1.0) if self.data_range == "unit" else None
+
+    # ------------------------------------------------------------------ editing
+    def edit(
+        self,
+        params: Params,
+        key: PRNGKeyArray,
+        x0: Array,
+        *,
+        strength: float,
+        cond: Array | int | None = None,
+        guidance=None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float = 0.0,
+    ) -> Array:
+        """Image-to-image (SDEdit; Stable Diffusion's img2img) in the data range.
+
+        ``x0`` is noised (``q_sample``) to the index where the last ``round(strength * n)``
+        of the sampler's ``n`` steps begin, and those steps run under ``cond`` / ``guidance``
+        (``sampling.edit_sample``). ``strength = 0`` returns ``x0`` itself (no step);
+        ``strength = 1`` runs every step from ``x0`` noised to the top index.
+
+        Args:
+          x0: ``(b, *data_shape)`` images in the data range.
+          strength: a number in ``[0, 1]``.
+          cond, guidance: as in :meth:`sample`, for ``b`` examples.
+          sampler: ``"ddpm"`` or ``"ddim"`` (default ``default_sampler``); steps, eta: as in
+            :meth:`sample`.
+
+        Returns:
+          ``(b, *data_shape)`` edited images in the data range.
+
+        Raises:
+          ValueError: bad ``x0``, ``strength`` outside ``[0, 1]``, a sampler other than
+            ``"ddpm"``/``"ddim"``, a bad ``cond`` or ``guidance``.
+        """
+        x0 = _check_x(self, x0, "x0")
+        sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
+        k = smp.edit_steps(strength, steps)
+        y, guidance = self._cond_and_guidance(params, x0.shape[0], cond, guidance)
+        if k == 0:
+            return jnp.asarray(x0)
+        out = smp.edit_sample(
+            key, self.eps_fn(params, cond=y, guidance=guidance), _to_model(self, x0), schedule=self.schedule,
+            strength=strength, sampler=sampler, num_steps=steps, eta=eta, variance=self.variance, clip_denoised=self._clip,
+        )
+        return _to_data(self, out)
+
+    def inpaint(
+        self,
+        params: Params,
+        key: PRNGKeyArray,
+        x0: Array,
+        mask: Array,
+        *,
+        cond: Array | int | None = None,
+        guidance=None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float = 0.0,
+    ) -> Array:
+        """Inpainting in the data range: the known region (``mask`` True) of ``x0`` is kept
+        exactly, the rest is sampled to fit it (``sampling.inpaint_sample``: the known region
+        replaced by ``q_sample(x0, t)`` after each step, RePaint without resampling).
+
+        Args:
+          x0: ``(b, *data_shape)`` images in the data range.
+          mask: bool or 0/1, broadcastable to ``x0``; True: known.
+          cond, guidance, sampler, steps, eta: as in :meth:`edit`.
+
+        Returns:
+          ``(b, *data_shape)`` images equal to ``x0`` (bit for bit) where ``mask``.
+
+        Raises:
+          ValueError: bad ``x0`` or ``mask``, a sampler other than ``"ddpm"``/``"ddim"``, a
+            bad ``cond`` or ``guidance``.
+        """
+        x0 = jnp.asarray(_check_x(self, x0, "x0"))
+        mask = smp.check_mask(mask, x0.shape)
+        sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
+        y, guidance = self._cond_and_guidance(params, x0.shape[0], cond, guidance)
+        out = smp.inpaint_sample(
+            key, self.eps_fn(params, cond=y, guidance=guidance), _to_model(self, x0), mask, schedule=self.schedule,
+            sampler=sampler, num_steps=steps, eta=eta, variance=self.variance, clip_denoised=self._clip,
+        )
+        return jnp.where(mask, x0, _to_data(self, out))
 
     def vlb(
         self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
@@ -298,24 +508,31 @@ class DDPM:
         """The VLB in bits per dimension, ``total / (D ln 2)``, ``(b,)``."""
         return self.vlb(params, key, x, cond=cond, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
 
-    def vp_score(self, params: Params):
-        """The eps network read as a VP-SDE score in model space: ``(score_fn, sde)``.
+    def vp_score(self, params: Params, *, cond: Array | None = None, guidance=None):
+        """The (guided) eps read as a VP-SDE score in model space: ``(score_fn, sde)``.
 
         ``sde = schedules.DiscreteVPSDE.from_schedule(schedule)``: the VP-SDE whose marginals
         at ``t = (i + 1) / T`` are the chain's at step index ``i`` (exactly, for any ``T``);
-        ``score(x, t) = -eps(x, T t - 1) / std(t)``. Gives the DDPM a probability-flow ODE
+        ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``eps`` the :meth:`eps_fn` of ``cond``
+        (an array for the ``b`` examples the score is called on; ``None``: the null condition)
+        and ``guidance``. Gives the DDPM a probability-flow ODE
         likelihood (``likelihood.ode_log_prob(key, score_fn, x, sde=sde)``) and PC / ODE
         sampling, an estimate for a model that never saw continuous times.
 
         (Until issue 17 this read the chain as the linear ``VPSDE(T beta_1, T beta_T)``,
         whose marginal std is off by 41% at ``T = 100`` and 22% at ``T = 200``.)
         """
+        if cond is not None:
+            if np.ndim(cond) == 0:
+                raise ValueError(f"cond must be {self.condition.describe('b')} without the one-int form: vp_score has no batch size")
+            cond = check_cond(self.condition, cond, int(np.shape(cond)[0]))
+        eps_fn = self.eps_fn(params, cond=cond, guidance=guidance)
         sde = sch.DiscreteVPSDE.from_schedule(self.schedule)
         T = sde.num_steps
 
         def score(x, t):
             _, std = sde.marginal(t)
-            return -self.eps(params, x, T * t - 1.0) / std.reshape((-1,) + (1,) * (x.ndim - 1))
+            return -eps_fn(x, T * t - 1.0) / std.reshape((-1,) + (1,) * (x.ndim - 1))
 
         return score, sde
 

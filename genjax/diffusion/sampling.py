@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import _checks
-from genjax.diffusion.objectives import VARIANCES, model_log_variance, p_mean, predict_x0
+from genjax.diffusion.objectives import VARIANCES, model_log_variance, p_mean, predict_x0, q_sample
 from genjax.diffusion.schedules import SDE, VESDE, DiscreteSchedule, SubVPSDE, VPSDE, _bcast, check_data, check_sigmas
 from genjax.types import Array, PRNGKeyArray
 
@@ -71,6 +71,83 @@ def classifier_free_guidance(eps_cond: Array, eps_uncond: Array, guidance) -> Ar
     return (1.0 + guidance) * eps_cond - guidance * eps_uncond
 
 
+def _check_clip(clip_denoised) -> tuple[float, float] | None:
+    if clip_denoised is None:
+        return None
+    if len(tuple(clip_denoised)) != 2 or not float(clip_denoised[0]) < float(clip_denoised[1]):
+        raise ValueError(f"clip_denoised must be None or a pair (lo, hi) with lo < hi, got {clip_denoised!r}")
+    return float(clip_denoised[0]), float(clip_denoised[1])
+
+
+def _check_eta(eta) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0 (a Python number: it is static), got {eta!r}")
+    return float(eta)
+
+
+# A chain sampler is a descending sequence of steps ``t -> t_prev`` (``t_prev = -1``: the clean
+# data) and an update ``x_prev = update(x, eps, t, t_prev, key)``; DDPM, DDIM, image-to-image
+# and inpainting all run :func:`_run_chain` and differ only in the grid, the update and the start.
+def _ddpm_update(schedule: DiscreteSchedule, variance: str, clip_denoised):
+    """Ancestral step ``t -> t - 1``: the posterior mean at ``x0_hat`` plus ``sigma_t z`` (none at ``t = 0``)."""
+    log_var = model_log_variance(schedule, variance)
+
+    def update(x, eps, t_scalar, t_prev, k):
+        t = jnp.full((x.shape[0],), t_scalar, jnp.int32)
+        mean = p_mean(schedule, x, t, eps, clip=clip_denoised)
+        std = jnp.where(t_scalar > 0, jnp.exp(0.5 * log_var[t_scalar]), 0.0)
+        return mean + std * jax.random.normal(k, x.shape, x.dtype)
+
+    return update
+
+
+def _ddim_update(schedule: DiscreteSchedule, eta: float):
+    """DDIM step ``t -> t_prev`` with stochasticity ``eta`` (see :func:`ddim_sample`)."""
+    abar = _abar_ext(schedule)
+
+    def update(x, eps, t_scalar, t_prev, k):
+        t = jnp.full((x.shape[0],), t_scalar, jnp.int32)
+        a_t, a_p = abar[t_scalar], abar[t_prev]
+        x0_hat = predict_x0(schedule, x, t, eps)
+        sigma = eta * jnp.sqrt((1.0 - a_p) / (1.0 - a_t) * (1.0 - a_t / a_p))
+        dir_coef = jnp.sqrt(jnp.maximum(1.0 - a_p - sigma**2, 0.0))
+        x = jnp.sqrt(a_p) * x0_hat + dir_coef * eps
+        if eta > 0:
+            x = x + sigma * jax.random.normal(k, x.shape, x.dtype)
+        return x
+
+    return update
+
+
+def _run_chain(eps_fn: EpsFn, update, x_start: Array, ts, prevs, keys, *, known=None, return_trajectory=False):
+    """``lax.scan`` of ``x <- update(x, eps_fn(x, t), t, t_prev, k)`` over the descending ``ts``
+    (``prevs`` the next index, ``-1`` last). ``known(x, t_prev, k)``, if given, is applied after
+    each step (inpainting) with a key of its own."""
+    b = x_start.shape[0]
+
+    def step(x, inp):
+        t_scalar, t_prev, k = inp
+        if known is not None:
+            k, k_known = jax.random.split(k)
+        eps = eps_fn(x, jnp.full((b,), t_scalar, jnp.int32))
+        _check_out("eps_fn", eps, x)
+        x = update(x, eps, t_scalar, t_prev, k)
+        if known is not None:
+            x = known(x, t_prev, k_known)
+        return x, (x if return_trajectory else None)
+
+    xs = (jnp.asarray(ts, jnp.int32), jnp.asarray(prevs, jnp.int32), keys)
+    x, frames = jax.lax.scan(step, x_start, xs)
+    return _finish(x, frames, x_start, return_trajectory)
+
+
+def _check_start(name: str, x, shape) -> Array:
+    if tuple(np.shape(x)) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(np.shape(x))}")
+    check_data(name, x)
+    return jnp.asarray(x, jnp.float32)
+
+
 def ddpm_sample(
     key: PRNGKeyArray,
     eps_fn: EpsFn,
@@ -79,6 +156,7 @@ def ddpm_sample(
     schedule: DiscreteSchedule,
     variance: str = "beta",
     clip_denoised: tuple[float, float] | None = None,
+    x_T: Array | None = None,
     return_trajectory: bool = False,
 ):
     """Ancestral DDPM sampling over all ``T`` steps.
@@ -95,6 +173,7 @@ def ddpm_sample(
       schedule: the discrete schedule.
       variance: ``"beta"`` or ``"posterior"``.
       clip_denoised: ``None`` or ``(lo, hi)`` bounds for ``x0_hat`` (e.g. ``(-1, 1)``).
+      x_T: optional ``(b, *d)`` start at index ``T - 1`` (default ``N(0, I)``).
       return_trajectory: also return the ``(T + 1, b, *d)`` states, start first.
 
     Returns:
@@ -102,30 +181,15 @@ def ddpm_sample(
     """
     shape = _check_shape(shape)
     _checks.one_of("variance", variance, VARIANCES)
-    if clip_denoised is not None:
-        if len(tuple(clip_denoised)) != 2 or not float(clip_denoised[0]) < float(clip_denoised[1]):
-            raise ValueError(f"clip_denoised must be None or a pair (lo, hi) with lo < hi, got {clip_denoised!r}")
-        clip_denoised = (float(clip_denoised[0]), float(clip_denoised[1]))
+    clip_denoised = _check_clip(clip_denoised)
     T = schedule.num_steps
-    b = shape[0]
-    log_var = model_log_variance(schedule, variance)
     key_init, key_steps = jax.random.split(key)
-    x_start = jax.random.normal(key_init, shape, jnp.float32)
-
-    def step(x, inp):
-        t_scalar, k = inp
-        t = jnp.full((b,), t_scalar, jnp.int32)
-        eps = eps_fn(x, t)
-        _check_out("eps_fn", eps, x)
-        mean = p_mean(schedule, x, t, eps, clip=clip_denoised)
-        noise = jax.random.normal(k, shape, x.dtype)
-        std = jnp.where(t_scalar > 0, jnp.exp(0.5 * log_var[t_scalar]), 0.0)
-        x = mean + std * noise
-        return x, (x if return_trajectory else None)
-
-    ts = jnp.arange(T - 1, -1, -1, dtype=jnp.int32)
-    x, frames = jax.lax.scan(step, x_start, (ts, jax.random.split(key_steps, T)))
-    return _finish(x, frames, x_start, return_trajectory)
+    x_start = jax.random.normal(key_init, shape, jnp.float32) if x_T is None else _check_start("x_T", x_T, shape)
+    ts = np.arange(T - 1, -1, -1)
+    return _run_chain(
+        eps_fn, _ddpm_update(schedule, variance, clip_denoised), x_start, ts, ts - 1,
+        jax.random.split(key_steps, T), return_trajectory=return_trajectory,
+    )
 
 
 def ddim_timesteps(num_steps_total: int, num_steps: int) -> np.ndarray:
@@ -185,46 +249,180 @@ def ddim_sample(
     """
     shape = _check_shape(shape)
     num_steps = _check_ddim_steps(schedule, num_steps)
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"eta must be a finite number >= 0 (a Python number: it is static), got {eta!r}")
-    eta = float(eta)
-    b = shape[0]
+    eta = _check_eta(eta)
     if key is None:  # allowed when nothing is random
         if x_T is None or eta > 0:
             raise ValueError("key may be None only when x_T is given and eta = 0 (deterministic DDIM)")
         key = jax.random.PRNGKey(0)  # unused
     key_init, key_steps = jax.random.split(key)
-    if x_T is None:
-        x_T = jax.random.normal(key_init, shape, jnp.float32)
-    elif tuple(np.shape(x_T)) != shape:
-        raise ValueError(f"x_T must have shape {shape}, got {tuple(np.shape(x_T))}")
-    else:
-        check_data("x_T", x_T)
+    x_start = jax.random.normal(key_init, shape, jnp.float32) if x_T is None else _check_start("x_T", x_T, shape)
     taus = ddim_timesteps(schedule.num_steps, num_steps)
     prev = np.concatenate([[-1], taus[:-1]])
-    abar = _abar_ext(schedule)
-
-    def step(x, inp):
-        t_scalar, t_prev, k = inp
-        t = jnp.full((b,), t_scalar, jnp.int32)
-        eps = eps_fn(x, t)
-        _check_out("eps_fn", eps, x)
-        a_t, a_p = abar[t_scalar], abar[t_prev]
-        x0_hat = predict_x0(schedule, x, t, eps)
-        sigma = eta * jnp.sqrt((1.0 - a_p) / (1.0 - a_t) * (1.0 - a_t / a_p))
-        dir_coef = jnp.sqrt(jnp.maximum(1.0 - a_p - sigma**2, 0.0))
-        x = jnp.sqrt(a_p) * x0_hat + dir_coef * eps
-        if eta > 0:
-            x = x + sigma * jax.random.normal(k, shape, x.dtype)
-        return x, (x if return_trajectory else None)
-
-    xs = (
-        jnp.asarray(taus[::-1], jnp.int32),
-        jnp.asarray(prev[::-1], jnp.int32),
-        jax.random.split(key_steps, num_steps),
+    return _run_chain(
+        eps_fn, _ddim_update(schedule, eta), x_start, taus[::-1], prev[::-1],
+        jax.random.split(key_steps, num_steps), return_trajectory=return_trajectory,
     )
-    x, frames = jax.lax.scan(step, jnp.asarray(x_T, jnp.float32), xs)
-    return _finish(x, frames, jnp.asarray(x_T, jnp.float32), return_trajectory)
+
+
+# ---------------------------------------------------------------------- editing
+CHAIN_SAMPLERS = ("ddpm", "ddim")
+
+
+def chain_grid(schedule: DiscreteSchedule, sampler: str, num_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The steps ``t -> t_prev`` of a chain sampler, in the order they run (``t`` descending).
+
+    ``"ddpm"``: all ``T`` indices (``num_steps`` must be ``None`` or ``T``); ``"ddim"``: the
+    ``num_steps`` indices of :func:`ddim_timesteps`. ``t_prev = -1`` is the clean data.
+
+    Returns:
+      ``(ts, prevs)``, two ``(n,)`` int arrays.
+    """
+    _checks.one_of("sampler", sampler, CHAIN_SAMPLERS)
+    T = schedule.num_steps
+    if sampler == "ddpm":
+        if num_steps is not None and _checks.positive_int("num_steps", num_steps) != T:
+            raise ValueError(f"the 'ddpm' sampler runs all T={T} steps, got num_steps={num_steps}; use sampler='ddim'")
+        taus = np.arange(T)
+    else:
+        if num_steps is None:
+            raise ValueError("num_steps is required for sampler='ddim'")
+        taus = ddim_timesteps(T, _check_ddim_steps(schedule, num_steps))
+    prevs = np.concatenate([[-1], taus[:-1]])
+    return taus[::-1].copy(), prevs[::-1].copy()
+
+
+def _chain_update(schedule, sampler, *, eta, variance, clip_denoised):
+    if sampler == "ddpm":
+        _checks.one_of("variance", variance, VARIANCES)
+        return _ddpm_update(schedule, variance, _check_clip(clip_denoised))
+    return _ddim_update(schedule, _check_eta(eta))
+
+
+def _noise_to(key: PRNGKeyArray, x0: Array, t_scalar, schedule: DiscreteSchedule) -> Array:
+    """``q_sample(x0, t)`` at one index for the whole batch; ``t = -1`` gives ``x0`` itself."""
+    t = jnp.full((x0.shape[0],), jnp.maximum(t_scalar, 0), jnp.int32)
+    return jnp.where(t_scalar < 0, x0, q_sample(key, x0, t, schedule)[0])
+
+
+def edit_steps(strength, n: int) -> int:
+    """How many of a sampler's ``n`` steps image-to-image runs: ``round(strength * n)``
+    (Python's round); ``strength`` a number in ``[0, 1]``."""
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be a number in [0, 1] (a Python number: it is static), got {strength!r}")
+    return int(round(float(strength) * n))
+
+
+def edit_sample(
+    key: PRNGKeyArray,
+    eps_fn: EpsFn,
+    x0: Array,
+    *,
+    schedule: DiscreteSchedule,
+    strength: float,
+    sampler: str = "ddim",
+    num_steps: int | None = None,
+    eta: float = 0.0,
+    variance: str = "beta",
+    clip_denoised: tuple[float, float] | None = None,
+) -> Array:
+    """Image-to-image (SDEdit, Meng et al., 2022; Stable Diffusion's img2img).
+
+    Of the sampler's ``n`` steps (:func:`chain_grid`) the last ``k = round(strength * n)``
+    run: ``x0`` is noised with ``q_sample`` to the index where they begin and denoised by
+    them under ``eps_fn`` (which may carry a new condition). ``strength = 0`` returns ``x0``
+    (no step); ``strength = 1`` starts from ``x0`` noised to the top index ``T - 1``.
+
+    Args:
+      key: PRNG key, split into the noise of ``q_sample`` and the steps' keys.
+      eps_fn: ``(x (b, *d), t (b,) int32) -> eps_hat (b, *d)``.
+      x0: ``(b, *d)`` the images to edit (model space).
+      schedule: the discrete schedule.
+      strength: in ``[0, 1]``, how much of the chain runs (a Python number).
+      sampler: ``"ddpm"`` or ``"ddim"``.
+      num_steps: the sampler's steps (``"ddim"``: required; ``"ddpm"``: ``None`` or ``T``).
+      eta: DDIM stochasticity; variance, clip_denoised: as in :func:`ddpm_sample`.
+
+    Returns:
+      ``(b, *d)`` edited samples.
+    """
+    check_data("x0", x0)
+    ts, prevs = chain_grid(schedule, sampler, num_steps)
+    k = edit_steps(strength, len(ts))
+    update = _chain_update(schedule, sampler, eta=eta, variance=variance, clip_denoised=clip_denoised)
+    if k == 0:
+        return jnp.asarray(x0)
+    ts, prevs = ts[len(ts) - k:], prevs[len(ts) - k:]
+    key_noise, key_steps = jax.random.split(key)
+    x_start = _noise_to(key_noise, jnp.asarray(x0, jnp.float32), int(ts[0]), schedule)
+    return _run_chain(eps_fn, update, x_start, ts, prevs, jax.random.split(key_steps, k))
+
+
+def check_mask(mask, shape: tuple[int, ...], *, name: str = "mask") -> Array:
+    """``mask`` (bool, or 0/1 numbers) broadcast to ``shape`` as a bool array (True: known).
+
+    Raises:
+      ValueError: a mask that does not broadcast to ``shape`` or (concrete) holds values other
+        than 0 and 1.
+    """
+    mshape = tuple(np.shape(mask))
+    try:
+        ok = np.broadcast_shapes(mshape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must broadcast to the images' shape {tuple(shape)}, got shape {mshape}")
+    dtype = jnp.result_type(mask)
+    if not (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.number)):
+        raise ValueError(f"{name} must be bool or 0/1 numbers, got dtype {dtype}")
+    if not jnp.issubdtype(dtype, jnp.bool_) and _checks.is_concrete(mask):
+        a = np.asarray(mask)
+        if not np.all((a == 0) | (a == 1)):
+            raise ValueError(f"{name} must hold only 0 and 1 (True: known), got values in [{a.min()}, {a.max()}]")
+    return jnp.broadcast_to(jnp.asarray(mask) != 0, shape)
+
+
+def inpaint_sample(
+    key: PRNGKeyArray,
+    eps_fn: EpsFn,
+    x0: Array,
+    mask: Array,
+    *,
+    schedule: DiscreteSchedule,
+    sampler: str = "ddim",
+    num_steps: int | None = None,
+    eta: float = 0.0,
+    variance: str = "beta",
+    clip_denoised: tuple[float, float] | None = None,
+) -> Array:
+    """Inpainting by replacement (RePaint's simplest form, Lugmayr et al., 2022, no resampling).
+
+    Samples from ``N(0, I)`` with the sampler's steps; the known region (``mask`` True) starts
+    as ``q_sample(x0, T - 1)`` and after each step ``t -> t_prev`` is replaced by
+    ``q_sample(x0, t_prev)``, after the last by ``x0`` itself, so the known values come out
+    exactly. The unknown region is generated to fit them.
+
+    Args:
+      key: PRNG key.
+      eps_fn: ``(x (b, *d), t (b,) int32) -> eps_hat (b, *d)``.
+      x0: ``(b, *d)`` images whose known region is kept (model space).
+      mask: bool or 0/1, broadcastable to ``x0``; True: known.
+      schedule, sampler, num_steps, eta, variance, clip_denoised: as in :func:`edit_sample`.
+
+    Returns:
+      ``(b, *d)`` samples, equal to ``x0`` where ``mask``.
+    """
+    check_data("x0", x0)
+    x0 = jnp.asarray(x0, jnp.float32)
+    mask = check_mask(mask, x0.shape)
+    ts, prevs = chain_grid(schedule, sampler, num_steps)
+    update = _chain_update(schedule, sampler, eta=eta, variance=variance, clip_denoised=clip_denoised)
+    key_init, key_known, key_steps = jax.random.split(key, 3)
+
+    def known(x, t_prev, k):
+        return jnp.where(mask, _noise_to(k, x0, t_prev, schedule), x)
+
+    x_start = known(jax.random.normal(key_init, x0.shape, jnp.float32), int(ts[0]), key_known)
+    return _run_chain(eps_fn, update, x_start, ts, prevs, jax.random.split(key_steps, len(ts)), known=known)
 
 
 def ddim_encode(
