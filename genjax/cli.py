@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
     s.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
+    s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text): the caption to draw, e.g. "a thick 7"')
+    s.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance weight w >= 0 (with --prompt; default: none)")
+    s.add_argument("--init-image", default=None, metavar="FILE",
+                   help="image-to-image / inpainting: start from this image (.npy (H, W[, 1]) or (n, H, W[, 1]) in [0, 1], or .png)")
+    s.add_argument("--strength", type=float, default=None, metavar="S",
+                   help="with --init-image: noise its latent to strength S in [0, 1] and denoise under --prompt (image-to-image)")
+    s.add_argument("--keep", choices=("left", "right", "top", "bottom"), default=None,
+                   help="with --init-image: inpainting: keep this half of the image, draw the rest under --prompt")
 
     e = sub.add_parser("eval", help="evaluate a trained run on its test split; writes RUN_DIR/eval.json")
     e.add_argument("run_dir", help="a run directory written by genjax train")
@@ -261,7 +270,7 @@ def _preflight(model, data, transform, config: dict, first=None) -> None:
     checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
     if hasattr(model, "check_batch"):
         model.check_batch(checked, name="train_data")
-    jax.eval_shape(model.init, jax.random.PRNGKey(0), first)  # a model that cannot take this data fails here
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), checked)  # a model that cannot take this data fails here
 
 
 def _checkpoint_steps(run_dir: pathlib.Path) -> list[int]:
@@ -373,10 +382,21 @@ def cmd_train(args) -> int:
     # everything is checked before the run directory exists: data, model, batch size, precision
     data = _load_data(config["data"], args.data_dir, config["seed"])
     model = spec.build(data, config["options"])
-    transform = spec.transform(model, data)
-    with_compute_dtype(model, config.get("compute_dtype"))
-    _preflight(model, data, transform, config,
-               None if spec.train_data is None else _train_data(spec, data, config["options"], config["batch_size"]))
+    stages = None
+    if spec.stages is not None:  # a pipeline: every option checked and the first stage's data checked here
+        if args.devices is not None or config.get("compute_dtype") is not None:
+            raise ValueError(f"--devices / --compute-dtype: model {args.model!r} trains as stages, which take neither")
+        stages = spec.stages(data, config, run_dir=run_dir, data_dir=args.data_dir)
+        first = stages[0]
+        if hasattr(first.model, "init"):
+            _preflight(first.model, data, first.fit_kwargs.get("transform"),
+                       {**config, "batch_size": first.fit_kwargs.get("batch_size", config["batch_size"])},
+                       _train_data(spec, data, config["options"], first.fit_kwargs.get("batch_size", config["batch_size"])))
+    else:
+        transform = spec.transform(model, data)
+        with_compute_dtype(model, config.get("compute_dtype"))
+        _preflight(model, data, transform, config,
+                   None if spec.train_data is None else _train_data(spec, data, config["options"], config["batch_size"]))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     args.run_dir_created = run_dir  # for the interrupt message
@@ -387,6 +407,8 @@ def cmd_train(args) -> int:
     print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps{where}"
           f"{resuming} -> {run_dir}", file=sys.stderr)
     try:
+        if stages is not None:
+            return _train_stages(args, config, spec, data, stages, run_dir)
         return _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit)
     except Exception:  # (an interrupted run keeps its directory: the interrupt message says --resume)
         if created:
@@ -440,6 +462,52 @@ def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -
     return 0
 
 
+def _train_stages(args, config, spec, data, stages, run_dir: pathlib.Path) -> int:
+    """``genjax train`` of a staged model: ``fit_stages`` in ``RUN/<stage>/`` (each stage resumable),
+    then the pictures and (unless ``--no-eval``) the evaluation of the last stage's model."""
+    import jax
+
+    from genjax.train import fit_stages
+
+    if not (run_dir / "stages.json").exists():
+        _write_json_atomic(run_dir / "stages.json", [{"name": s.name, "steps": s.num_steps} for s in stages])
+    t0 = time.perf_counter()
+    result = fit_stages(stages, _train_data(spec, data, config["options"]), seed=config["seed"], out_dir=run_dir,
+                        resume=args.resume, progress=not args.no_progress)
+    last = stages[-1].name
+    model, params = result.models[last], result.params[last]
+    written = spec.artifacts(model, params, data, run_dir, jax.random.PRNGKey(config["seed"] + 1))
+    summary = {"run_dir": str(run_dir), "stages": {}}
+    for s in stages:
+        r = result.results[s.name]
+        loss = next((h["loss"] for h in reversed(r.history) if h["kind"] == "train" and "loss" in h), None)
+        summary["stages"][s.name] = {"steps": int(r.state.step), "final_train_loss": loss,
+                                     "train_time_s": getattr(r, "train_time_s", None)}
+    if not config.get("no_eval"):
+        metrics = spec.evaluate(model, params, data, jax.random.PRNGKey(config["seed"] + 2),
+                                num_samples=config["eval_samples"], max_examples=config.get("eval_examples"),
+                                data_dir=args.data_dir)
+        metrics = {"model": config["model"], "data": config["data"], "step": int(result.results[last].state.step), **metrics}
+        _write_json_atomic(run_dir / "eval.json", metrics)
+        summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        written.append("eval.json")
+    summary.update(wall_time_s=round(time.perf_counter() - t0, 1),
+                   files=["config.json", "stages.json"] + [f"{s.name}/" for s in stages] + written)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _stage_names(run_dir: pathlib.Path) -> list[str]:
+    """The stages of a staged run, in order (``stages.json``); [] for a single run."""
+    path = run_dir / "stages.json"
+    if not path.is_file():
+        return []
+    try:
+        return [s["name"] for s in json.loads(path.read_text())]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
 def _load_run(run_dir: str, data_dir=None):
     from genjax import registry
     from genjax.train import restore_params
@@ -453,7 +521,16 @@ def _load_run(run_dir: str, data_dir=None):
     spec = registry.get_model_spec(config["model"])
     data = _load_data(config["data"], data_dir, config["seed"])
     model = spec.build(data, config["options"])
-    state = restore_params(rd, model, _train_data(spec, data, config["options"], 2), optimizer=_optimizer(config), ema=config.get("ema_decay") is not None)
+    if spec.stages is not None:  # the trained pipeline, restored stage by stage (never trained here)
+        from genjax.train import fit_stages
+
+        stages = spec.stages(data, config, run_dir=rd, data_dir=data_dir)
+        result = fit_stages(stages, _train_data(spec, data, config["options"]), seed=config["seed"], out_dir=rd,
+                            train=False, progress=False)
+        last = stages[-1].name
+        return rd, config, spec, data, result.models[last], result.params[last], int(stages[-1].num_steps)
+    state = restore_params(rd, model, _train_data(spec, data, config["options"], 2), optimizer=_optimizer(config),
+                           ema=config.get("ema_decay") is not None, transform=spec.transform(model, data))
     params = state.ema_params if state.ema_params is not None else state.params
     return rd, config, spec, data, model, params, int(state.step)
 
@@ -465,12 +542,24 @@ def cmd_sample(args) -> int:
     from genjax import _checks, viz
 
     _checks.positive_int("--num", args.num)
+    text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance)) if v is not None}
+    if args.guidance is not None and args.prompt is None:
+        raise ValueError("--guidance needs --prompt (the caption to guide towards)")
+    if (args.strength is not None or args.keep is not None) == (args.init_image is None):
+        raise ValueError("--init-image goes with one of --strength (image-to-image) or --keep (inpainting)")
+    if args.strength is not None and args.keep is not None:
+        raise ValueError("--strength (image-to-image) and --keep (inpainting) exclude each other")
     rd, config, spec, data, model, params, step = _load_run(args.run_dir, args.data_dir)
+    if (text or args.init_image) and model.condition.kind != "tokens":
+        raise ValueError(f"--prompt/--guidance/--init-image: model {config['model']!r} takes no text "
+                         f"(it takes {model.condition.describe()}); use a text-to-image model (ldm, ddpm-text)")
     key = jax.random.PRNGKey(args.seed)
     out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
     custom = getattr(spec, "sample", None)  # a family's own `genjax sample` (ModelSpec.sample), if any
-    if custom is not None:
-        draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data))
+    if args.init_image is not None:
+        draw = lambda **kw: _edit(model, params, key, args, data)
+    elif custom is not None:
+        draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data, **text))
     else:
         draw = lambda **kw: np.asarray(model.sample(params, key, args.num, **kw))
     if out.suffix == ".npy":
@@ -482,6 +571,49 @@ def cmd_sample(args) -> int:
         viz.scatter_2d(draw(), reference=data.test, marks=data.toy.modes if data.toy else None).save(out)
     print(f"wrote {args.num} samples of {config['model']} (step {step}) to {out}")
     return 0
+
+
+def _read_image(path: str, shape) -> "np.ndarray":
+    """``--init-image``: ``(n, *shape)`` float32 in [0, 1] from a .npy or a .png."""
+    import numpy as np
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--init-image: no file {str(p)!r}")
+    if p.suffix == ".npy":
+        x = np.load(p).astype(np.float32)
+    else:
+        from PIL import Image
+
+        x = np.asarray(Image.open(p).convert("L"), np.float32) / 255.0
+    if x.ndim == len(shape) - 1:
+        x = x[..., None]
+    if x.ndim == len(shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(shape) or not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ValueError(f"--init-image must hold images of shape {tuple(shape)} (or {tuple(shape[:-1])}) in [0, 1], "
+                         f"got shape {x.shape[1:]} in [{x.min():.3g}, {x.max():.3g}]")
+    return x
+
+
+def _edit(model, params, key, args, data):
+    """``genjax sample --init-image``: image-to-image (``--strength``) or inpainting (``--keep``)
+    of the image(s) tiled to ``--num``, under ``--prompt`` at ``--guidance``."""
+    import numpy as np
+
+    from genjax.registry.ldm import prompt_tokens
+
+    x = _read_image(args.init_image, data.shape)
+    x = np.resize(x, (args.num, *data.shape)) if len(x) != args.num else x
+    cond = None if args.prompt is None else prompt_tokens(model, [args.prompt] * args.num)
+    if args.keep is None:
+        return np.asarray(model.edit(params, key, x, strength=args.strength, cond=cond, guidance=args.guidance))
+    h, w = data.shape[:2]
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    known = {"left": cols < w // 2, "right": cols >= w // 2, "top": rows < h // 2, "bottom": rows >= h // 2}[args.keep]
+    mask = np.broadcast_to(known, (args.num, h, w))
+    return np.asarray(model.inpaint(params, key, x, mask if hasattr(model, "latent_mask") else mask[..., None],
+                                    cond=cond, guidance=args.guidance))
 
 
 def cmd_eval(args) -> int:
@@ -521,7 +653,8 @@ def _run_row(run_dir: pathlib.Path) -> dict | None:
         config = _read_config(run_dir)
     except ValueError:
         return None
-    records = _metric_records(run_dir)
+    stages = _stage_names(run_dir)
+    records = _metric_records(run_dir / stages[-1] if stages else run_dir)
     evals = [r for r in records if r.get("kind") == "eval"]
     evaluated = None
     if (run_dir / "eval.json").is_file():

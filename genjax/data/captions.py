@@ -99,6 +99,7 @@ __all__ = [
     "class_prompts",
     "load_captioned",
     "pair_prompts",
+    "source_dataset",
     "tercile_edges",
 ]
 
@@ -111,6 +112,15 @@ _SOURCE = {
     "fashion-mnist-captions": "fashion-mnist",
     "mnist-pairs": "mnist",
 }
+
+
+def source_dataset(name: str) -> str:
+    """The image set under captioned set ``name`` (``"mnist-pairs"`` -> ``"mnist"``): the one
+    whose domain classifier scores its images (a pair's halves one by one)."""
+    _check_name(name)
+    return _SOURCE[name]
+
+
 #: Measured attributes per kind of image.
 _DIGIT_ATTRS = ("size", "thickness", "slant")
 _FASHION_ATTRS = ("size", "brightness")

@@ -26,6 +26,11 @@ def _discrete_schedule(schedule: str, T: int) -> sch.DiscreteSchedule:
     return sch.linear_schedule(T, beta_min=min(1e-4 * scale, 0.5), beta_max=min(2e-2 * scale, 0.999))
 
 
+#: The discrete schedules of the constructors by name (also for models built elsewhere, e.g.
+#: the latent DDPM of ``genjax.ldm``).
+discrete_schedule = _discrete_schedule
+
+
 def _make_sde(sde, *, ve_sigma_max: float):
     if not isinstance(sde, str):
         return sde

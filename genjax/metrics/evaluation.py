@@ -172,17 +172,29 @@ def likelihood(model, params, key, x: np.ndarray, data, *, iwae_samples: int = 1
 
 # ---------------------------------------------------------------------- samples
 def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict | None = None,
-                 sample_kwargs: dict | None = None) -> np.ndarray:
+                 sample_kwargs: dict | None = None, cond=None) -> np.ndarray:
     """``num`` samples in the data space, ``chunk`` at a time (key ``fold_in(key, i)``)
-    with one compiled sampler per chunk size (``cache`` keeps them across calls)."""
+    with one compiled sampler per chunk size (``cache`` keeps them across calls).
+
+    ``cond``: one condition per sample (``(num, ...)``, e.g. caption tokens), sliced per
+    chunk and passed as ``model.sample``'s ``cond``; ``sample_kwargs``: the rest (``guidance``,
+    ``sampler``, ...), the same for every chunk."""
     cache = {} if cache is None else cache
     kw = dict(sample_kwargs or {})
+    if cond is not None and len(cond) != num:
+        raise ValueError(f"cond must hold one condition per sample: {num}, got {len(cond)}")
     out = []
     for i, start in enumerate(range(0, num, chunk)):
         n = min(chunk, num - start)
-        if n not in cache:
-            cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw))
-        out.append(np.asarray(cache[n](params, jax.random.fold_in(key, i))))
+        k = jax.random.fold_in(key, i)
+        if cond is None:
+            if n not in cache:
+                cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw))
+            out.append(np.asarray(cache[n](params, k)))
+        else:
+            if (n, "cond") not in cache:
+                cache[n, "cond"] = jax.jit(lambda p, k, c, n=n: model.sample(p, k, n, cond=c, **kw))
+            out.append(np.asarray(cache[n, "cond"](params, k, np.asarray(cond[start : start + n]))))
     return np.concatenate(out)
 
 

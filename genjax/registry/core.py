@@ -119,6 +119,11 @@ class ModelSpec:
     # (data, options, num) -> what fit trains on, for the first ``num`` examples (None: all);
     # default: the images ``data.train`` (a model of image-text pairs trains on a dict)
     train_data: Callable[..., Any] | None = None
+    # a model trained as stages (genjax.train.fit_stages): (data, config, *, run_dir, data_dir) -> the
+    # pipeline's Stages, every option checked before any training; `genjax train` runs them in
+    # RUN/<stage>/ and the last stage's model and parameters are the run's. ``build`` then only checks
+    # the data (there is no model before the earlier stages are trained) and returns None.
+    stages: Callable[..., list] | None = None
 
     def optimizer(self, config: dict):
         """The optimizer of a run ``config`` (``{"lr", "options", ...}``): the spec's

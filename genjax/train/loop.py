@@ -531,8 +531,11 @@ def fit(
     else:
         samplers = [BatchSampler(k["data"], num_examples, batch_size) for k in keys] if sampler is None else [sampler]
         firsts = [_device_take(train_data, s.indices(0)) for s in samplers]
-    first = firsts[0]
-    checked = transform(jax.random.PRNGKey(0), first) if transform is not None else first
+    # the model is checked and initialised on the first batch as its step sees it: transformed
+    # (e.g. one caption picked of K per image); initialisation depends on shapes only
+    seen = (lambda b: transform(jax.random.PRNGKey(0), b)) if transform is not None else (lambda b: b)
+    firsts = [seen(f) for f in firsts]
+    first = checked = firsts[0]
     if hasattr(model, "check_batch"):
         model.check_batch(checked, name="train_data")
     else:
@@ -742,12 +745,15 @@ def _progress(enabled: bool, start: int, total: int):
 
 
 def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimizer=None, ema: bool | None = None,
-                   seeds: int | None = None):
+                   seeds: int | None = None, transform: Transform | None = None):
     """The newest checkpoint's ``TrainState`` of a run directory, for sampling / evaluation.
 
-    Needs the model (to build the structure to restore into) and an example batch; a run
-    trained with ``seeds=S`` needs ``seeds=S`` (the state is the stacked one).
+    Needs the model (to build the structure to restore into) and an example batch (of the
+    training data; ``transform``: the run's, applied to it as ``fit`` does before it
+    initialises); a run trained with ``seeds=S`` needs ``seeds=S`` (the state is the stacked one).
     """
+    if transform is not None:
+        example_batch = transform(jax.random.PRNGKey(0), example_batch)
     out = pathlib.Path(out_dir)
     ckpt = Checkpointer(out / "checkpoints")
     try:

@@ -31,8 +31,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from genjax.train.checkpoint import state_digest
-from genjax.train.loop import FitResult, fit
+from genjax.train.checkpoint import Checkpointer, state_digest
+from genjax.train.loop import FitResult, fit, restore_params
 from genjax.train.state import raw_key
 from genjax.types import Params
 
@@ -75,11 +75,14 @@ class Stage:
 
 @dataclasses.dataclass
 class StagesResult:
-    """``results[name]``: each stage's :class:`FitResult`; ``params[name]``: the parameters
-    later stages saw (EMA where kept), i.e. the trained pipeline."""
+    """``results[name]``: each stage's :class:`FitResult` (``None`` for a stage restored by
+    ``fit_stages(train=False)``); ``params[name]``: the parameters later stages saw (EMA where
+    kept), i.e. the trained pipeline; ``models[name]``: the model each stage trained (the last
+    one, with ``params`` of the last stage, is the pipeline's model)."""
 
-    results: dict[str, FitResult]
+    results: dict[str, FitResult | None]
     params: dict[str, Params]
+    models: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def stage_params(result: FitResult) -> Params:
@@ -117,6 +120,7 @@ def fit_stages(
     out_dir=None,
     resume: bool = False,
     progress: bool = True,
+    train: bool = True,
 ) -> StagesResult:
     """Trains ``stages`` one after another, each with :func:`genjax.train.fit`.
 
@@ -133,16 +137,22 @@ def fit_stages(
       resume: continue an interrupted pipeline in ``out_dir``: finished stages are
         restored, not retrained; the interrupted one resumes from its last checkpoint.
       progress: progress bars.
+      train: ``False`` restores a trained pipeline from ``out_dir`` without training (for
+        sampling and evaluation): every stage must have its final checkpoint.
 
     Raises:
       ValueError: bad stages (before any training); a stage to resume whose earlier
         stages changed since it was trained (its ``frozen.json`` differs).
+      FileNotFoundError: ``train=False`` and a stage is not trained to its ``num_steps``.
     """
+    if not train and out_dir is None:
+        raise ValueError("fit_stages(train=False) restores a pipeline from out_dir: give out_dir")
     stages = _check_stages(stages)
     base = jax.random.PRNGKey(int(seed)) if isinstance(seed, (int, np.integer)) else raw_key(seed)
     out = pathlib.Path(out_dir) if out_dir is not None else None
-    results: dict[str, FitResult] = {}
+    results: dict[str, FitResult | None] = {}
     frozen: dict[str, Params] = {}
+    models: dict[str, Any] = {}
     for i, stage in enumerate(stages):
         model = stage.model(dict(frozen)) if callable(stage.model) and not hasattr(stage.model, "init") else stage.model
         data = train_data if stage.data is None else stage.data(dict(frozen), train_data)
@@ -152,7 +162,7 @@ def fit_stages(
             digest = _frozen_digest(frozen)
             record = stage_dir / "frozen.json"
             trained = (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir())
-            if trained and record.exists() and resume:
+            if trained and record.exists() and (resume or not train):
                 before = json.loads(record.read_text())
                 if before != digest:
                     changed = sorted(k for k in set(before) | set(digest) if before.get(k) != digest.get(k))
@@ -160,13 +170,38 @@ def fit_stages(
                         f"stage {stage.name!r} in {str(stage_dir)!r} was trained on other parameters of the earlier "
                         f"stages {changed} than they have now; delete {str(stage_dir)!r} to retrain it, or use another out_dir"
                     )
-            if not trained:  # (a trained stage without resume: fit refuses it below, its record untouched)
+            if not trained and train:  # (a trained stage without resume: fit refuses it below, its record untouched)
                 stage_dir.mkdir(parents=True, exist_ok=True)
                 record.write_text(json.dumps(digest, indent=1, sort_keys=True) + "\n")
+        models[stage.name] = model
+        if not train:
+            results[stage.name] = None
+            frozen[stage.name] = _restore_stage(stage, model, data, stage_dir)
+            continue
         result = fit(
             model, data, num_steps=stage.num_steps, seed=jax.random.fold_in(base, i), out_dir=stage_dir,
             resume=resume, progress=progress, **stage.fit_kwargs,
         )
         results[stage.name] = result
         frozen[stage.name] = stage_params(result)
-    return StagesResult(results, frozen)
+    return StagesResult(results, frozen, models)
+
+
+def _restore_stage(stage: Stage, model, data, stage_dir: pathlib.Path) -> Params:
+    """The parameters a finished stage hands on, restored from its final checkpoint."""
+    ckpt = Checkpointer(stage_dir / "checkpoints")
+    try:
+        steps = ckpt.steps()
+    finally:
+        ckpt.close()
+    if not steps or max(steps) < stage.num_steps:
+        done = f"trained to step {max(steps)}" if steps else "not started"
+        raise FileNotFoundError(
+            f"stage {stage.name!r} in {str(stage_dir)!r} is {done} of {stage.num_steps}: finish the pipeline "
+            "(resume its training) before sampling from it"
+        )
+    example = jax.tree_util.tree_map(lambda a: np.asarray(a[:2]), data)  # (fit initialises on an untransformed batch)
+    kw = stage.fit_kwargs
+    state = restore_params(stage_dir, model, example, optimizer=kw.get("optimizer"), ema=kw.get("ema_decay") is not None,
+                           transform=kw.get("transform"))
+    return state.ema_params if state.ema_params is not None else state.params

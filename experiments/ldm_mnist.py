@@ -1,0 +1,303 @@
+"""Stable Diffusion in miniature on captioned MNIST (issue 19): text-to-image latent diffusion.
+
+Setting (pinned in ``get_config``), every part from the library (``genjax train ldm`` /
+``genjax train ddpm-text`` run the same stages):
+
+1. **Text encoder**: a CLIP trained from scratch per data set (``genjax train clip``: small
+   towers, 1500 steps of 128), frozen; its token states are what the UNets cross-attend to.
+2. **Autoencoder** (stage 1, ``genjax.ldm.kl_autoencoder``): KL-f4 (28x28 -> 7x7x4; pairs
+   28x56 -> 7x14x4), KL weight 1e-6, L1 + the MNIST domain classifier's feature loss (the
+   stand-in for LPIPS), no discriminator; reconstruction error and the FID of reconstructions
+   on the 10000 test images. The latent scale factor (1/std) is computed on 10000 train images.
+3. **Latent UNet** (stage 2): the text-conditioned DDPM (``genjax.ldm.text_ddpm``; T = 1000,
+   linear schedule, captions dropped with p = 0.1) on the scaled latents, EMA 0.999.
+4. **Pixel baseline**: the same DDPM (same UNet class, same frozen text encoder) on the
+   28x28 pixels (3 levels 28/14/7), trained for as long.
+
+Measured (``experiments/results/ldm_mnist.json``; the samples the figures come from in
+``experiments/results/ldm_mnist_samples.npz``): on mnist-captions at guidance 3 with 50 DDIM
+steps, 100 samples per digit prompt and 20 per (digit, thin/thick/left/right) prompt:
+prompt accuracy by the domain classifier, attribute accuracy (the measured thickness / slant
+in the asked train tercile), FID / precision / recall on the classifier's features, CLIP score
+and R-precision by the pipeline's CLIP; a guidance sweep (w = 0, 1, 2, 3, 5, 8: FID vs prompt
+accuracy, 50 samples per digit each, plot ``ldm_mnist_guidance.png`` in the work dir); the
+cost of latent vs pixel diffusion (train time to the pixel model's final FID, measured on the
+same 500-sample FID curve, and sampling time per image); on mnist-pairs: both digits right and
+in order for 20 samples of each of the 10 held-out pairs (never seen in training).
+
+Goals (issue 19): prompt accuracy >= 97%, attribute accuracy >= 80%, held-out pairs >= 80%;
+the latent model reaches the pixel model's FID in <= 1/3 of its train time and samples >= 4x
+faster.
+
+Command (resumable: re-run it after an interruption; every stage checkpoints in --workdir)::
+
+    GENJAX_DATA_DIR=../shared/data nohup python experiments/ldm_mnist.py > ldm_mnist.log 2>&1 &
+
+``--size gpu`` is the accelerator config (bigger networks, longer schedules; results file
+``ldm_mnist_gpu.json``); ``--smoke`` runs seconds on digits-captions (the tests use it).
+
+Figures reached: to be filled from the committed JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from genjax import cli, registry, viz
+from genjax.data.captions import source_dataset
+from genjax.metrics import features
+from genjax.registry import ldm as ldm_registry
+from genjax.results import write_result, write_samples
+from genjax.train import Stage, fit_stages
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def get_config(size: str = "cpu") -> dict:
+    cpu = size == "cpu"
+    return {
+        "seed": 0,
+        "size": "small" if cpu else "gpu",
+        "clip": {"steps": 1500 if cpu else 6000, "batch_size": 128 if cpu else 1024, "lr": 2e-3, "captions_per_image": 8},
+        "ldm": {"ae_steps": 3000 if cpu else 20000, "steps": 20000 if cpu else 100000, "batch_size": 128, "lr": 3e-4},
+        "pixel": {"steps": 20000 if cpu else 100000, "batch_size": 128, "lr": 3e-4},
+        "pairs": {"ae_steps": 3000 if cpu else 20000, "steps": 15000 if cpu else 100000, "batch_size": 128, "lr": 3e-4},
+        "ema_decay": 0.999,
+        "eval_every": 2500 if cpu else 10000,
+        "curve_per_digit": 50,  # the FID curve of both models: 500 samples of the 10 digit prompts
+        "guidance": 3.0,
+        "guidance_sweep": [0.0, 1.0, 2.0, 3.0, 5.0, 8.0],
+        "sweep_per_digit": 50,
+        "per_digit": 100,
+        "per_attribute": 20,
+        "per_pair": 20,
+        "sampler": {"sampler": "ddim", "steps": 50},
+        "timing_samples": 500,
+    }
+
+
+def smoke_config() -> dict:
+    c = get_config("cpu")
+    c.update(size="tiny", eval_every=10, curve_per_digit=2, guidance_sweep=[0.0, 3.0], sweep_per_digit=2, per_digit=2,
+             per_attribute=1, per_pair=1, timing_samples=20, sampler={"sampler": "ddim", "steps": 5})
+    c["clip"].update(steps=10, batch_size=32)
+    for k in ("ldm", "pixel", "pairs"):
+        c[k].update(steps=20, batch_size=16)
+        if "ae_steps" in c[k]:
+            c[k]["ae_steps"] = 10
+    return c
+
+
+def train_clip(name: str, config: dict, workdir: pathlib.Path, progress: bool) -> pathlib.Path:
+    """The data set's CLIP, as ``genjax train clip`` writes it (resumed when interrupted)."""
+    run = workdir / f"clip-{name}"
+    c = config["clip"]
+    argv = ["train", "clip", "--data", name, "--steps", str(c["steps"]), "--batch-size", str(c["batch_size"]),
+            "--lr", str(c["lr"]), "--captions-per-image", str(c["captions_per_image"]), "--size", config["size"],
+            "--pool-grid", "auto", "--out", str(workdir), "--name", run.name, "--seed", str(config["seed"])]
+    if (run / "config.json").exists():
+        argv.append("--resume")
+    if not progress:
+        argv.append("--no-progress")
+    if cli.main(argv) != 0:
+        raise RuntimeError(f"training the CLIP of {name} failed")
+    return run
+
+
+def _digit_prompts(data, per_digit: int):
+    """The plain digit prompts of the evaluation set (no attribute), ``per_digit`` each."""
+    from genjax.metrics import text_to_image as t2i
+
+    ps = t2i.prompt_set(data.name, per_digit=per_digit, per_attribute=1, per_pair=1)
+    return ps.subset(np.array([a is None for a in ps.attribute]))
+
+
+def _draw(model, params, ps, key, guidance, sampler) -> np.ndarray:
+    from genjax.metrics.evaluation import draw_samples
+
+    tokens = ldm_registry.prompt_tokens(model, ps.prompts)
+    return draw_samples(model, params, key, len(tokens), cond=tokens, chunk=500,
+                        sample_kwargs={"guidance": guidance, **sampler})
+
+
+def _quick_scores(model, params, data, ps, key, guidance, sampler, clf) -> dict:
+    """FID (vs the test split, on the domain classifier) and prompt accuracy of ``ps``'s samples."""
+    x = _draw(model, params, ps, key, guidance, sampler)
+    s = ldm_registry.score_samples(model, data, ps, x, key, classifier=clf)
+    return {"fid": s["fid"], "prompt_acc": s["prompt_acc"], "num_samples": len(x)}
+
+
+def train_pipeline(kind: str, name: str, part: dict, config: dict, clip_run: pathlib.Path, workdir: pathlib.Path,
+                   progress: bool, *, curve: bool) -> dict:
+    """Trains (or resumes) ``kind`` ("ldm" / "ddpm-text") on ``name`` through its registry stages,
+    with the 500-sample FID curve on the diffusion stage when ``curve``."""
+    spec = registry.get_model_spec(kind)
+    data = registry.load_data(name, seed=config["seed"])
+    given = {"size": config["size"], "clip_run": str(clip_run), "captions_per_image": config["clip"]["captions_per_image"]}
+    if "ae_steps" in part:
+        given["ae_steps"] = part["ae_steps"]
+    opts = registry.resolve_options(spec, given)
+    run_config = {"steps": part["steps"], "batch_size": part["batch_size"], "lr": part["lr"], "ema_decay": config["ema_decay"],
+                  "options": opts, "log_every": 250, "checkpoint_every": 500, "steps_per_dispatch": 250,
+                  "on_nonfinite": "raise"}
+    out = workdir / f"{kind}-{name}"
+    stages = spec.stages(data, run_config, run_dir=out)
+    clf = features.get_classifier(source_dataset(name), progress=False)
+    built = {}
+    if curve:  # the diffusion stage reports its FID curve (its own evaluation time recorded, to subtract)
+        last = stages[-1]
+        ps = _digit_prompts(data, config["curve_per_digit"])
+
+        def model_fn(frozen, build=last.model):
+            built["model"] = build(frozen)
+            return built["model"]
+
+        def curve_eval(params, key):
+            t0 = time.perf_counter()
+            q = _quick_scores(built["model"], params, data, ps, jax.random.PRNGKey(7), config["guidance"],
+                              config["sampler"], clf)
+            return {**q, "eval_time_s": time.perf_counter() - t0}
+
+        stages[-1] = Stage(last.name, model_fn, num_steps=last.num_steps, data=last.data,
+                           **{**last.fit_kwargs, "eval_fn": curve_eval, "eval_every": config["eval_every"]})
+    result = fit_stages(stages, spec.train_data(data, opts), seed=config["seed"], out_dir=out, resume=True,
+                        progress=progress)
+    last = stages[-1].name
+    r = result.results[last]
+    evals = [h for h in r.history if h["kind"] == "eval"]
+    if not evals:  # (a finished run restored by fit: its records are in its metrics.jsonl)
+        evals = [json.loads(line) for line in (out / last / "metrics.jsonl").read_text().splitlines()
+                 if line.strip() and '"eval"' in line]
+    eval_s = sum(e.get("eval_time_s", 0.0) for e in evals)
+    train_s = max(r.train_time_s - eval_s, 0.0)
+    per_step = train_s / max(int(r.state.step), 1)
+    stage_times = {s.name: round(result.results[s.name].train_time_s, 1) for s in stages}
+    return {"spec": spec, "data": data, "result": result, "model": result.models[last], "params": result.params[last],
+            "clf": clf, "out": out, "train_s": train_s, "per_step_s": per_step, "stage_train_time_s": stage_times,
+            "curve": [{"step": e["step"], "train_s": round(e["step"] * per_step, 1), "fid": e.get("fid"),
+                       "prompt_acc": e.get("prompt_acc")} for e in evals if "fid" in e]}
+
+
+def autoencoder_figures(p: dict, key) -> dict:
+    """Reconstruction error and the FID of reconstructions of the test images."""
+    from genjax.metrics.evaluation import sample_metrics
+
+    model, data = p["model"], p["data"]
+    x = np.asarray(data.test)
+    rec = np.concatenate([np.asarray(jax.jit(model.autoencoder.reconstruct)(model.autoencoder_params, x[i : i + 500]))
+                          for i in range(0, len(x), 500)])
+    q = sample_metrics(rec, data, classifier=p["clf"])
+    return {"rec_l1": float(np.mean(np.abs(rec - x))), "rec_mse": float(np.mean((rec - x) ** 2)), "rec_fid": q["fid"],
+            "scale_factor": float(model.scale_factor), "latent_shape": list(model.latent_shape),
+            "num_test": int(len(x))}
+
+
+def sampling_time(model, params, data, num: int, guidance, sampler) -> float:
+    """Seconds per image of the DDIM sampler under guidance (compiled first, then timed)."""
+    ps = _digit_prompts(data, max(1, num // 10))
+    _draw(model, params, ps, jax.random.PRNGKey(0), guidance, sampler)  # compile
+    t0 = time.perf_counter()
+    x = _draw(model, params, ps, jax.random.PRNGKey(1), guidance, sampler)
+    return (time.perf_counter() - t0) / len(x)
+
+
+def cost(latent: dict, pixel: dict) -> dict:
+    """Train time of the latent model to the pixel model's final curve FID vs the pixel model's."""
+    target = pixel["curve"][-1]["fid"] if pixel["curve"] else None
+    reach = next((c for c in latent["curve"] if target is not None and c["fid"] <= target), None)
+    return {"pixel_final_fid": target, "pixel_train_s": round(pixel["train_s"], 1),
+            "latent_step_at_pixel_fid": None if reach is None else reach["step"],
+            "latent_train_s_at_pixel_fid": None if reach is None else reach["train_s"],
+            "train_time_ratio": None if reach is None else round(reach["train_s"] / pixel["train_s"], 4),
+            "latent_per_step_s": round(latent["per_step_s"], 4), "pixel_per_step_s": round(pixel["per_step_s"], 4),
+            "convention": "train seconds excluding the curve evaluations (wall clock on this machine); FID of 500 "
+                          "samples of the 10 digit prompts at the same guidance and sampler, every eval_every steps"}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--workdir", default=str(HERE / "checkpoints" / "ldm_mnist"))
+    ap.add_argument("--results-dir", default=str(HERE / "results"))
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run on digits-captions (tests use it)")
+    args = ap.parse_args(argv)
+
+    config = smoke_config() if args.smoke else get_config(args.size)
+    name = ("ldm_mnist" if args.size == "cpu" else "ldm_mnist_gpu") + ("_smoke" if args.smoke else "")
+    singles = "digits-captions" if args.smoke else "mnist-captions"
+    pairs = "digits-captions" if args.smoke else "mnist-pairs"
+    workdir = pathlib.Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+    g, sampler = config["guidance"], config["sampler"]
+
+    clip_single = train_clip(singles, config, workdir, progress)
+    latent = train_pipeline("ldm", singles, config["ldm"], config, clip_single, workdir, progress, curve=True)
+    pixel = train_pipeline("ddpm-text", singles, config["pixel"], config, clip_single, workdir, progress, curve=True)
+    model, params, data = latent["model"], latent["params"], latent["data"]
+
+    # the main figures at the default guidance: every digit and attribute prompt
+    ps, x = ldm_registry.generate_for_prompts(model, params, data, jax.random.PRNGKey(11), guidance=g,
+                                              per_digit=config["per_digit"], per_attribute=config["per_attribute"],
+                                              **sampler)
+    main_scores = ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(12), classifier=latent["clf"])
+    pixel_ps, pixel_x = ldm_registry.generate_for_prompts(pixel["model"], pixel["params"], data, jax.random.PRNGKey(11),
+                                                          guidance=g, per_digit=config["per_digit"],
+                                                          per_attribute=config["per_attribute"], **sampler)
+    pixel_scores = ldm_registry.score_samples(pixel["model"], data, pixel_ps, pixel_x, jax.random.PRNGKey(12),
+                                              classifier=pixel["clf"])
+
+    # guidance sweep: FID vs prompt accuracy on the digit prompts
+    sweep_ps = _digit_prompts(data, config["sweep_per_digit"])
+    sweep = [{"guidance": w, **_quick_scores(model, params, data, sweep_ps, jax.random.PRNGKey(13), w, sampler,
+                                             latent["clf"])} for w in config["guidance_sweep"]]
+    viz.guidance_sweep_plot([s["guidance"] for s in sweep], [s["fid"] for s in sweep], [s["prompt_acc"] for s in sweep],
+                            workdir / f"{name}_guidance.png")
+
+    # cost: train time to equal FID, sampling time per image
+    costs = cost(latent, pixel)
+    t_latent = sampling_time(model, params, data, config["timing_samples"], g, sampler)
+    t_pixel = sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler)
+    costs.update(latent_sample_s_per_image=round(t_latent, 5), pixel_sample_s_per_image=round(t_pixel, 5),
+                 sampling_speedup=round(t_pixel / t_latent, 2))
+
+    # held-out pairs
+    clip_pairs = train_clip(pairs, config, workdir, progress) if pairs != singles else clip_single
+    pair = train_pipeline("ldm", pairs, config["pairs"], config, clip_pairs, workdir, progress, curve=False) \
+        if pairs != singles else latent
+    pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"], jax.random.PRNGKey(14),
+                                                        guidance=g, per_pair=config["per_pair"], per_digit=1,
+                                                        per_attribute=1, **sampler)
+    pair_scores = ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x, jax.random.PRNGKey(15),
+                                             classifier=pair["clf"])
+
+    results_dir = pathlib.Path(args.results_dir)
+    as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)
+    write_samples(results_dir / f"{name}_samples.npz", as_uint8(x), list(ps.prompts), np.asarray(ps.labels),
+                  pair_samples=as_uint8(pair_x), pair_prompts=np.asarray(pair_ps.prompts),
+                  pair_labels=np.asarray(pair_ps.labels), guidance=np.float32(g))
+    payload = {
+        "config": config,
+        "autoencoder": autoencoder_figures(latent, jax.random.PRNGKey(16)),
+        "latent": {**main_scores, "curve": latent["curve"], "stage_train_time_s": latent["stage_train_time_s"]},
+        "pixel": {**pixel_scores, "curve": pixel["curve"], "stage_train_time_s": pixel["stage_train_time_s"]},
+        "guidance_sweep": sweep,
+        "cost": costs,
+        "pairs": {**pair_scores, "stage_train_time_s": pair["stage_train_time_s"]},
+        "samples_file": f"{name}_samples.npz",
+        "full_schedule": not args.smoke,
+    }
+    write_result(results_dir / f"{name}.json", payload)
+    print(json.dumps({k: v for k, v in payload.items() if k != "config"}, indent=1, default=str), flush=True)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
