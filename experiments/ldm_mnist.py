@@ -15,7 +15,8 @@ Setting (pinned in ``get_config``), every part from the library (``genjax train 
    28x28 pixels (3 levels 28/14/7), trained for as long.
 
 Measured (``experiments/results/ldm_mnist.json``; the samples the figures come from in
-``experiments/results/ldm_mnist_samples.npz``): on mnist-captions at guidance 3 with 50 DDIM
+``experiments/results/ldm_mnist_samples.npz`` and ``ldm_mnist_pair_samples.npz``: uint8
+``samples``, ``prompts``, intended ``labels`` (pairs: left, right), asked ``attribute``/``bin``): on mnist-captions at guidance 3 with 50 DDIM
 steps, 100 samples per digit prompt and 20 per (digit, thin/thick/left/right) prompt:
 prompt accuracy by the domain classifier, attribute accuracy (the measured thickness / slant
 in the asked train tercile), FID / precision / recall on the classifier's features, CLIP score
@@ -281,8 +282,9 @@ def main(argv=None) -> dict:
     results_dir = pathlib.Path(args.results_dir)
     as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)
     write_samples(results_dir / f"{name}_samples.npz", as_uint8(x), list(ps.prompts), np.asarray(ps.labels),
-                  pair_samples=as_uint8(pair_x), pair_prompts=np.asarray(pair_ps.prompts),
-                  pair_labels=np.asarray(pair_ps.labels), guidance=np.float32(g))
+                  **ps.extra_fields(), guidance=np.float32(g))
+    write_samples(results_dir / f"{name}_pair_samples.npz", as_uint8(pair_x), list(pair_ps.prompts),
+                  np.asarray(pair_ps.labels), **pair_ps.extra_fields(), guidance=np.float32(g))
     payload = {
         "config": config,
         "autoencoder": autoencoder_figures(latent, jax.random.PRNGKey(16)),
@@ -291,7 +293,7 @@ def main(argv=None) -> dict:
         "guidance_sweep": sweep,
         "cost": costs,
         "pairs": {**pair_scores, "stage_train_time_s": pair["stage_train_time_s"]},
-        "samples_file": f"{name}_samples.npz",
+        "samples_files": [f"{name}_samples.npz", f"{name}_pair_samples.npz"],
         "full_schedule": not args.smoke,
     }
     write_result(results_dir / f"{name}.json", payload)
