@@ -77,10 +77,12 @@ def test_loss_composes_its_terms_and_the_feature_loss_vanishes_only_on_identical
 
 @pytest.mark.parametrize("shape, latent", [((28, 28, 1), (7, 7, 3)), ((28, 56, 1), (7, 14, 3))])
 def test_latent_shapes_for_digits_and_pairs(shape, latent, rng, key):
-    ae = tiny_ae(data_shape=shape, latent_channels=3)
+    ae = tiny_ae(data_shape=shape, latent_channels=3, num_res_blocks=(1, 0, 1))
     assert ae.latent_shape == latent
     x = rng.uniform(size=(2, *shape)).astype(np.float32)
     params = ae.init(key, x)
+    for net in ("encoder", "decoder"):  # residual blocks per level as asked
+        assert {"res_0_0", "res_2_0", "mid"} <= set(params[net]) and "res_1_0" not in params[net]
     mean, logvar = ae.encode(params, x)
     assert mean.shape == logvar.shape == (2, *latent)
     assert ae.decode(params, mean).shape == (2, *shape)
@@ -129,6 +131,8 @@ def test_bad_inputs(rng, key):
         Autoencoder(ae.encoder, ae.decoder, SHAPE, discriminator=DCGANDiscriminator(patch=True))
     with pytest.raises(ValueError, match="width must be a positive integer"):
         kl_autoencoder(SHAPE, width=0)
+    with pytest.raises(ValueError, match=r"num_res_blocks must be a non-negative int or one per level of channels \(2, 4, 8\)"):
+        kl_autoencoder(SHAPE, width=4, num_res_blocks=(1, 1))
 
 
 def test_encode_latent_and_decode(rng, key):
