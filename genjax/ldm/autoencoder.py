@@ -398,8 +398,12 @@ def kl_autoencoder(
 
     Channels per level: ``width // 2`` at full resolution, ``width`` at ``H/2``, ``2 * width``
     below (``f = 4``: ``(16, 32, 64)`` for ``width = 32``), ``num_res_blocks`` residual blocks
-    per level (half the width at full resolution made the step 2.5x faster on CPU than
-    ``(32, 32, 64)``: the full-resolution convolutions dominate the cost). With ``discriminator=True``: an :class:`AdversarialAutoencoder` whose patch
+    per level, or one count per level (half the width at full resolution made the step 2.5x
+    faster on CPU than ``(32, 32, 64)``: the full-resolution convolutions dominate the cost).
+    Measured on MNIST (batch 64, Adam 1e-3, no feature loss, 2-core CPU, test L1 over 1000
+    images): ``num_res_blocks=1`` 0.35 CPU s/step, L1 0.0121 after 1000 steps;
+    ``num_res_blocks=0`` 0.14 s/step, L1 0.0191 after 1000 steps and 0.0124 after 2300
+    (equal CPU time); ``(0, 1, 1)`` 0.25 s/step, L1 0.0134 after 1400 steps. With ``discriminator=True``: an :class:`AdversarialAutoencoder` whose patch
     discriminator is :class:`genjax.nn.dcgan.DCGANDiscriminator` (``patch=True``, features
     ``(width, 2 width)``: one logit per 4x4 block of pixels).
 
