@@ -37,7 +37,7 @@ import numpy as np
 
 from genjax import _checks
 from genjax.gan import objectives as gan_obj
-from genjax.nn.autoencoder import AEDecoder, AEEncoder
+from genjax.nn.autoencoder import AEDecoder, AEEncoder, res_blocks_per_level
 from genjax.nn.dcgan import DCGANDiscriminator
 from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, batch_cond
 from genjax.vae.objectives import gaussian_kl
@@ -387,7 +387,7 @@ def kl_autoencoder(
     downsample: int = 4,
     latent_channels: int = 4,
     width: int = 32,
-    num_res_blocks: int = 1,
+    num_res_blocks: int | tuple[int, ...] = 1,
     kl_weight: float = 1e-6,
     feature_fn: Callable | None = None,
     feature_weight: float = 1.0,
@@ -398,8 +398,12 @@ def kl_autoencoder(
 
     Channels per level: ``width // 2`` at full resolution, ``width`` at ``H/2``, ``2 * width``
     below (``f = 4``: ``(16, 32, 64)`` for ``width = 32``), ``num_res_blocks`` residual blocks
-    per level (half the width at full resolution made the step 2.5x faster on CPU than
-    ``(32, 32, 64)``: the full-resolution convolutions dominate the cost). With ``discriminator=True``: an :class:`AdversarialAutoencoder` whose patch
+    per level, or one count per level (half the width at full resolution made the step 2.5x
+    faster on CPU than ``(32, 32, 64)``: the full-resolution convolutions dominate the cost).
+    Measured on MNIST (batch 64, Adam 1e-3, no feature loss, 2-core CPU, test L1 over 1000
+    images): ``num_res_blocks=1`` 0.35 CPU s/step, L1 0.0121 after 1000 steps;
+    ``num_res_blocks=0`` 0.14 s/step, L1 0.0191 after 1000 steps and 0.0124 after 2300
+    (equal CPU time); ``(0, 1, 1)`` 0.25 s/step, L1 0.0134 after 1400 steps. With ``discriminator=True``: an :class:`AdversarialAutoencoder` whose patch
     discriminator is :class:`genjax.nn.dcgan.DCGANDiscriminator` (``patch=True``, features
     ``(width, 2 width)``: one logit per 4x4 block of pixels).
 
@@ -418,9 +422,9 @@ def kl_autoencoder(
     w = _checks.positive_int("width", width)
     if w < 2:
         raise ValueError(f"width must be at least 2 (the full-resolution level has width // 2 channels), got {width!r}")
-    _checks.nonneg_int("num_res_blocks", num_res_blocks)
     levels = f.bit_length() - 1
     channels = tuple((w // 2, w, 2 * w)[min(i, 2)] for i in range(levels + 1))
+    num_res_blocks = res_blocks_per_level(num_res_blocks, channels)
     nets = dict(encoder=AEEncoder(latent_channels, channels, num_res_blocks),
                 decoder=AEDecoder(int(shape[2]), channels, num_res_blocks))
     common = dict(data_shape=shape, latent_channels=latent_channels, downsample=f, kl_weight=kl_weight,
