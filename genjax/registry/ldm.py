@@ -43,7 +43,9 @@ from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale
 from genjax.train import Stage
 
 #: Training defaults of the diffusion stage (``--steps`` etc.).
-_DEFAULTS = {"steps": 20000, "batch_size": 128, "lr": 3e-4}
+_DEFAULTS = {"steps": 10000, "batch_size": 128, "lr": 3e-4}
+#: Batch of the CLIP stage (as experiments/clip_mnist.py trains it).
+CLIP_BATCH = 128
 #: Images whose latents set the scale factor.
 SCALE_IMAGES = 10000
 #: The prompts of a run's picture: one row per digit.
@@ -152,12 +154,11 @@ def _stages(latent: bool):
             clip_opts = _clip_options(opts)
             clip = clip_spec.build(data, clip_opts)
             clip_config = {"lr": clip_spec.defaults["lr"], "steps": opts["clip_steps"], "options": clip_opts}
-            out.append(Stage("clip", clip, num_steps=opts["clip_steps"], batch_size=clip_spec.defaults["batch_size"],
+            out.append(Stage("clip", clip, num_steps=opts["clip_steps"], batch_size=CLIP_BATCH,
                              optimizer=clip_spec.optimizer(clip_config), transform=pick_caption, **loop))
             get_clip = lambda frozen: (clip, frozen["clip"])
-        ddpm_kw = dict(text_condition=clip.condition, null_tokens=_null_tokens(tok), base=size["base"],
-                       num_res_blocks=size["res"], num_heads=size["heads"], T=opts["T"] or size["T"],
-                       p_uncond=opts["p_uncond"])
+        ddpm_kw = dict(text_condition=clip.condition, null_tokens=_null_tokens(tok), num_res_blocks=size["res"],
+                       num_heads=size["heads"], T=opts["T"] or size["T"], p_uncond=opts["p_uncond"])
 
         def text_encoder(frozen):
             return FrozenTextEncoder(*get_clip(frozen))
@@ -167,7 +168,8 @@ def _stages(latent: bool):
         if latent:
             feature_fn = _feature_fn(data, data_dir) if opts["feature_weight"] > 0 else None
             ae = kl_autoencoder(data.shape, downsample=opts["downsample"], latent_channels=size["latent_channels"],
-                                width=size["ae_width"], kl_weight=opts["kl_weight"], feature_fn=feature_fn,
+                                width=size["ae_width"], num_res_blocks=size["ae_res"], kl_weight=opts["kl_weight"],
+                                feature_fn=feature_fn,
                                 feature_weight=opts["feature_weight"], discriminator=opts["discriminator"] == "patch")
             ae_opt = gan_adam(opts["ae_lr"], opts["ae_lr"]) if opts["discriminator"] == "patch" else optax.adam(opts["ae_lr"])
             out.append(Stage("autoencoder", ae, num_steps=opts["ae_steps"], batch_size=64, optimizer=ae_opt,
@@ -175,12 +177,13 @@ def _stages(latent: bool):
 
             def ldm(frozen):
                 ae_params = frozen["autoencoder"]
-                return latent_diffusion(ae, ae_params, _scale(ae, ae_params, data, run_dir), channel_mult=size["latent_mult"],
-                                        text_encoder=text_encoder(frozen), **ddpm_kw)
+                return latent_diffusion(ae, ae_params, _scale(ae, ae_params, data, run_dir), base=size["base"],
+                                        channel_mult=size["latent_mult"], text_encoder=text_encoder(frozen), **ddpm_kw)
 
             out.append(Stage("unet", ldm, **unet_kw))
         else:
-            out.append(Stage("unet", lambda frozen: text_ddpm(data.shape, data_range="unit", channel_mult=size["pixel_mult"],
+            out.append(Stage("unet", lambda frozen: text_ddpm(data.shape, data_range="unit", base=size["pixel_base"],
+                                                              channel_mult=size["pixel_mult"],
                                                               text_encoder=text_encoder(frozen), **ddpm_kw), **unet_kw))
         return out
 
@@ -295,7 +298,7 @@ def _options(latent: bool) -> dict:
         "captions_per_image": Option(int, 8, "captions drawn per training image (one picked per step)"),
         "clip_run": Option(str, "", "a trained `genjax train clip` run on the same data to take the text encoder from "
                                     "(default: train CLIP as the pipeline's first stage)"),
-        "clip_steps": Option(int, 3000, "steps of the CLIP stage"),
+        "clip_steps": Option(int, 1500, "steps of the CLIP stage (batch 128)"),
         "T": Option(int, None, "diffusion steps (default: the size's, 1000)"),
         "p_uncond": Option(float, 0.1, "caption-drop probability in training (classifier-free guidance)"),
     }
