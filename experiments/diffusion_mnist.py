@@ -44,7 +44,7 @@ Figures reached, digits (pinned config, 2000 steps, seed 0; ``experiments/result
     nice python experiments/diffusion_mnist.py --data digits
 
     test bits/dim, VLB (8-bit grid)   5.21 +- 0.05   (100 test images)
-    test bits/dim, ODE (L = 17)       2.46           (VP-SDE ODE estimate, 1 Hutchinson probe)
+    test bits/dim, ODE (L = 17)       2.45           (VP-SDE ODE estimate, 1 Hutchinson probe)
 
     DDIM steps    10     20     50     100    1000    real-vs-real
     FID          31.7   26.9   20.9   23.1   24.3    17.7
@@ -77,7 +77,8 @@ Figures reached, MNIST (``--data mnist``, the CPU-sized config: UNet base 16, mu
     GENJAX_DATA_DIR=../shared/data nice python experiments/diffusion_mnist.py --data mnist
 
     test bits/dim, VLB (8-bit grid)   2.14 +- 0.03   (100 test images)
-    test bits/dim, ODE (L = 256)      1.77           (VP-SDE ODE estimate, 1 Hutchinson probe)
+    test bits/dim, ODE (L = 256)      1.77           (VP-SDE ODE estimate, 1 Hutchinson probe; 1.766 read
+                                                      as DiscreteVPSDE, 1.768 as the linear VPSDE before)
 
     DDIM steps    10     20     50     100    1000    real-vs-real
     FID          97.5   90.6   91.7   95.9   89.3    40.5
@@ -86,9 +87,11 @@ Figures reached, MNIST (``--data mnist``, the CPU-sized config: UNet base 16, mu
     recall       0.69   0.80   0.81   0.78   0.79    0.88
     (200 samples per point against 200 test images)
 
-Cost: 94 min of training (~1.1-1.6 steps/s, sharing the 2 cores with a flow run), evaluation
-18 min (VLB 234 s, ODE 138 s -- 427 s before ``ode_log_prob`` looped its RK4 steps from
-Python on CPU --, DDIM curve 694 s of which 574 s for the 1000-step point). The samples
+Cost: 94 min of training in the first run (~1.1-1.6 steps/s, sharing the 2 cores with a flow
+run; the committed JSON's 145 min sums the processes of an interrupted, resumed run),
+evaluation 18 min on a quiet machine (VLB 234 s, ODE 138 s -- 427 s before ``ode_log_prob``
+looped its RK4 steps from Python on CPU --, DDIM curve 694 s of which 574 s for the 1000-step
+point; 59 min in the committed run, on cores shared with three other jobs). The samples
 (``samples.png``) are stroke-like and about a third legible digits: 6.4 epochs of a 177k-param
 UNet is far from the DDPM paper's budget; the likelihoods (VLB 2.14, ODE 1.77) are already
 near the flows' (Glow 1.69, MAF 2.16 in ``flows_mnist.py``), because they reward the
