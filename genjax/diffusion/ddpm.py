@@ -268,8 +268,8 @@ class DDPM:
     def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
         """The sampler's ``eps_fn(x, t)``, closing over params, the condition and guidance.
 
-        ``cond``: labels ``(b,)`` or tokens ``(b, L)``, checked (``None``: the null condition;
-        ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
+        ``cond``: labels ``(b,)`` or tokens ``(b, L)`` as ``types.check_cond`` returns them
+        (``None``: the null condition; ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
         number 0 both the conditional and the null-condition predictions are made (one
         batched call on ``[cond; null]``) and combined by ``sampling.classifier_free_guidance``.
         """
