@@ -27,6 +27,8 @@ from genjax.diffusion.sampling import (
     ddim_encode,
     ddim_sample,
     ddpm_sample,
+    edit_sample,
+    inpaint_sample,
     ode_sample,
     pc_sample,
 )
@@ -65,6 +67,8 @@ __all__ = [
     "ddim_encode",
     "ddim_sample",
     "ddpm_sample",
+    "edit_sample",
+    "inpaint_sample",
     "discretized_gaussian_log_likelihood",
     "dsm_loss",
     "eps_matching_loss",

@@ -242,7 +242,9 @@ class DDPM:
             raise ValueError("give cond or its deprecated alias labels, not both")
         warnings.warn("labels= is deprecated; use cond=", DeprecationWarning, stacklevel=3)
         if self.condition.kind != "labels":
-            raise ValueError(f"labels given, but the model is not class-conditional (condition kind {self.condition.kind!r})")
+            kind = self.condition.kind
+            what = "unconditional (num_classes=None)" if kind == "none" else f"conditioned on {kind}, not class labels"
+            raise ValueError(f"labels given, but the model is {what}; use cond=")
         if np.ndim(labels) == 0:
             labels = jnp.full((num,), labels, jnp.int32)
         check_labels(labels, num, self.num_classes, name="labels", allow_null=True)
@@ -266,8 +268,8 @@ class DDPM:
     def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
         """The sampler's ``eps_fn(x, t)``, closing over params, the condition and guidance.
 
-        ``cond``: labels ``(b,)`` or tokens ``(b, L)``, checked (``None``: the null condition;
-        ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
+        ``cond``: labels ``(b,)`` or tokens ``(b, L)`` as ``types.check_cond`` returns them
+        (``None``: the null condition; ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
         number 0 both the conditional and the null-condition predictions are made (one
         batched call on ``[cond; null]``) and combined by ``sampling.classifier_free_guidance``.
         """
@@ -428,16 +430,10 @@ class DDPM:
             ``"ddpm"``/``"ddim"``, a bad ``cond`` or ``guidance``.
         """
         x0 = _check_x(self, x0, "x0")
-        sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
-        k = smp.edit_steps(strength, steps)
-        y, guidance = self._cond_and_guidance(params, x0.shape[0], cond, guidance)
-        if k == 0:
+        eps_fn, chain = self._chain(params, x0.shape[0], sampler, steps, eta, cond, guidance)
+        if smp.edit_steps(strength, chain["num_steps"]) == 0:
             return jnp.asarray(x0)
-        out = smp.edit_sample(
-            key, self.eps_fn(params, cond=y, guidance=guidance), _to_model(self, x0), schedule=self.schedule,
-            strength=strength, sampler=sampler, num_steps=steps, eta=eta, variance=self.variance, clip_denoised=self._clip,
-        )
-        return _to_data(self, out)
+        return _to_data(self, smp.edit_sample(key, eps_fn, _to_model(self, x0), strength=strength, **chain))
 
     def inpaint(
         self,
@@ -470,13 +466,20 @@ class DDPM:
         """
         x0 = jnp.asarray(_check_x(self, x0, "x0"))
         mask = smp.check_mask(mask, x0.shape)
-        sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
-        y, guidance = self._cond_and_guidance(params, x0.shape[0], cond, guidance)
-        out = smp.inpaint_sample(
-            key, self.eps_fn(params, cond=y, guidance=guidance), _to_model(self, x0), mask, schedule=self.schedule,
-            sampler=sampler, num_steps=steps, eta=eta, variance=self.variance, clip_denoised=self._clip,
-        )
+        eps_fn, chain = self._chain(params, x0.shape[0], sampler, steps, eta, cond, guidance)
+        out = smp.inpaint_sample(key, eps_fn, _to_model(self, x0), mask, **chain)
         return jnp.where(mask, x0, _to_data(self, out))
+
+    def _chain(self, params, num: int, sampler, steps, eta, cond, guidance) -> tuple[smp.EpsFn, dict]:
+        """What an edit runs (all checked before any work): the guided ``eps_fn`` of ``num``
+        examples and the chain sampler's keywords (schedule, sampler, num_steps, eta, variance,
+        clip_denoised)."""
+        sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
+        smp.check_eta(eta)
+        y, guidance = self._cond_and_guidance(params, num, cond, guidance)
+        chain = dict(schedule=self.schedule, sampler=sampler, num_steps=steps, eta=eta, variance=self.variance,
+                     clip_denoised=self._clip)
+        return self.eps_fn(params, cond=y, guidance=guidance), chain
 
     def vlb(
         self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None

@@ -19,8 +19,9 @@ Data ranges (``data_range``):
 
 The network is a linen module called as ``network.apply(params, x, c, y)`` with
 ``x (b, *data_shape)`` in model space, ``c (b,)`` float conditioning scalar and ``y``
-``(b,)`` int labels or ``None``; see each class for what ``c`` is. Batches are an array
-``(b, *data_shape)`` or a dict ``{"x": ..., "cond": labels}``; each model's ``condition``
+``(b,)`` int labels or ``None`` (a text-conditional DDPM adds ``context=``, ``context_mask=``:
+its frozen text encoder's token states); see each class for what ``c`` is. Batches are an array
+``(b, *data_shape)`` or a dict ``{"x": ..., "cond": labels or tokens}``; each model's ``condition``
 (``genjax.types.Condition``) says what ``cond`` it takes.
 
 The models live in one module each (``ddpm``, ``ncsn``, ``score_sde``), their factory

@@ -79,7 +79,8 @@ def _check_clip(clip_denoised) -> tuple[float, float] | None:
     return float(clip_denoised[0]), float(clip_denoised[1])
 
 
-def _check_eta(eta) -> float:
+def check_eta(eta) -> float:
+    """DDIM's ``eta``: a finite Python number ``>= 0`` (static), as a float."""
     if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
         raise ValueError(f"eta must be a finite number >= 0 (a Python number: it is static), got {eta!r}")
     return float(eta)
@@ -249,7 +250,7 @@ def ddim_sample(
     """
     shape = _check_shape(shape)
     num_steps = _check_ddim_steps(schedule, num_steps)
-    eta = _check_eta(eta)
+    eta = check_eta(eta)
     if key is None:  # allowed when nothing is random
         if x_T is None or eta > 0:
             raise ValueError("key may be None only when x_T is given and eta = 0 (deterministic DDIM)")
@@ -295,7 +296,7 @@ def _chain_update(schedule, sampler, *, eta, variance, clip_denoised):
     if sampler == "ddpm":
         _checks.one_of("variance", variance, VARIANCES)
         return _ddpm_update(schedule, variance, _check_clip(clip_denoised))
-    return _ddim_update(schedule, _check_eta(eta))
+    return _ddim_update(schedule, check_eta(eta))
 
 
 def _noise_to(key: PRNGKeyArray, x0: Array, t_scalar, schedule: DiscreteSchedule) -> Array:

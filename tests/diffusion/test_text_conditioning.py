@@ -156,7 +156,7 @@ def test_every_sampler_under_a_caption(setup, key):
         assert s0.shape == (3, 2) and np.all(np.isfinite(s2)) and np.abs(s2 - s0).max() > 1e-5, sampler
     with pytest.raises(ValueError, match=r"cond must be int tokens in \[0, 7\) of shape \(3, L\), L <= 6"):
         model.sample(params, key, 3, cond=jnp.zeros((3, 7), jnp.int32))
-    with pytest.raises(ValueError, match="labels given, but the model is not class-conditional"):
+    with pytest.raises(ValueError, match="labels given, but the model is conditioned on tokens, not class labels; use cond="):
         with pytest.warns(DeprecationWarning):
             model.sample(params, key, 3, labels=1)
     with pytest.raises(ValueError, match=r"batch: a text-conditional DDPM needs a dict batch \{'x': ..., 'cond': int tokens"):
