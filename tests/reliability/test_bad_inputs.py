@@ -161,7 +161,7 @@ CASES = [
     ("diffusion/unknown-sampler", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="euler"), ValueError, r"unknown sampler 'euler'; valid choices: ddim, ddpm"),
     ("diffusion/ddim-eta-negative", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddim", steps=5, eta=-1.0), ValueError, r"eta must be a finite number >= 0"),
     ("diffusion/labels-out-of-range", lambda: cond_ddpm().sample(cond_ddpm().init(KEY, jnp.ones((3, 2))), KEY, 2, labels=jnp.array([0, 5])), ValueError, r"labels must lie in \[0, 3\] \(3 is the null label\), got values in \[0, 5\]"),
-    ("diffusion/labels-on-unconditional-model", lambda: ddpm().sample(ddpm_params(), KEY, 2, labels=1), ValueError, r"labels given, but the model is not class-conditional"),
+    ("diffusion/labels-on-unconditional-model", lambda: ddpm().sample(ddpm_params(), KEY, 2, labels=1), ValueError, r"labels given, but the model is unconditional"),
     ("diffusion/conditional-batch-without-labels", lambda: cond_ddpm().loss(cond_ddpm().init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2))), ValueError, r"batch: a class-conditional DDPM \(num_classes=3\) needs a dict batch"),
     ("diffusion/loss-shape", lambda: ddpm().loss(ddpm_params(), KEY, jnp.ones((3, 3))), ValueError, r"batch must have shape \(batch, 2\), got shape \(3, 3\)"),
     ("diffusion/nan-data", lambda: sde().loss(sde().init(KEY, jnp.ones((3, 2))), KEY, jnp.ones((3, 2)).at[0, 0].set(jnp.nan)), ValueError, r"batch contains 1 non-finite values"),
