@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import optax
 
 from genjax import viz
+from genjax.results import atomic_write
 from genjax.clip import CLIP, pick_caption
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
@@ -114,13 +114,6 @@ def _feature_fn(data: DataBundle, data_dir):
     return feature_fn
 
 
-def _write_json_atomic(path: pathlib.Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _scale(ae, ae_params, data: DataBundle, run_dir) -> float:
     """The latent scale factor: read from ``RUN/unet/latent_scale.json``, else computed on the
     first :data:`SCALE_IMAGES` train images and stored there."""
@@ -129,7 +122,9 @@ def _scale(ae, ae_params, data: DataBundle, run_dir) -> float:
         return float(json.loads(path.read_text())["scale_factor"])
     scale = float(latent_scale(ae, ae_params, np.asarray(data.train[:SCALE_IMAGES])))
     if path is not None:
-        _write_json_atomic(path, {"scale_factor": scale, "num_images": int(min(SCALE_IMAGES, len(data.train)))})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"scale_factor": scale, "num_images": int(min(SCALE_IMAGES, len(data.train)))}
+        atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
     return scale
 
 
