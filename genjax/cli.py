@@ -116,9 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
     s.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
-    s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text): the caption to draw, e.g. "a thick 7"')
+    s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text, unclip): the caption to draw, e.g. "a thick 7"')
     s.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="classifier-free guidance weight w >= 0 (with --prompt; default: none)")
+                   help="classifier-free guidance weight w >= 0 (with --prompt or --variations-of; default: none)")
+    s.add_argument("--variations-of", default=None, metavar="IMAGE",
+                   help="unclip: new images from this image's CLIP embedding (.png, .npy (H, W[, 1]) or (n, H, W[, 1]) "
+                        "in [0, 1], or test:N for the N-th test image); --num of them per image")
     s.add_argument("--init-image", default=None, metavar="FILE",
                    help="image-to-image / inpainting: start from this image (.npy (H, W[, 1]) or (n, H, W[, 1]) in [0, 1], or .png)")
     s.add_argument("--strength", type=float, default=None, metavar="S",
@@ -543,8 +546,10 @@ def cmd_sample(args) -> int:
 
     _checks.positive_int("--num", args.num)
     text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance)) if v is not None}
-    if args.guidance is not None and args.prompt is None:
-        raise ValueError("--guidance needs --prompt (the caption to guide towards)")
+    if args.guidance is not None and args.prompt is None and args.variations_of is None:
+        raise ValueError("--guidance needs --prompt (the caption to guide towards) or --variations-of")
+    if args.variations_of is not None and (args.prompt is not None or args.init_image is not None):
+        raise ValueError("--variations-of draws from an image's embedding: it takes no --prompt or --init-image")
     if (args.strength is not None or args.keep is not None) == (args.init_image is None):
         raise ValueError("--init-image goes with one of --strength (image-to-image) or --keep (inpainting)")
     if args.strength is not None and args.keep is not None:
@@ -556,7 +561,12 @@ def cmd_sample(args) -> int:
     key = jax.random.PRNGKey(args.seed)
     out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
     custom = getattr(spec, "sample", None)  # a family's own `genjax sample` (ModelSpec.sample), if any
-    if args.init_image is not None:
+    if args.variations_of is not None:
+        if not callable(getattr(model, "variations", None)):
+            raise ValueError(f"--variations-of: model {config['model']!r} cannot make variations of an image "
+                             "(unclip can: it decodes from the image's CLIP embedding)")
+        draw = lambda **kw: _variations(model, params, key, args, data)
+    elif args.init_image is not None:
         draw = lambda **kw: _edit(model, params, key, args, data)
     elif custom is not None:
         draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data, **text))
@@ -573,13 +583,20 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _read_image(path: str, shape) -> "np.ndarray":
-    """``--init-image``: ``(n, *shape)`` float32 in [0, 1] from a .npy or a .png."""
+def _read_image(path: str, shape, flag: str = "--init-image", data=None) -> "np.ndarray":
+    """``--init-image`` / ``--variations-of``: ``(n, *shape)`` float32 in [0, 1] from a .npy or a
+    .png, or (with ``data``) ``test:N``, the N-th test image."""
     import numpy as np
 
+    if data is not None and path.startswith("test:"):
+        index = path[len("test:"):]
+        test = data.test.images if hasattr(data.test, "images") else data.test
+        if not index.isdigit() or int(index) >= len(test):
+            raise ValueError(f"{flag}: test:N needs an index N in [0, {len(test)}), got {path!r}")
+        return np.asarray(test[int(index)][None], np.float32)
     p = pathlib.Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--init-image: no file {str(p)!r}")
+        raise FileNotFoundError(f"{flag}: no file {str(p)!r}")
     if p.suffix == ".npy":
         x = np.load(p).astype(np.float32)
     else:
@@ -591,9 +608,18 @@ def _read_image(path: str, shape) -> "np.ndarray":
     if x.ndim == len(shape):
         x = x[None]
     if tuple(x.shape[1:]) != tuple(shape) or not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError(f"--init-image must hold images of shape {tuple(shape)} (or {tuple(shape[:-1])}) in [0, 1], "
+        raise ValueError(f"{flag} must hold images of shape {tuple(shape)} (or {tuple(shape[:-1])}) in [0, 1], "
                          f"got shape {x.shape[1:]} in [{x.min():.3g}, {x.max():.3g}]")
     return x
+
+
+def _variations(model, params, key, args, data):
+    """``genjax sample --variations-of``: ``--num`` new images per given image, decoded from its
+    CLIP image embedding at ``--guidance``."""
+    import numpy as np
+
+    x = _read_image(args.variations_of, data.shape, "--variations-of", data)
+    return np.asarray(model.variations(params, key, x, num=args.num, guidance=args.guidance)).reshape(-1, *data.shape)
 
 
 def _edit(model, params, key, args, data):

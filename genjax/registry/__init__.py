@@ -16,12 +16,13 @@ from genjax.registry import diffusion as _diffusion
 from genjax.registry import flows as _flows
 from genjax.registry import gan as _gan
 from genjax.registry import ldm as _ldm
+from genjax.registry import unclip as _unclip
 from genjax.registry import vae as _vae
 from genjax.registry.core import (Built, DataBundle, ModelSpec, Option, dataset_names, image_scale, int_tuple, load_data,
                                   network_evaluations)
 
 MODELS: dict[str, ModelSpec] = {**_vae.SPECS, **_gan.SPECS, **_flows.SPECS, **_diffusion.SPECS, **_clip.SPECS,
-                              **_ldm.SPECS}
+                              **_ldm.SPECS, **_unclip.SPECS}
 
 __all__ = ["Built", "DataBundle", "MODELS", "ModelSpec", "Option", "build_model", "dataset_names", "describe",
            "get_model_spec", "image_scale", "int_tuple", "load_data", "network_evaluations", "resolve_options"]

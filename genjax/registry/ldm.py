@@ -30,7 +30,6 @@ from genjax.results import atomic_write
 from genjax.clip import CLIP, pick_caption
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
-from genjax.diffusion.ddpm import DDPM
 from genjax.gan.step import gan_adam
 from genjax.ldm.autoencoder import kl_autoencoder, latent_scale
 from genjax.ldm.constructors import SIZES, latent_diffusion, text_ddpm
@@ -114,10 +113,10 @@ def _feature_fn(data: DataBundle, data_dir):
     return feature_fn
 
 
-def _scale(ae, ae_params, data: DataBundle, run_dir) -> float:
-    """The latent scale factor: read from ``RUN/unet/latent_scale.json``, else computed on the
+def _scale(ae, ae_params, data: DataBundle, run_dir, stage: str = "unet") -> float:
+    """The latent scale factor: read from ``RUN/<stage>/latent_scale.json``, else computed on the
     first :data:`SCALE_IMAGES` train images and stored there."""
-    path = None if run_dir is None else pathlib.Path(run_dir) / "unet" / "latent_scale.json"
+    path = None if run_dir is None else pathlib.Path(run_dir) / stage / "latent_scale.json"
     if path is not None and path.is_file():
         return float(json.loads(path.read_text())["scale_factor"])
     scale = float(latent_scale(ae, ae_params, np.asarray(data.train[:SCALE_IMAGES])))
@@ -133,54 +132,97 @@ def _loop(config: dict) -> dict:
     return {k: config[k] for k in keys if config.get(k) is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class Front:
+    """The parts every text-to-image pipeline starts with: the frozen CLIP and (latent models)
+    the frozen autoencoder, as stages to train (``stages``: ``clip`` unless ``--clip-run``,
+    ``autoencoder``) or taken from other runs.
+
+    ``clip(frozen)`` and ``autoencoder_params(frozen)`` give the trained parts to the later
+    stages' builders (``frozen``: the earlier stages' parameters, as ``fit_stages`` passes them).
+    """
+
+    stages: list
+    clip_model: CLIP
+    clip_params: Any
+    autoencoder: Any = None
+    ae_params: Any = None
+
+    def clip(self, frozen) -> tuple[CLIP, Any]:
+        return self.clip_model, (self.clip_params if self.clip_params is not None else frozen["clip"])
+
+    def autoencoder_params(self, frozen):
+        return self.ae_params if self.ae_params is not None else frozen["autoencoder"]
+
+
+def front_stages(data: DataBundle, config: dict, *, data_dir=None, latent: bool = True) -> Front:
+    """The CLIP stage (or ``options["clip_run"]``'s CLIP) and, for a latent model, the autoencoder
+    stage (KL-f4, the domain classifier's features as the perceptual loss, optional patch
+    discriminator) of ``config`` (``genjax train``'s); every option is checked here."""
+    _captioned(data)
+    opts, size, loop = config["options"], SIZES[config["options"]["size"]], _loop(config)
+    clip_spec = clip_registry.SPECS["clip"]
+    out: list[Stage] = []
+    if opts["clip_run"]:
+        clip, clip_params = _clip_from_run(opts["clip_run"], data)
+    else:
+        clip_opts = _clip_options(opts)
+        clip, clip_params = clip_spec.build(data, clip_opts), None
+        clip_config = {"lr": clip_spec.defaults["lr"], "steps": opts["clip_steps"], "options": clip_opts}
+        out.append(Stage("clip", clip, num_steps=opts["clip_steps"], batch_size=CLIP_BATCH,
+                         optimizer=clip_spec.optimizer(clip_config), transform=pick_caption, **loop))
+    if not latent:
+        return Front(out, clip, clip_params)
+    feature_fn = _feature_fn(data, data_dir) if opts["feature_weight"] > 0 else None
+    ae = kl_autoencoder(data.shape, downsample=opts["downsample"], latent_channels=size["latent_channels"],
+                        width=size["ae_width"], num_res_blocks=size["ae_res"], kl_weight=opts["kl_weight"],
+                        feature_fn=feature_fn,
+                        feature_weight=opts["feature_weight"], discriminator=opts["discriminator"] == "patch")
+    ae_opt = gan_adam(opts["ae_lr"], opts["ae_lr"]) if opts["discriminator"] == "patch" else optax.adam(opts["ae_lr"])
+    out.append(Stage("autoencoder", ae, num_steps=opts["ae_steps"], batch_size=64, optimizer=ae_opt,
+                     data=lambda frozen, d: d["x"], **loop))
+    return Front(out, clip, clip_params, ae)
+
+
+def ddpm_options(config: dict, tok=None) -> dict:
+    """The text-conditioned DDPM's keywords of ``config``'s size and options (condition, null
+    caption, UNet depth and heads, ``T``, ``p_uncond``)."""
+    opts, size, tok = config["options"], SIZES[config["options"]["size"]], tok or caption_tokenizer()
+    return dict(null_tokens=_null_tokens(tok), num_res_blocks=size["res"], num_heads=size["heads"],
+                T=opts["T"] or size["T"], p_uncond=opts["p_uncond"])
+
+
+def unet_fit_kwargs(config: dict) -> dict:
+    """The diffusion stage's ``fit`` keywords (``--steps`` / ``--batch-size`` / ``--lr`` / ``--ema``)."""
+    return dict(num_steps=config["steps"], batch_size=config["batch_size"], optimizer=_optimizer(config),
+                ema_decay=config.get("ema_decay"), **_loop(config))
+
+
 def _stages(latent: bool):
     def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None) -> list[Stage]:
         """The pipeline of ``config`` (``genjax train``'s: steps, batch_size, lr, ema_decay,
         options, loop settings); every option is checked here, before any training."""
-        _captioned(data)
-        opts, size = config["options"], SIZES[config["options"]["size"]]
-        loop, tok = _loop(config), caption_tokenizer()
-        clip_spec = clip_registry.SPECS["clip"]
-        out: list[Stage] = []
-        if opts["clip_run"]:
-            clip, clip_params = _clip_from_run(opts["clip_run"], data)
-            get_clip = lambda frozen: (clip, clip_params)
-        else:
-            clip_opts = _clip_options(opts)
-            clip = clip_spec.build(data, clip_opts)
-            clip_config = {"lr": clip_spec.defaults["lr"], "steps": opts["clip_steps"], "options": clip_opts}
-            out.append(Stage("clip", clip, num_steps=opts["clip_steps"], batch_size=CLIP_BATCH,
-                             optimizer=clip_spec.optimizer(clip_config), transform=pick_caption, **loop))
-            get_clip = lambda frozen: (clip, frozen["clip"])
-        ddpm_kw = dict(text_condition=clip.condition, null_tokens=_null_tokens(tok), num_res_blocks=size["res"],
-                       num_heads=size["heads"], T=opts["T"] or size["T"], p_uncond=opts["p_uncond"])
+        front = front_stages(data, config, data_dir=data_dir, latent=latent)
+        size = SIZES[config["options"]["size"]]
+        ddpm_kw = dict(text_condition=front.clip_model.condition, **ddpm_options(config))
 
         def text_encoder(frozen):
-            return FrozenTextEncoder(*get_clip(frozen))
+            return FrozenTextEncoder(*front.clip(frozen))
 
-        unet_kw = dict(num_steps=config["steps"], batch_size=config["batch_size"], transform=pick_caption,
-                       optimizer=_optimizer(config), ema_decay=config.get("ema_decay"), **loop)
+        unet_kw = dict(transform=pick_caption, **unet_fit_kwargs(config))
         if latent:
-            feature_fn = _feature_fn(data, data_dir) if opts["feature_weight"] > 0 else None
-            ae = kl_autoencoder(data.shape, downsample=opts["downsample"], latent_channels=size["latent_channels"],
-                                width=size["ae_width"], num_res_blocks=size["ae_res"], kl_weight=opts["kl_weight"],
-                                feature_fn=feature_fn,
-                                feature_weight=opts["feature_weight"], discriminator=opts["discriminator"] == "patch")
-            ae_opt = gan_adam(opts["ae_lr"], opts["ae_lr"]) if opts["discriminator"] == "patch" else optax.adam(opts["ae_lr"])
-            out.append(Stage("autoencoder", ae, num_steps=opts["ae_steps"], batch_size=64, optimizer=ae_opt,
-                             data=lambda frozen, d: d["x"], **loop))
+            ae = front.autoencoder
 
             def ldm(frozen):
-                ae_params = frozen["autoencoder"]
+                ae_params = front.autoencoder_params(frozen)
                 return latent_diffusion(ae, ae_params, _scale(ae, ae_params, data, run_dir), base=size["base"],
                                         channel_mult=size["latent_mult"], text_encoder=text_encoder(frozen), **ddpm_kw)
 
-            out.append(Stage("unet", ldm, **unet_kw))
-        else:
-            out.append(Stage("unet", lambda frozen: text_ddpm(data.shape, data_range="unit", base=size["pixel_base"],
-                                                              channel_mult=size["pixel_mult"],
-                                                              text_encoder=text_encoder(frozen), **ddpm_kw), **unet_kw))
-        return out
+            return front.stages + [Stage("unet", ldm, **unet_kw)]
+        return front.stages + [Stage("unet", lambda frozen: text_ddpm(data.shape, data_range="unit", base=size["pixel_base"],
+                                                                        channel_mult=size["pixel_mult"],
+                                                                        text_encoder=text_encoder(frozen), **ddpm_kw),
+                                     **unet_kw)]
 
     return stages
 
@@ -237,8 +279,13 @@ class FrozenTextEncoder:
         return self.clip.text_states(self.params, tokens)
 
 
-def _ddpm_of(model) -> DDPM:
-    return model.diffusion if isinstance(model, LatentDiffusion) else model
+def scoring_clip(model):
+    """``(clip, params)`` of the CLIP a text-to-image model was built on (its CLIP score and
+    R-precision are that CLIP's), or None: an unCLIP model's own, or a DDPM's frozen text encoder's."""
+    if isinstance(getattr(model, "clip", None), CLIP):
+        return model.clip, model.clip_params
+    te = (model.diffusion if isinstance(model, LatentDiffusion) else model).text_encoder
+    return (te.clip, te.params) if isinstance(te, FrozenTextEncoder) else None
 
 
 def generate_for_prompts(model, params, data: DataBundle, key, *, guidance=DEFAULT_GUIDANCE, per_digit: int = 100,
@@ -262,12 +309,11 @@ def score_samples(model, data: DataBundle, ps, samples: np.ndarray, key, *, clas
     clf = features.get_classifier(caption_data.source_dataset(data.name), data_dir=data_dir, progress=False) \
         if classifier == "auto" else classifier
     classify = lambda imgs: np.argmax(clf.logits(imgs), axis=-1)
-    te = _ddpm_of(model).text_encoder
-    emb = {}
-    if isinstance(te, FrozenTextEncoder):
+    emb, scorer = {}, scoring_clip(model)
+    if scorer is not None:
         tokens = prompt_tokens(model, ps.prompts)
-        emb = {"image_emb": clip_registry.embed_images(te.clip, te.params, samples),
-               "text_emb": clip_registry.embed_texts(te.clip, te.params, tokens)}
+        emb = {"image_emb": clip_registry.embed_images(*scorer, samples),
+               "text_emb": clip_registry.embed_texts(*scorer, tokens)}
     out = t2i.text_to_image_metrics(samples, ps, classify=classify, edges=test.edges, key=key, **emb)
     halves = lambda a: np.concatenate(t2i.split_pairs(a)) if data.name == "mnist-pairs" else a
     ref = DataBundle(data.name, "image", halves(data.train[:1]), halves(test.images), data.num_levels)
@@ -287,7 +333,7 @@ def _evaluate(model, params, data: DataBundle, key, *, num_samples: int = 1000, 
                                                           data_dir=data_dir)}
 
 
-def _options(latent: bool) -> dict:
+def pipeline_options(latent: bool) -> dict:
     opts = {
         "size": Option(str, "small", "networks: small (CPU), gpu, or tiny (tests)", tuple(SIZES)),
         "captions_per_image": Option(int, 8, "captions drawn per training image (one picked per step)"),
@@ -314,7 +360,7 @@ SPECS: dict[str, ModelSpec] = {
         name,
         "ldm",
         description,
-        _options(latent),
+        pipeline_options(latent),
         _build,
         lambda model, data: pick_caption,
         _artifacts,

@@ -138,7 +138,8 @@ def fit_stages(
         restored, not retrained; the interrupted one resumes from its last checkpoint.
       progress: progress bars.
       train: ``False`` restores a trained pipeline from ``out_dir`` without training (for
-        sampling and evaluation): every stage must have its final checkpoint.
+        sampling and evaluation): every stage must have its final checkpoint; ``stage.data``
+        is then called on the first 2 examples of ``train_data`` only (an example batch).
 
     Raises:
       ValueError: bad stages (before any training); a stage to resume whose earlier
@@ -155,7 +156,9 @@ def fit_stages(
     models: dict[str, Any] = {}
     for i, stage in enumerate(stages):
         model = stage.model(dict(frozen)) if callable(stage.model) and not hasattr(stage.model, "init") else stage.model
-        data = train_data if stage.data is None else stage.data(dict(frozen), train_data)
+        # (restoring needs only an example batch: a stage's data is then made from 2 examples)
+        source = train_data if train else jax.tree_util.tree_map(lambda a: a[:2] if np.ndim(a) else a, train_data)
+        data = source if stage.data is None else stage.data(dict(frozen), source)
         stage_dir = None
         if out is not None:
             stage_dir = out / stage.name

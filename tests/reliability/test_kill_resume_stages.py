@@ -1,7 +1,8 @@
-"""Kill anywhere in a staged run (issue 19): ``genjax train ldm`` SIGKILLed at a random moment
-of its last stage (unet), resumed with ``--resume``, ends bit-identical to the uninterrupted
-run, stage by stage: every checkpoint's state and a byte-identical ``metrics.jsonl``; the
-finished stages (clip, autoencoder) are restored, not trained again.
+"""Kill anywhere in a staged run (issues 19, 20): ``genjax train ldm`` SIGKILLed at a random
+moment of its last stage (unet), ``genjax train unclip`` in its prior and in its decoder stage,
+resumed with ``--resume``, end bit-identical to the uninterrupted run, stage by stage: every
+checkpoint's state and a byte-identical ``metrics.jsonl``; the finished stages are restored,
+not trained again.
 
 A kill inside an earlier stage is the same code path (``fit`` resuming that stage's
 directory inside ``fit_stages``): CLIP's is the clip family's case in test_kill_resume.py,
@@ -21,28 +22,37 @@ from genjax import cli, registry
 U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
-STAGES = ("clip", "autoencoder", "unet")
+#: each staged model: its stages, and those a kill is made in
+STAGES = {"ldm": ("clip", "autoencoder", "unet"), "unclip": ("clip", "autoencoder", "prior", "decoder")}
 STEPS = 8  # per stage; checkpoints every 4 steps, log every 2 (U.LOOP)
 TINY = ["--size", "tiny", "--clip-steps", str(STEPS), "--ae-steps", str(STEPS), "--feature-weight", "0", "--T", "10",
         "--batch-size", "8", "--captions-per-image", "2", "--no-eval"]
+EXTRA = {"ldm": [], "unclip": ["--prior-steps", str(STEPS), "--prior-batch", "8"]}
 
 
-def _argv(out, name: str) -> list[str]:
-    return U.train_argv("ldm", "digits-captions", out, name, STEPS, 3, *TINY)
+def _argv(model: str, out, name: str) -> list[str]:
+    return U.train_argv(model, "digits-captions", out, name, STEPS, 3, *TINY, *EXTRA[model])
 
 
 def test_every_staged_model_is_covered_here():
-    """Staged models share one path (``fit_stages`` under ``genjax train``); ldm, the one with
-    the most stages, is killed in each; a new staged family must be added here on purpose."""
-    staged = {name: spec.family for name, spec in registry.MODELS.items() if spec.stages is not None}
-    assert "ldm" in staged and set(staged.values()) == {"ldm"}, staged
+    """Staged models share one path (``fit_stages`` under ``genjax train``); each is killed in its
+    own stages below; a new staged model must be added here on purpose."""
+    staged = {name for name, spec in registry.MODELS.items() if spec.stages is not None}
+    assert staged == {"ldm", "ddpm-text", "unclip"}, staged
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref-ldm")
-    assert cli.main(_argv(out, "run")) == 0
-    return out / "run"
+def references(tmp_path_factory):
+    cache = {}
+
+    def get(model: str):
+        if model not in cache:
+            out = tmp_path_factory.mktemp(f"ref-{model}")
+            assert cli.main(_argv(model, out, "run")) == 0
+            cache[model] = out / "run"
+        return cache[model]
+
+    return get
 
 
 def _assert_stage_identical(a, b, stage: str) -> None:
@@ -54,22 +64,24 @@ def _assert_stage_identical(a, b, stage: str) -> None:
     assert (a / stage / "metrics.jsonl").read_bytes() == (b / stage / "metrics.jsonl").read_bytes(), stage
 
 
-@pytest.mark.parametrize("stage", ["unet"])
-def test_kill_inside_a_stage_then_resume_is_bit_identical(stage, reference, tmp_path, seed):
-    rng = random.Random(f"{seed}-ldm-{stage}")
-    argv = _argv(tmp_path, "run")
+@pytest.mark.parametrize("model,stage", [("ldm", "unet"), ("unclip", "prior"), ("unclip", "decoder")])
+def test_kill_inside_a_stage_then_resume_is_bit_identical(model, stage, references, tmp_path, seed):
+    rng = random.Random(f"{seed}-{model}-{stage}")
+    argv = _argv(model, tmp_path, "run")
     run = tmp_path / "run"
+    stages = STAGES[model]
     target = rng.randrange(2, STEPS, 2)
     proc = U.start_cli(argv)
     assert U.kill_when(proc, lambda: any(s >= target for s in U.logged_steps(run / stage)),
                        extra_delay=rng.uniform(0, 0.1)), f"the run ended before the kill ({proc.stderr.read()})"
-    earlier = STAGES[: STAGES.index(stage)]
+    earlier = stages[: stages.index(stage)]
     finished = {s: (run / s / "checkpoints").stat().st_mtime_ns for s in earlier}
     res = U.run_cli(argv + ["--resume"])
     assert res.returncode == 0, res.stderr
+    reference = references(model)
     for s in earlier:  # restored, not trained again: its checkpoints untouched
         assert (run / s / "checkpoints").stat().st_mtime_ns == finished[s], s
-    for s in STAGES:
+    for s in stages:
         assert U.logged_steps(run / s) == list(range(2, STEPS + 1, 2)), s
         _assert_stage_identical(reference, run, s)
     assert json.loads((run / "stages.json").read_text()) == json.loads((reference / "stages.json").read_text())
