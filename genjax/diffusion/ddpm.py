@@ -104,6 +104,14 @@ class DDPM:
         max_len, pad_id); required with ``text_encoder``.
       null_tokens: the empty caption's tokens, e.g. ``(bos, eos)``; required with
         ``text_encoder``.
+      prediction: what the network predicts: ``"eps"`` (the noise; DDPM's "simple" loss) or
+        ``"x0"`` (the clean sample; loss ``mean (x0_hat - x0)^2``, metric ``"x0_mse"``, as the
+        unCLIP prior). :meth:`eps` converts an x0 prediction to the noise it implies, so every
+        sampler, guidance, editing and the VLB work unchanged.
+      cond_dim: vector conditioning (``Condition(kind="vector", dim=cond_dim)``, e.g. a CLIP
+        image embedding, unCLIP's decoder): the network gets ``y (b, cond_dim)`` floats; the
+        null condition is the zero vector (the paper's "zeroing the embedding"). Exclusive with
+        ``num_classes`` and ``text_encoder``.
     """
 
     network: nn.Module
@@ -118,6 +126,8 @@ class DDPM:
     text_encoder: Callable[[Array], Array] | None = dataclasses.field(default=None, repr=False)
     text_condition: Condition | None = None
     null_tokens: tuple[int, ...] | None = None
+    prediction: str = "eps"
+    cond_dim: int | None = None
 
     log_prob_kind = "vlb"
 
@@ -132,6 +142,11 @@ class DDPM:
         _checks.one_of("default_sampler", self.default_sampler, DDPM_SAMPLERS)
         _checks.one_of("variance", self.variance, ("beta", "posterior"))
         _checks.positive_int("num_levels", self.num_levels)
+        _checks.one_of("prediction", self.prediction, obj.PREDICTIONS)
+        if self.cond_dim is not None:
+            _checks.positive_int("cond_dim", self.cond_dim)
+            if self.num_classes is not None or self.text_encoder is not None:
+                raise ValueError("cond_dim (vector conditioning) is exclusive with num_classes and text_encoder")
         if (self.text_encoder, self.text_condition, self.null_tokens) != (None, None, None):
             self._check_text()
 
@@ -169,6 +184,8 @@ class DDPM:
         """``text_condition`` (tokens), class labels in ``[0, num_classes)``, or none."""
         if self.text_encoder is not None:
             return self.text_condition
+        if self.cond_dim is not None:
+            return Condition("vector", dim=self.cond_dim)
         return NO_CONDITION if self.num_classes is None else Condition("labels", num_classes=self.num_classes)
 
     @property
@@ -178,12 +195,14 @@ class DDPM:
 
     # ------------------------------------------------------------------ the null condition
     def null_cond(self, num: int, length: int | None = None) -> Array | None:
-        """The null condition of ``num`` examples: ``(num,)`` null labels ``num_classes``, or
+        """The null condition of ``num`` examples: ``(num,)`` null labels ``num_classes``,
         ``(num, length)`` tokens (``null_tokens`` padded with ``pad_id``; ``length`` default
-        ``len(null_tokens)``); ``None`` for an unconditional model."""
+        ``len(null_tokens)``) or ``(num, cond_dim)`` zeros; ``None`` for an unconditional model."""
         kind = self.condition.kind
         if kind == "labels":
             return jnp.full((num,), self.num_classes, jnp.int32)
+        if kind == "vector":
+            return jnp.zeros((num, self.cond_dim), jnp.float32)
         if kind != "tokens":
             return None
         length = len(self.null_tokens) if length is None else length
@@ -202,12 +221,14 @@ class DDPM:
         return cond, self.null_cond(b, length)
 
     def drop_cond(self, key: PRNGKeyArray, cond: Array) -> Array:
-        """Replaces each example's condition (labels ``(b,)`` or tokens ``(b, L)``) by the null
-        condition with probability ``p_uncond`` (caption dropout)."""
+        """Replaces each example's condition (labels ``(b,)``, tokens ``(b, L)`` or vectors
+        ``(b, cond_dim)``) by the null condition with probability ``p_uncond`` (caption dropout;
+        a vector is zeroed)."""
         b = cond.shape[0]
         drop = jax.random.bernoulli(key, self.p_uncond, (b,))
         cond, null = self._with_null(cond)
-        return jnp.where(drop.reshape((b,) + (1,) * (cond.ndim - 1)), null, cond).astype(jnp.int32)
+        dtype = cond.dtype if self.condition.kind == "vector" else jnp.int32
+        return jnp.where(drop.reshape((b,) + (1,) * (cond.ndim - 1)), null.astype(dtype), cond).astype(dtype)
 
     def drop_labels(self, key: PRNGKeyArray, y: Array) -> Array:
         """Replaces each label by the null label with probability ``p_uncond``, ``(b,)``
@@ -225,11 +246,12 @@ class DDPM:
         kind = self.condition.kind
         if kind == "none":
             return None  # a condition in the batch is rejected by _check_x
-        key = "cond" if kind == "tokens" or (isinstance(batch, dict) and "cond" in batch) else "y"  # "y": deprecated
+        key = "cond" if kind in ("tokens", "vector") or (isinstance(batch, dict) and "cond" in batch) else "y"  # "y": deprecated
         if not isinstance(batch, dict) or key not in batch:
             if not required:
                 return None
-            what = f"class-conditional DDPM (num_classes={self.num_classes})" if kind == "labels" else "text-conditional DDPM"
+            what = {"labels": f"class-conditional DDPM (num_classes={self.num_classes})",
+                    "vector": f"vector-conditional DDPM (cond_dim={self.cond_dim})"}.get(kind, "text-conditional DDPM")
             raise ValueError(f"{name}: a {what} needs a dict batch {{'x': ..., 'cond': {self.condition.describe('batch')}}}")
         return check_cond(self.condition, batch[key], b, name=f"{name}[{key!r}]")
 
@@ -253,8 +275,13 @@ class DDPM:
     # ------------------------------------------------------------------ networks
     def _call_network(self, fn, x: Array, t: Array, y: Array | None):
         """``fn(x, t, y)``, or for a text-conditional model ``fn(x, t, None, context=states,
-        context_mask=mask)`` with the frozen encoder's states of ``y`` (``None``: null tokens)."""
-        if self.condition.kind != "tokens":
+        context_mask=mask)`` with the frozen encoder's output for ``y`` (``None``: null tokens;
+        ``states`` is whatever the encoder returns, an array or a pytree of arrays, passed to the
+        network as it is). A vector-conditional model's ``y=None`` is the zero vector."""
+        kind = self.condition.kind
+        if kind == "vector" and y is None:
+            y = self.null_cond(x.shape[0])
+        if kind != "tokens":
             return fn(x, t, y)
         tokens = self.null_cond(x.shape[0]) if y is None else y
         states = jax.lax.stop_gradient(self.text_encoder(tokens))
@@ -262,7 +289,25 @@ class DDPM:
 
     def eps(self, params: Params, x: Array, t: Array, y: Array | None = None) -> Array:
         """Network noise prediction in model space: ``x (b, *d)``, ``t (b,)`` -> ``(b, *d)``;
-        ``y``: labels ``(b,)`` or tokens ``(b, L)`` (``None``: the null condition)."""
+        ``y``: labels ``(b,)``, tokens ``(b, L)`` or vectors ``(b, cond_dim)`` (``None``: the null
+        condition). With ``prediction="x0"`` the network's clean-sample prediction is converted
+        (``objectives.eps_from_x0``)."""
+        out = self._raw(params, x, t, y)
+        if self.prediction == "x0":
+            out = obj.eps_from_x0(x, out, jnp.asarray(t).astype(jnp.int32), self.schedule)
+        return out
+
+    def predict_x0(self, params: Params, x: Array, t: Array, y: Array | None = None) -> Array:
+        """The clean-sample prediction ``x0_hat`` in model space (``prediction="x0"``: the
+        network's output; ``"eps"``: ``(x - sqrt(1 - abar) eps_hat) / sqrt(abar)``)."""
+        out = self._raw(params, x, t, y)
+        if self.prediction == "x0":
+            return out
+        abar = self.schedule.alphas_cumprod[jnp.asarray(t).astype(jnp.int32)].reshape((-1,) + (1,) * (x.ndim - 1))
+        return (x - jnp.sqrt(1.0 - abar) * out) / jnp.sqrt(abar)
+
+    def _raw(self, params: Params, x: Array, t: Array, y: Array | None) -> Array:
+        """The network's output (``prediction``'s quantity)."""
         return self._call_network(functools.partial(self.network.apply, params), x, jnp.asarray(t, jnp.float32), y)
 
     def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
@@ -295,20 +340,24 @@ class DDPM:
         y = self._batch_cond(batch, b, "batch", required=False)
         if y is None and self.condition.kind == "labels":
             y = jnp.zeros((b,), jnp.int32)
+        if y is not None and self.condition.kind == "vector":
+            y = jnp.asarray(y, jnp.float32)
         return self._call_network(
             functools.partial(self.network.init, key), jnp.asarray(x, jnp.float32), jnp.zeros((b,), jnp.float32), y
         )
 
     def loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
-        """Mean eps-matching loss (per-dimension squared error) and ``{"loss", "eps_mse"}``."""
+        """Mean denoising loss (per-dimension squared error of ``prediction``'s target: the
+        noise or the clean sample) and ``{"loss", "eps_mse"}`` (``"x0_mse"`` for ``"x0"``)."""
         x = _check_x(self, batch, "batch")
         y = self._batch_cond(batch, x.shape[0], "batch")
         _check_params(self, params)
         k_drop, k_loss = jax.random.split(key)
         if y is not None:
             y = self.drop_cond(k_drop, y)
-        per_example, metrics = obj.eps_matching_loss(
-            k_loss, lambda xt, t: self.eps(params, xt, t, y), _to_model(self, x), schedule=self.schedule
+        per_example, metrics = obj.denoising_loss(
+            k_loss, lambda xt, t: self._raw(params, xt, t, y), _to_model(self, x), schedule=self.schedule,
+            target=self.prediction,
         )
         loss = jnp.mean(per_example)
         return loss, {"loss": loss, **metrics}
@@ -356,8 +405,9 @@ class DDPM:
             ``"ode"`` (probability-flow ODE on :meth:`vp_score`, ``steps`` RK4 steps, default
             ``min(T, 100)``); the SDE samplers end at ``t = 1 / T``, the chain's step 0 (noise
             std ``sqrt(beta_1)``). Default ``default_sampler``.
-          cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int, or tokens
-            ``(num, L)`` (as ``condition`` says); ``None``: the unconditional (null) model.
+          cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int, tokens
+            ``(num, L)`` or vectors ``(num, cond_dim)`` (as ``condition`` says); ``None``: the
+            unconditional (null) model.
           guidance: classifier-free guidance weight ``w >= 0`` (``None`` or 0: plain
             conditional); needs ``cond``.
           labels: deprecated alias of ``cond`` (also takes the null label ``num_classes``).

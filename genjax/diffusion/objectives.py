@@ -148,6 +148,32 @@ def eps_matching_loss(
       ``(per_example (b,), metrics)``: the squared error averaged over the data
       dimensions, and ``{"eps_mse": mean over the batch}``.
     """
+    return denoising_loss(key, eps_fn, x0, schedule=schedule, t=t, target="eps")
+
+
+#: what a denoising network predicts (``denoising_loss``'s ``target``)
+PREDICTIONS = ("eps", "x0")
+
+
+def denoising_loss(
+    key: PRNGKeyArray, fn: EpsFn, x0: Array, *, schedule: DiscreteSchedule, target: str = "eps",
+    t: Array | None = None,
+) -> tuple[Array, Metrics]:
+    """``mean_d (fn(x_t, t) - target)^2`` with ``t ~ U{0..T-1}`` and ``x_t ~ q(x_t | x0)``.
+
+    ``target="eps"``: the noise (DDPM's "simple" loss, metric ``"eps_mse"``); ``"x0"``: the clean
+    data (the unCLIP prior's loss, metric ``"x0_mse"``). The same ``key`` draws the same ``t``
+    and noise for either target.
+
+    Args:
+      key: PRNG key (timesteps and noise).
+      fn: ``(x (b, *d), t (b,) int32) -> (b, *d)``, the prediction of ``target``.
+      x0: ``(b, *d)`` clean data.
+      schedule: the discrete schedule.
+      target: ``"eps"`` or ``"x0"``.
+      t: optional ``(b,)`` integer indices to use instead of uniform draws.
+    """
+    _checks.one_of("target", target, PREDICTIONS)
     check_data("x0", x0)
     b = x0.shape[0]
     key_t, key_n = jax.random.split(key)
@@ -155,10 +181,17 @@ def eps_matching_loss(
         t = jax.random.randint(key_t, (b,), 0, schedule.num_steps, dtype=jnp.int32)
     check_timesteps(t, num_steps=schedule.num_steps, batch=b)
     x_t, noise = q_sample(key_n, x0, t, schedule)
-    eps_hat = eps_fn(x_t, t)
-    _check_output("eps_fn", eps_hat, x0)
-    per_example = _mean_event(jnp.square(eps_hat - noise))
-    return per_example, {"eps_mse": jnp.mean(per_example)}
+    pred = fn(x_t, t)
+    _check_output("eps_fn" if target == "eps" else "fn", pred, x0)
+    per_example = _mean_event(jnp.square(pred - (noise if target == "eps" else x0)))
+    return per_example, {f"{target}_mse": jnp.mean(per_example)}
+
+
+def eps_from_x0(x_t: Array, x0_hat: Array, t: Array, schedule: DiscreteSchedule) -> Array:
+    """The noise that ``x0_hat`` implies at ``x_t``: ``(x_t - sqrt(abar[t]) x0_hat) / sqrt(1 - abar[t])``
+    (``t`` ``(b,)`` integer indices), so an x0-predicting network serves every eps sampler."""
+    abar = schedule.alphas_cumprod[t]
+    return (x_t - _bcast(jnp.sqrt(abar), x_t) * x0_hat) / _bcast(jnp.sqrt(1.0 - abar), x_t)
 
 
 def discretized_gaussian_log_likelihood(x: Array, *, means: Array, log_scales: Array, num_levels: int = 256) -> Array:

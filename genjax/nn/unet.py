@@ -5,7 +5,11 @@ float conditioning scalar, ``y (b,)`` int labels or ``None``, ``context (b, L, D
 sequence (token embeddings) with ``context_mask (b, L)`` (True: a real token) for a UNet built
 with ``use_context=True`` -> ``(b, H, W, out_channels or C)``.
 
-* embedding ``emb = TimeEmbedding(t) [+ LabelEmbedding(y)]`` of width ``4 * base``;
+* embedding ``emb = TimeEmbedding(t) [+ LabelEmbedding(y)]`` of width ``4 * base``; with
+  ``cond_dim`` the condition is a float vector ``y (b, cond_dim)`` (e.g. a CLIP image
+  embedding, unCLIP's decoder): ``emb = TimeEmbedding(t) + Dense(y)``, and with
+  ``vector_tokens = K`` it is also projected into ``K`` extra context tokens that the
+  cross-attention blocks attend to (after the ``context`` sequence when there is one);
 * a 3x3 input conv to ``base`` channels;
 * down path: per level ``i`` (channels ``base * channel_mult[i]``) ``num_res_blocks``
   residual blocks (GroupNorm -> SiLU -> conv, + Dense(SiLU(emb)) per channel, GroupNorm
@@ -131,6 +135,10 @@ class UNet(nn.Module):
         float32, the output is cast back to at least float32); ``None``: params' dtype.
       use_context: attend to a condition sequence ``context`` (cross-attention after each
         self-attention block, ``num_heads`` heads); ``False``: the plain UNet.
+      cond_dim: vector conditioning ``y (b, cond_dim)`` added to the time embedding through a
+        Dense layer (exclusive with ``num_classes``; ``y=None``: the zero vector).
+      vector_tokens: with ``cond_dim``, the number of context tokens the vector is projected to
+        (unCLIP: 4); any > 0 turns the cross-attention blocks on.
     """
 
     base: int = 32
@@ -142,6 +150,8 @@ class UNet(nn.Module):
     num_groups: int = 8
     dtype: Any = None
     use_context: bool = False
+    cond_dim: int | None = None
+    vector_tokens: int = 0
 
     @nn.compact
     def __call__(
@@ -160,7 +170,17 @@ class UNet(nn.Module):
             raise ValueError("UNet: channel_mult must have at least one entry")
         check_image_size(hgt, wid, levels)
         check_time(t, b)
-        if y is not None:
+        if self.cond_dim is not None:
+            if self.num_classes is not None:
+                raise ValueError("UNet: cond_dim (vector conditioning) and num_classes are exclusive")
+            if y is None:
+                y = np.zeros((b, self.cond_dim), np.float32)
+            if np.shape(y) != (b, self.cond_dim) or not jnp.issubdtype(jnp.result_type(y), jnp.floating):
+                raise ValueError(f"UNet: y must be a float vector condition of shape ({b}, {self.cond_dim}), "
+                                 f"got {jnp.result_type(y)} of shape {np.shape(y)}")
+        elif self.vector_tokens:
+            raise ValueError("UNet: vector_tokens needs cond_dim (the width of the vector condition)")
+        elif y is not None:
             check_labels(y, b, self.num_classes)
         if self.use_context:
             if context is None:
@@ -174,12 +194,26 @@ class UNet(nn.Module):
             if y is None:
                 y = np.full((b,), null_label(self.num_classes), np.int32)
             emb = emb + LabelEmbedding(self.num_classes, emb_dim, name="label_emb")(y)
+        if self.cond_dim is not None:
+            emb = emb + nn.Dense(emb_dim, name="vector_emb")(y)
+            if self.vector_tokens:
+                k = int(self.vector_tokens)
+                tokens = nn.Dense(k * emb_dim, name="vector_tokens")(y).reshape(b, k, emb_dim)
+                if context is None:
+                    context, context_mask = tokens, None
+                else:
+                    if context.shape[-1] != emb_dim:
+                        context = nn.Dense(emb_dim, name="context_proj")(context)
+                    mask = jnp.ones(context.shape[:2], bool) if context_mask is None else context_mask
+                    context = jnp.concatenate([context, tokens.astype(context.dtype)], axis=1)
+                    context_mask = jnp.concatenate([mask, jnp.ones((b, k), bool)], axis=1)
+        cross = self.use_context or bool(self.cond_dim is not None and self.vector_tokens)
 
         g, dt = self.num_groups, self.dtype
 
         def attend(h, name):  # self-attention ``name``, then (use_context) cross-attention to the context
             h = AttentionBlock(self.num_heads, g, dt, name=name)(h)
-            if self.use_context:
+            if cross:
                 h = CrossAttentionBlock(self.num_heads, g, dt, name=name.replace("attn", "xattn"))(h, context, context_mask)
             return h
 
