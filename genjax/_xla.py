@@ -6,6 +6,9 @@ weight gradient 27 ms for 5 plain steps vs 2.4 s in a ``lax.scan``; Glow's train
 0.77 s vs 35 s; a UNet's probability-flow RK4 step, four input VJPs, 1.1 s vs 4.4 s).
 Loops whose body differentiates a convolution therefore run as a Python loop of one
 jitted body on CPU; the forward pass alone (samplers) is not affected.
+
+A jitted function compiles once per input shape, so a map over many rows in chunks pads the
+last chunk to the chunk size (:func:`chunked_map`): one compilation whatever the row count.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import numpy as np
 
 #: ``loop=`` choices of the functions that make this choice.
 LOOPS = ("auto", "scan", "python")
@@ -45,3 +49,17 @@ def check_loop(loop: str) -> str:
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
     return loop
+
+
+def chunked_map(fn: Callable, params, rows, *, chunk: int):
+    """``fn(params, rows)`` as a host array, computed ``chunk`` rows per jitted call, the last
+    chunk padded (with copies of its first row) to ``chunk``: one compilation per row shape,
+    whatever ``len(rows)``. ``fn`` must map each row independently (e.g. an encoder)."""
+    f = jax.jit(fn)
+    out = []
+    for i in range(0, len(rows), chunk):
+        part = np.asarray(rows[i : i + chunk])
+        pad = chunk - len(part)
+        full = np.concatenate([part, np.repeat(part[:1], pad, axis=0)]) if pad else part
+        out.append(np.asarray(f(params, full))[: len(part)])
+    return np.concatenate(out)

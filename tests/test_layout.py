@@ -29,8 +29,9 @@ ALLOWED = {
     # a system composes the families' parts (latent diffusion: an autoencoder with the VAE's KL and
     # the GAN's objectives, the DDPM on its latents); it never builds data, trains or evaluates
     "ldm": BOTTOM | {"nn"} | FAMILIES,
-    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip", "ldm"} | FAMILIES,
-    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm"} | FAMILIES,
+    "unclip": BOTTOM | {"nn"} | FAMILIES,  # DALL-E 2 in miniature: the same floor as ldm
+    "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip", "ldm", "unclip"} | FAMILIES,
+    "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip"} | FAMILIES,
 }
 ALLOWED["cli"] = set(ALLOWED) | {"compare"}
 ALLOWED["__init__"] = set(ALLOWED)

@@ -6,7 +6,7 @@ trained with the symmetric InfoNCE (objectives.py) by ``genjax.train.fit`` with
 """
 
 from genjax.clip.constructors import SIZES, clip_gpu, clip_model, clip_small
-from genjax.clip.models import CLIP, CLIPNet, pick_caption, prompt_ensemble
+from genjax.clip.models import CLIP, CLIPNet, FrozenTextEncoder, pick_caption, prompt_ensemble
 from genjax.clip.objectives import (
     INIT_TEMPERATURE,
     MAX_LOGIT_SCALE,
@@ -20,6 +20,7 @@ from genjax.clip.objectives import (
 __all__ = [
     "CLIP",
     "CLIPNet",
+    "FrozenTextEncoder",
     "INIT_TEMPERATURE",
     "MAX_LOGIT_SCALE",
     "SIZES",

@@ -45,7 +45,11 @@ class CLIPNet(nn.Module):
         return self.text_encoder(tokens)[0]
 
     def encode_text(self, tokens: Array) -> Array:
-        return objectives.l2_normalize(self.text_proj(self.text_encoder(tokens)[1]))
+        return self.text_features(tokens)[1]
+
+    def text_features(self, tokens: Array) -> tuple[Array, Array]:
+        states, pooled = self.text_encoder(tokens)
+        return states, objectives.l2_normalize(self.text_proj(pooled))
 
     def __call__(self, x: Array, tokens: Array) -> tuple[Array, Array, Array]:
         return self.encode_image(x), self.encode_text(tokens), self.log_scale
@@ -219,6 +223,12 @@ class CLIP:
         tokens = self.check_tokens(tokens)
         return self.net.apply({"params": params}, tokens, method=CLIPNet.text_states)
 
+    def text_features(self, params: Params, tokens: Array) -> tuple[Array, Array]:
+        """``(n, L)`` tokens -> ``(text_states (n, L, w_t), encode_text (n, embed_dim))`` from
+        one pass of the text tower."""
+        tokens = self.check_tokens(tokens)
+        return self.net.apply({"params": params}, tokens, method=CLIPNet.text_features)
+
     def similarity(self, params: Params, x: Array, tokens: Array) -> Array:
         """``(n, m)`` cosine similarities of ``n`` images and ``m`` captions, in ``[-1, 1]``
         (the training logits are these times the logit scale)."""
@@ -272,3 +282,29 @@ class CLIP:
         c, p, length = shape
         owner = np.repeat(np.arange(c, dtype=np.int32), p)
         return jnp.reshape(jnp.asarray(class_prompts), (c * p, length)), owner, c
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FrozenTextEncoder:
+    """A trained CLIP's text tower as a diffusion model's frozen ``text_encoder``; it keeps the
+    CLIP, whose image tower scores the samples (CLIP score, R-precision).
+
+    ``__call__(tokens (b, L))`` returns the token states ``(b, L, w_t)`` (what latent diffusion's
+    UNet cross-attends to) or, ``with_embedding=True``, ``(states, text_emb (b, embed_dim))``
+    with the unit-norm CLIP text embedding too (what unCLIP's diffusion prior reads), both from
+    one pass of the text tower.
+
+    Attributes:
+      clip: the CLIP model.
+      params: its trained parameters.
+      with_embedding: also return the CLIP text embedding.
+    """
+
+    clip: CLIP
+    params: Any = dataclasses.field(repr=False)
+    with_embedding: bool = False
+
+    def __call__(self, tokens: Array) -> Array | tuple[Array, Array]:
+        if self.with_embedding:
+            return self.clip.text_features(self.params, tokens)
+        return self.clip.text_states(self.params, tokens)

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from genjax import viz
+from genjax._xla import chunked_map
 from genjax.clip import CLIP, clip_model, pick_caption, prompt_ensemble
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
@@ -84,16 +85,8 @@ def _optimizer(config: dict):
 
 
 def _chunked(fn, params, rows: np.ndarray) -> np.ndarray:
-    """``fn(params, rows)`` on ``CHUNK`` rows per call, the last chunk padded (with copies of
-    row 0) to ``CHUNK``: one compilation per row shape, whatever ``len(rows)``."""
-    f = jax.jit(fn)
-    out = []
-    for i in range(0, len(rows), CHUNK):
-        part = np.asarray(rows[i : i + CHUNK])
-        pad = CHUNK - len(part)
-        full = np.concatenate([part, np.repeat(part[:1], pad, axis=0)]) if pad else part
-        out.append(np.asarray(f(params, full))[: len(part)])
-    return np.concatenate(out)
+    """``fn(params, rows)`` on ``CHUNK`` rows per jitted call (``_xla.chunked_map``)."""
+    return chunked_map(fn, params, rows, chunk=CHUNK)
 
 
 def embed_images(model: CLIP, params, images: np.ndarray) -> np.ndarray:

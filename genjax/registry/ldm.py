@@ -27,7 +27,7 @@ import optax
 
 from genjax import viz
 from genjax.results import atomic_write
-from genjax.clip import CLIP, pick_caption
+from genjax.clip import CLIP, FrozenTextEncoder, pick_caption  # FrozenTextEncoder: also importable from here
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
 from genjax.gan.step import gan_adam
@@ -265,18 +265,6 @@ def _artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) -> l
     x = draw_samples(model, params, key, len(tokens), cond=tokens, sample_kwargs={"guidance": DEFAULT_GUIDANCE})
     viz.save_image_grid(pathlib.Path(out_dir) / "samples.png", x, ncol=per, scale=image_scale(data))
     return ["samples.png"]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FrozenTextEncoder:
-    """A trained CLIP's text tower as a DDPM's frozen ``text_encoder`` (``tokens -> states``);
-    it keeps the CLIP, whose image tower scores the samples (CLIP score, R-precision)."""
-
-    clip: CLIP
-    params: Any = dataclasses.field(repr=False)
-
-    def __call__(self, tokens):
-        return self.clip.text_states(self.params, tokens)
 
 
 def scoring_clip(model):
