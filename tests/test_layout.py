@@ -29,7 +29,7 @@ ALLOWED = {
     # a system composes the families' parts (latent diffusion: an autoencoder with the VAE's KL and
     # the GAN's objectives, the DDPM on its latents); it never builds data, trains or evaluates
     "ldm": BOTTOM | {"nn"} | FAMILIES,
-    "unclip": BOTTOM | {"nn"} | FAMILIES,  # DALL-E 2 in miniature: the same floor as ldm
+    "unclip": BOTTOM | {"nn", "clip", "ldm"} | FAMILIES,  # DALL-E 2 in miniature: around CLIP, on ldm (its decoder is a LatentDiffusion)
     "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip", "ldm", "unclip"} | FAMILIES,
     "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip"} | FAMILIES,
 }
