@@ -67,7 +67,7 @@ class UnCLIP:
         :func:`genjax.unclip.constructors.embedding_decoder`).
       num_candidates: prior samples drawn per caption, the best kept (the paper: 2).
       prior_guidance: the prior's classifier-free guidance weight (``None``: none).
-      prior_sampler: the prior's sampler keywords (default: DDIM, 64 steps, as the paper).
+      prior_sampler: the prior's sampler keywords (default: DDIM, ``min(64, T)`` steps: the paper's 64).
     """
 
     clip: CLIP
@@ -77,7 +77,7 @@ class UnCLIP:
     decoder: Any = dataclasses.field(repr=False)
     num_candidates: int = 2
     prior_guidance: float | None = None
-    prior_sampler: dict = dataclasses.field(default_factory=lambda: {"sampler": "ddim", "steps": 64})
+    prior_sampler: dict | None = None
 
     log_prob_kind = "none"
 
@@ -95,6 +95,10 @@ class UnCLIP:
             raise ValueError(f"decoder must be conditioned on a vector of width clip.embed_dim={self.clip.embed_dim} "
                              f"(the image embedding), got condition {cond!r}")
         _checks.positive_int("num_candidates", self.num_candidates)
+        if self.prior_sampler is None:
+            object.__setattr__(self, "prior_sampler", {"sampler": "ddim", "steps": min(64, self.prior.num_steps)})
+        elif not isinstance(self.prior_sampler, dict):
+            raise ValueError(f"prior_sampler must be a dict of the prior's sampler keywords, got {self.prior_sampler!r}")
         g = self.prior_guidance
         if g is not None and not (isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0):
             raise ValueError(f"prior_guidance must be a number >= 0 or None, got {g!r}")
