@@ -177,13 +177,13 @@ def test_guidance_passes_through():
 
 
 def test_churn_samples_the_data_distribution(key):
-    """EDM's stochastic Heun (S_churn = 40 over 200 steps: gamma = 0.2, fresh noise of std
+    """EDM's stochastic Heun (S_churn = 20 over 100 steps: gamma = 0.2, fresh noise of std
     0.66 sigma at each step in [S_tmin, S_tmax]) still samples N(MU, COV): moments of 10000 draws
-    within 5 standard errors plus 0.01 of bias (measured: 0.004; 25 steps: 0.09 in the variance,
-    0.04 without churn)."""
+    within 5 standard errors plus 0.01 of bias (measured: 0.015 at 100 steps with gamma = 0.4,
+    0.004 at 200; 25 steps: 0.09 in the variance, 0.04 without churn)."""
     sde = VPSDE()
-    x = np.asarray(jax.jit(lambda k: solver_sample(k, (10000, 2), sampler="heun", steps=200, score_fn=score_for(sde),
-                                                   sde=sde, s_churn=40.0, s_tmin=0.05, s_tmax=50.0))(key))
+    x = np.asarray(jax.jit(lambda k: solver_sample(k, (10000, 2), sampler="heun", steps=100, score_fn=score_for(sde),
+                                                   sde=sde, s_churn=20.0, s_tmin=0.05, s_tmax=50.0))(key))
     se_mean = np.sqrt(np.diag(COV) / len(x))
     assert np.all(np.abs(x.mean(0) - MU) < 5 * se_mean + 0.01), x.mean(0)
     assert np.abs(np.cov(x.T) - COV).max() < 5 * 0.007 + 0.01, np.cov(x.T)
@@ -270,6 +270,6 @@ def test_ddpm_guided_and_score_sde_samplers():
     assert not np.allclose(np.asarray(g), np.asarray(p))
     sm = score_sde_2d(data_dim=2, hidden=(16,), sde="vp")
     sp = sm.init(jax.random.PRNGKey(0), jnp.zeros((4, 2)))
-    for name in FAST_SAMPLERS:
+    for name in ("dpm++2m", "heun"):
         assert sm.sample(sp, key, 3, sampler=name, steps=3).shape == (3, 2)
     assert sm.sampler_nfe("heun", 10) == 19 and sm.sampler_nfe("pc", 10) == 20
