@@ -85,8 +85,8 @@ def test_guidance_sweep_plot_places_points_by_accuracy_and_fid(tmp_path):
 
 
 def test_series_plot_places_lines_by_value(tmp_path):
-    """Two series: the first colour's pixels lie above (lower y) where its FID is lower... i.e. a
-    series of lower values is drawn lower in the picture; bad input raises."""
+    """Two constant series: the one of lower values is drawn lower in the picture (its colour's
+    pixel rows all below the other's); bad input raises."""
     a, b = viz.SEED_COLOURS[0], viz.SEED_COLOURS[1]
     img = viz.series_plot({"low": ([5, 10, 50], [1.0, 1.0, 1.0]), "high": ([5, 10, 50], [9.0, 9.0, 9.0])},
                           tmp_path / "s.png", title="FID vs NFE", xlabel="NFE", ylabel="FID")
