@@ -372,3 +372,76 @@ def guidance_sweep_plot(
     if path is not None:
         img.save(path)
     return img
+
+
+def series_plot(
+    series: dict,
+    path: str | os.PathLike | None = None,
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_x: bool = True,
+    size: tuple[int, int] = (560, 380),
+) -> Image.Image:
+    """Lines of ``y`` against ``x``, one per named series (e.g. FID against network evaluations
+    per sampler), coloured :data:`SEED_COLOURS` in the order given, with a legend; ``log_x``: a
+    logarithmic x axis (``x`` must then be positive).
+
+    Args:
+        series: ``{name: (x, y)}``, each a pair of equally long sequences; non-finite points are left out.
+        path: where the PNG is written (``None``: not written).
+        title, xlabel, ylabel: the texts.
+        log_x: logarithmic x axis.
+        size: ``(width, height)`` in pixels.
+
+    Raises:
+        ValueError: no finite point, unequal lengths, or a non-positive ``x`` with ``log_x``.
+    """
+    clean = {}
+    for name, (x, y) in series.items():
+        x, y = np.asarray(x, np.float64).reshape(-1), np.asarray(y, np.float64).reshape(-1)
+        if x.shape != y.shape:
+            raise ValueError(f"series {name!r}: x and y must be equally long, got {len(x)} and {len(y)}")
+        if log_x and np.any(x <= 0):
+            raise ValueError(f"series {name!r}: x must be positive for log_x, got min {x.min()}")
+        keep = np.isfinite(x) & np.isfinite(y)
+        if keep.any():
+            clean[name] = (np.log10(x[keep]) if log_x else x[keep], y[keep])
+    if not clean:
+        raise ValueError("series holds no finite point to plot")
+    width, height = size
+    left, right, top, bottom = 62, 130, 26, 34
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = left, top, width - right, height - bottom
+    xs = np.concatenate([v[0] for v in clean.values()])
+    ys = np.concatenate([v[1] for v in clean.values()])
+    xlo, xhi = float(xs.min()), float(xs.max())
+    ylo, yhi = float(ys.min()), float(ys.max())
+    xlo, xhi = (xlo - 0.5, xhi + 0.5) if xhi == xlo else (xlo - 0.04 * (xhi - xlo), xhi + 0.04 * (xhi - xlo))
+    ylo, yhi = (ylo - 0.5, yhi + 0.5) if yhi == ylo else (ylo - 0.06 * (yhi - ylo), yhi + 0.06 * (yhi - ylo))
+
+    def px(u, v):
+        return x0 + (u - xlo) / (xhi - xlo) * (x1 - x0), y1 - (v - ylo) / (yhi - ylo) * (y1 - y0)
+
+    draw.rectangle([x0, y0, x1, y1], outline=(120, 120, 120))
+    draw.text((x0, 6), title, fill=(0, 0, 0))
+    draw.text((2, y0), _fmt(yhi), fill=(80, 80, 80))
+    draw.text((2, y1 - 10), _fmt(ylo), fill=(80, 80, 80))
+    draw.text((2, (y0 + y1) // 2), ylabel[:9], fill=(0, 0, 0))
+    tick = (lambda u: _fmt(10**u)) if log_x else _fmt
+    draw.text((x0, y1 + 4), tick(xlo), fill=(80, 80, 80))
+    draw.text((x1 - 6 * len(tick(xhi)), y1 + 4), tick(xhi), fill=(80, 80, 80))
+    draw.text(((x0 + x1) // 2 - 3 * len(xlabel), y1 + 18), xlabel + (" (log)" if log_x else ""), fill=(0, 0, 0))
+    for j, (name, (u, v)) in enumerate(clean.items()):
+        colour = SEED_COLOURS[j % len(SEED_COLOURS)]
+        pts = [px(a, b) for a, b in zip(u, v)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        for a, b in pts:
+            draw.ellipse([(a - 3, b - 3), (a + 3, b + 3)], fill=colour)
+        draw.text((x1 + 8, y0 + 4 + 13 * j), str(name)[:20], fill=colour)
+    if path is not None:
+        img.save(path)
+    return img

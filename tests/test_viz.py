@@ -82,3 +82,21 @@ def test_guidance_sweep_plot_places_points_by_accuracy_and_fid(tmp_path):
         viz.guidance_sweep_plot([0, 1], [1.0], [0.5, 0.6])
     with pytest.raises(ValueError, match="equally long, non-empty and finite"):
         viz.guidance_sweep_plot([0], [float("nan")], [0.5])
+
+
+def test_series_plot_places_lines_by_value(tmp_path):
+    """Two constant series: the one of lower values is drawn lower in the picture (its colour's
+    pixel rows all below the other's); bad input raises."""
+    a, b = viz.SEED_COLOURS[0], viz.SEED_COLOURS[1]
+    img = viz.series_plot({"low": ([5, 10, 50], [1.0, 1.0, 1.0]), "high": ([5, 10, 50], [9.0, 9.0, 9.0])},
+                          tmp_path / "s.png", title="FID vs NFE", xlabel="NFE", ylabel="FID")
+    assert (tmp_path / "s.png").exists()
+    px = np.asarray(img.convert("RGB"))
+    frame = px[:, :-130]  # the plot area, without the legend
+    rows_a = np.argwhere((frame == a).all(-1))[:, 0]
+    rows_b = np.argwhere((frame == b).all(-1))[:, 0]
+    assert rows_a.size and rows_b.size and rows_a.min() > rows_b.max()
+    with pytest.raises(ValueError, match="positive"):
+        viz.series_plot({"x": ([0, 1], [1, 2])})
+    with pytest.raises(ValueError, match="no finite"):
+        viz.series_plot({"x": ([1, 2], [np.nan, np.nan])})

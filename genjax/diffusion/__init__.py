@@ -31,6 +31,9 @@ from genjax.diffusion.sampling import (
     inpaint_sample,
     ode_sample,
     pc_sample,
+    solver_nfe,
+    solver_sample,
+    solver_times,
 )
 from genjax.diffusion.schedules import (
     VESDE,
@@ -81,6 +84,9 @@ __all__ = [
     "q_sample",
     "schedule_from_betas",
     "score_sde_loss",
+    "solver_nfe",
+    "solver_sample",
+    "solver_times",
     "vlb_bits_per_dim",
     "vlb_terms",
 ]

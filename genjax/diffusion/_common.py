@@ -17,6 +17,7 @@ import numpy as np
 
 from genjax import _checks
 from genjax._checks import batch_x
+from genjax.diffusion.sampling import FAST_SAMPLERS, solver_nfe
 from genjax.types import Array, Batch, check_cond
 
 
@@ -24,6 +25,8 @@ DATA_RANGES = ("unit", "identity")
 DDPM_SAMPLERS = ("ddpm", "ddim")
 SDE_SAMPLERS = ("pc", "ode")
 NCSN_SAMPLERS = ("langevin",)
+#: the few-step solvers (DDPM and ScoreSDE) and their default steps: about 20 network evaluations each
+FAST_DEFAULT_STEPS = {"euler": 20, "heun": 10, "dpm++2m": 20, "dpm2": 10, "dpm3": 7}
 
 #: continuous time ``t`` in [0, 1] is fed to the network as ``TIME_SCALE * t`` (score_sde)
 TIME_SCALE = 999.0
@@ -90,3 +93,16 @@ def _finish(model, out, return_trajectory: bool):
 
 def _steps(steps, default: int | None) -> int | None:
     return default if steps is None else _checks.positive_int("steps", steps)
+
+
+def _fast_steps(sampler: str, steps) -> int:
+    """A few-step solver's steps (default ``FAST_DEFAULT_STEPS``), checked."""
+    return _steps(steps, FAST_DEFAULT_STEPS[sampler])
+
+
+def _nfe(sampler: str, steps: int, corrector_steps: int = 1) -> int:
+    """Network evaluations per sample of ``sampler`` with ``steps`` steps (a guided evaluation,
+    one batched call on ``[cond; null]``, counts once)."""
+    if sampler in FAST_SAMPLERS:
+        return solver_nfe(sampler, steps)
+    return {"ddpm": steps, "ddim": steps, "pc": (1 + corrector_steps) * steps, "ode": 4 * steps}[sampler]

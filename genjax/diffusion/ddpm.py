@@ -21,11 +21,14 @@ from genjax.diffusion import sampling as smp
 from genjax.diffusion import schedules as sch
 from genjax.diffusion._common import (
     DDPM_SAMPLERS,
+    FAST_SAMPLERS,
     SDE_SAMPLERS,
     _check_params,
     _check_x,
+    _fast_steps,
     _finish,
     _init_common,
+    _nfe,
     _sample_shape,
     _steps,
     _to_data,
@@ -45,8 +48,9 @@ from genjax.types import (
     token_mask,
 )
 
-#: what ``DDPM.sample`` accepts: the chain samplers and, through ``vp_score``, the SDE samplers
-SAMPLERS = DDPM_SAMPLERS + SDE_SAMPLERS
+#: what ``DDPM.sample`` accepts: the chain samplers, through ``vp_score`` the SDE samplers, and
+#: the few-step solvers (``sampling.solver_sample`` on the chain read as its DiscreteVPSDE)
+SAMPLERS = DDPM_SAMPLERS + SDE_SAMPLERS + FAST_SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -139,7 +143,7 @@ class DDPM:
             _checks.positive_int("num_classes", self.num_classes)
         if not (isinstance(self.p_uncond, (int, float)) and 0.0 <= self.p_uncond <= 1.0):
             raise ValueError(f"p_uncond must be a probability in [0, 1], got {self.p_uncond!r}")
-        _checks.one_of("default_sampler", self.default_sampler, DDPM_SAMPLERS)
+        _checks.one_of("default_sampler", self.default_sampler, DDPM_SAMPLERS + FAST_SAMPLERS)
         _checks.one_of("variance", self.variance, ("beta", "posterior"))
         _checks.positive_int("num_levels", self.num_levels)
         _checks.one_of("prediction", self.prediction, obj.PREDICTIONS)
@@ -366,12 +370,21 @@ class DDPM:
         """The sampler (default ``default_sampler``) and its number of steps, checked."""
         sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, allowed)
         T = self.num_steps
+        if sampler in FAST_SAMPLERS:
+            return sampler, _fast_steps(sampler, steps)
         steps = _steps(steps, {"ddpm": T, "ddim": min(T, 50), "pc": T, "ode": min(T, 100)}[sampler])
         if sampler == "ddpm" and steps != T:
             raise ValueError(f"the 'ddpm' sampler runs all T={T} steps, got steps={steps}; use sampler='ddim'")
         if sampler == "ddim" and steps > T:
             raise ValueError(f"steps must be <= T={T} for DDIM, got steps={steps}")
         return sampler, steps
+
+    def sampler_nfe(self, sampler: str | None = None, steps: int | None = None) -> int:
+        """Network evaluations per sample of :meth:`sample` with ``sampler`` and ``steps`` (defaults
+        as there): ``T`` (``"ddpm"``), ``steps`` (``"ddim"``), ``2 steps`` (``"pc"``), ``4 steps``
+        (``"ode"``) or ``sampling.solver_nfe`` (the few-step solvers); a guided evaluation (one
+        batched call on ``[cond; null]``) counts once."""
+        return _nfe(*self._sampler(sampler, steps))
 
     def _cond_and_guidance(self, params, num: int, cond, guidance, labels=None):
         """Checks params, then the condition of ``num`` examples (``None``: null) and ``guidance``."""
@@ -394,6 +407,7 @@ class DDPM:
         guidance=None,
         return_trajectory: bool = False,
         labels: Array | int | None = None,
+        time_schedule: str | None = None,
     ):
         """``num`` samples ``(num, *data_shape)`` in the data range.
 
@@ -404,7 +418,13 @@ class DDPM:
             ``steps`` predictor steps, default ``T``, one Langevin corrector step each) or
             ``"ode"`` (probability-flow ODE on :meth:`vp_score`, ``steps`` RK4 steps, default
             ``min(T, 100)``); the SDE samplers end at ``t = 1 / T``, the chain's step 0 (noise
-            std ``sqrt(beta_1)``). Default ``default_sampler``.
+            std ``sqrt(beta_1)``). Or a few-step solver of ``sampling.solver_sample`` on the chain
+            read as its ``DiscreteVPSDE``: ``"dpm++2m"``, ``"dpm2"``, ``"dpm3"``, ``"euler"``,
+            ``"heun"`` (default steps ``_common.FAST_DEFAULT_STEPS``, about 20 network
+            evaluations; :meth:`sampler_nfe` counts them), ending at the clean data like DDIM.
+            Default ``default_sampler``.
+          time_schedule: the few-step solvers' time steps (``sampling.TIME_SCHEDULES``; default
+            the solver's own, ``sampling.DEFAULT_TIME_SCHEDULE``).
           cond: class labels ``(num,)`` in ``[0, num_classes)`` or one int, tokens
             ``(num, L)`` or vectors ``(num, cond_dim)`` (as ``condition`` says); ``None``: the
             unconditional (null) model.
@@ -420,6 +440,14 @@ class DDPM:
         sampler, steps = self._sampler(sampler, steps)
         shape = _sample_shape(self, num)
         y, guidance = self._cond_and_guidance(params, shape[0], cond, guidance, labels)
+        if sampler in FAST_SAMPLERS:
+            out = smp.solver_sample(
+                key, shape, sampler=sampler, steps=steps, eps_fn=self.eps_fn(params, cond=y, guidance=guidance),
+                schedule=self.schedule, time_schedule=time_schedule, return_trajectory=return_trajectory,
+            )
+            return _finish(self, out, return_trajectory)
+        if time_schedule is not None:
+            raise ValueError(f"time_schedule is for the few-step solvers {FAST_SAMPLERS}, not sampler={sampler!r}")
         if sampler in SDE_SAMPLERS:
             score_fn, sde = self.vp_score(params, cond=y, guidance=guidance)
             run = smp.pc_sample if sampler == "pc" else smp.ode_sample
@@ -524,6 +552,8 @@ class DDPM:
         """What an edit runs (all checked before any work): the guided ``eps_fn`` of ``num``
         examples and the chain sampler's keywords (schedule, sampler, num_steps, eta, variance,
         clip_denoised)."""
+        if sampler is None and self.default_sampler not in smp.CHAIN_SAMPLERS:
+            sampler = "ddim"  # a few-step solver is the default: edits run DDIM
         sampler, steps = self._sampler(sampler, steps, smp.CHAIN_SAMPLERS)
         smp.check_eta(eta)
         y, guidance = self._cond_and_guidance(params, num, cond, guidance)

@@ -29,7 +29,9 @@ functions in ``constructors`` and what they share in ``_common``; this module re
 them, so ``from genjax.diffusion import models as dif; dif.DDPM`` keeps working.
 """
 
-from genjax.diffusion._common import DATA_RANGES, DDPM_SAMPLERS, NCSN_SAMPLERS, SDE_SAMPLERS, TIME_SCALE
+from genjax.diffusion._common import (
+    DATA_RANGES, DDPM_SAMPLERS, FAST_DEFAULT_STEPS, FAST_SAMPLERS, NCSN_SAMPLERS, SDE_SAMPLERS, TIME_SCALE,
+)
 from genjax.diffusion.constructors import (
     _discrete_schedule,  # noqa: F401 - used by genjax.compare
     ddpm_2d,
@@ -47,6 +49,8 @@ __all__ = [
     "DATA_RANGES",
     "DDPM",
     "DDPM_SAMPLERS",
+    "FAST_DEFAULT_STEPS",
+    "FAST_SAMPLERS",
     "NCSN",
     "NCSN_SAMPLERS",
     "SDE_SAMPLERS",

@@ -14,6 +14,7 @@ trajectory's first axis over the kept frames (the start included; see each sampl
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Callable, Sequence
 
@@ -23,7 +24,9 @@ import numpy as np
 
 from genjax import _checks
 from genjax.diffusion.objectives import VARIANCES, model_log_variance, p_mean, predict_x0, q_sample
-from genjax.diffusion.schedules import SDE, VESDE, DiscreteSchedule, SubVPSDE, VPSDE, _bcast, check_data, check_sigmas
+from genjax.diffusion.schedules import (
+    SDE, VESDE, DiscreteSchedule, DiscreteVPSDE, SubVPSDE, VPSDE, _bcast, check_data, check_sigmas,
+)
 from genjax.types import Array, PRNGKeyArray
 
 EpsFn = Callable[[Array, Array], Array]
@@ -730,3 +733,368 @@ def ode_sample(
 
     x, frames = jax.lax.scan(step, x_T, jnp.asarray(times[:-1], jnp.float32))
     return _finish(x, frames, x_T, return_trajectory)
+
+
+# ---------------------------------------------------------------------- few-step ODE solvers
+# One engine for the fast solvers of the probability-flow ODE. Every solver sees the model as
+# a noise prediction ``eps(x, t)`` on a path ``x_t = alpha(t) x0 + sigma(t) eps`` given by an SDE's
+# marginals (a DDPM through ``DiscreteVPSDE.from_schedule``: its chain is that SDE at
+# ``t = (i + 1) / T``; a score model through ``eps = -sigma(t) score``). A solver of ``n`` steps
+# runs on ``n`` times ``t_max = t_0 > ... > t_{n-1} = t_min`` of a time schedule, computed on the
+# host, and ends with one step to the clean data (the data prediction at ``t_{n-1}``, as DDPM
+# and DDIM end), so ``n - 1`` solver steps run in one ``lax.scan`` and the last is a denoising.
+# Every coefficient is computed on the host in float64 from the marginals at the times the
+# network is actually evaluated at, so the schedule's inversion (interpolation) costs no accuracy.
+
+#: the few-step solvers of :func:`solver_sample`
+FAST_SAMPLERS = ("euler", "heun", "dpm++2m", "dpm2", "dpm3")
+#: the time-step schedules: uniform in t, quadratic in t, uniform in log-SNR, Karras et al.'s sigmas
+TIME_SCHEDULES = ("uniform", "quadratic", "logsnr", "karras")
+#: network evaluations per solver step (the final denoising step is one evaluation)
+_EVALS_PER_STEP = {"euler": 1, "heun": 2, "dpm++2m": 1, "dpm2": 2, "dpm3": 3}
+#: each solver's time schedule by default: its paper's
+DEFAULT_TIME_SCHEDULE = {"euler": "karras", "heun": "karras", "dpm++2m": "logsnr", "dpm2": "logsnr", "dpm3": "logsnr"}
+
+
+def solver_nfe(sampler: str, steps: int) -> int:
+    """Network evaluations of :func:`solver_sample` with ``steps`` steps: ``k (steps - 1) + 1``,
+    ``k`` the solver's evaluations per step (1: ``"euler"``, ``"dpm++2m"``; 2: ``"heun"``,
+    ``"dpm2"``; 3: ``"dpm3"``); the last step (to the clean data) is one evaluation."""
+    _checks.one_of("sampler", sampler, FAST_SAMPLERS)
+    return _EVALS_PER_STEP[sampler] * (_checks.positive_int("steps", steps) - 1) + 1
+
+
+class _Path:
+    """An SDE's noise path on the host, float64: ``alpha(t)``, ``sigma(t)``, the log-SNR
+    ``lambda = log(alpha / sigma)``, the EDM noise level ``sigma / alpha`` and their inverses.
+
+    The SDE's own marginals are evaluated once on a fixed geometric grid of ``t`` in
+    ``[t_min, sde.T]`` (one shape: compiled once per process, not per call) and interpolated
+    linearly in ``log t`` (``log alpha``, ``log sigma``; relative error below 1e-7)."""
+
+    SIZE = 16384
+
+    def __init__(self, sde, t_min: float):
+        self.log_t = np.linspace(math.log(t_min), math.log(float(sde.T)), self.SIZE)
+        with jax.ensure_compile_time_eval():  # host values, also while a caller's jit traces
+            a, s = sde.marginal(jnp.asarray(np.exp(self.log_t), jnp.float32))
+            self.log_a, self.log_s = np.log(np.asarray(a, np.float64)), np.log(np.asarray(s, np.float64))
+
+    def alpha_sigma(self, t) -> tuple[np.ndarray, np.ndarray]:
+        lt = np.log(np.atleast_1d(np.asarray(t, np.float64)))
+        return np.exp(np.interp(lt, self.log_t, self.log_a)), np.exp(np.interp(lt, self.log_t, self.log_s))
+
+    def lam(self, t) -> np.ndarray:
+        a, s = self.alpha_sigma(t)
+        return np.log(a) - np.log(s)
+
+    def edm_sigma(self, t) -> np.ndarray:
+        a, s = self.alpha_sigma(t)
+        return s / a
+
+    def t_of_lam(self, lam) -> np.ndarray:
+        """The times of log-SNR ``lam`` (decreasing in ``t``), clipped to the grid."""
+        table = self.log_a - self.log_s
+        return np.exp(np.interp(-np.asarray(lam, np.float64), -table, self.log_t))
+
+    def t_of_edm_sigma(self, sig) -> np.ndarray:
+        """The times of EDM noise level ``sig`` (increasing in ``t``), clipped to the grid."""
+        return np.exp(np.interp(np.log(np.asarray(sig, np.float64)), self.log_s - self.log_a, self.log_t))
+
+
+def solver_times(sde, steps: int, time_schedule: str, *, t_min: float, t_max: float | None = None,
+                 rho: float = 7.0) -> np.ndarray:
+    """The ``steps`` times ``t_max = t_0 > ... > t_{steps-1} = t_min`` a solver evaluates at.
+
+    ``"uniform"``: evenly spaced in ``t``; ``"quadratic"``: evenly spaced in ``sqrt(t)`` (DPM-Solver's
+    ``time_quadratic``); ``"logsnr"``: evenly spaced in ``lambda = log(alpha / sigma)``;
+    ``"karras"``: EDM's ``sigma_i = (sigma_max^(1/rho) + i / (n - 1) (sigma_min^(1/rho) -
+    sigma_max^(1/rho)))^rho`` in the noise level ``sigma / alpha`` (Karras et al., 2022, rho = 7).
+    The last two are inverted by interpolation of the SDE's marginals.
+
+    Args:
+      sde: the SDE (``VPSDE``, ``SubVPSDE``, ``VESDE`` or a DDPM's ``DiscreteVPSDE``).
+      steps: the number of times, ``>= 1`` (``[t_max]`` when 1).
+      time_schedule: one of :data:`TIME_SCHEDULES`.
+      t_min: the last time, in ``(0, t_max)``.
+      t_max: the first time (default ``sde.T``).
+      rho: the Karras schedule's exponent.
+
+    Returns:
+      ``(steps,)`` float64, decreasing.
+    """
+    steps = _checks.positive_int("steps", steps)
+    _checks.one_of("time_schedule", time_schedule, TIME_SCHEDULES)
+    rho = _checks.positive_float("rho", rho)
+    t_max = float(sde.T) if t_max is None else _checks.positive_float("t_max", t_max)
+    t_min = _checks.positive_float("t_min", t_min)
+    if not t_min < t_max <= sde.T:
+        raise ValueError(f"need 0 < t_min < t_max <= sde.T={sde.T}, got t_min={t_min}, t_max={t_max}")
+    if steps == 1:
+        return np.array([t_max])
+    u = np.linspace(0.0, 1.0, steps)
+    path = _Path(sde, t_min)
+    if time_schedule == "uniform":
+        t = t_max + u * (t_min - t_max)
+    elif time_schedule == "quadratic":
+        t = (math.sqrt(t_max) + u * (math.sqrt(t_min) - math.sqrt(t_max))) ** 2
+    elif time_schedule == "logsnr":
+        lam_max, lam_min = path.lam(t_min)[0], path.lam(t_max)[0]
+        t = path.t_of_lam(lam_min + u * (lam_max - lam_min))
+    else:
+        s_max, s_min = path.edm_sigma(t_max)[0], path.edm_sigma(t_min)[0]
+        sig = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        t = path.t_of_edm_sigma(sig)
+    t[0], t[-1] = t_max, t_min
+    return t
+
+
+def _dpmpp_2m_table(path: _Path, t: np.ndarray) -> dict:
+    """DPM-Solver++(2M) (Lu et al., 2022b), data prediction ``D = (x - sigma eps) / alpha``, step
+    ``s -> t``, ``h = lambda_t - lambda_s``: ``x_t = (sigma_t / sigma_s) x_s - alpha_t expm1(-h) D'``
+    with ``D' = (1 + 1/(2r)) D_s - 1/(2r) D_prev``, ``r = h_prev / h`` (``D' = D_s`` on the first step)."""
+    a, s = path.alpha_sigma(t)
+    lam = np.log(a) - np.log(s)
+    h = np.diff(lam)
+    r = np.concatenate([[np.inf], h[:-1] / h[1:]])
+    w1 = np.where(np.isinf(r), 0.0, -0.5 / r)
+    return {"t": t[:-1], "alpha": a[:-1], "sigma": s[:-1], "cx": s[1:] / s[:-1], "cd": -a[1:] * np.expm1(-h),
+            "w0": 1.0 - w1, "w1": w1}
+
+
+def _dpm_single_table(path: _Path, t: np.ndarray, order: int) -> dict:
+    """DPM-Solver-2 (``r1 = 1/2``) and -3 (``r1 = 1/3, r2 = 2/3``), noise prediction (Lu et al.,
+    2022, algorithms 1 and 2); the intermediate times are the log-SNR points ``lambda_s + r h``."""
+    a, s = path.alpha_sigma(t)
+    lam = np.log(a) - np.log(s)
+    h = np.diff(lam)
+    rs = (0.5,) if order == 2 else (1.0 / 3.0, 2.0 / 3.0)
+    tab = {"t": t[:-1], "alpha": a[:-1], "sigma": s[:-1]}
+    inner = []
+    for j, r in enumerate(rs):
+        tj = path.t_of_lam(lam[:-1] + r * h)
+        aj, sj = path.alpha_sigma(tj)
+        r = (np.log(aj) - np.log(sj) - lam[:-1]) / h  # the ratio the evaluated time really has
+        inner.append((tj, aj, sj, r))
+        tab[f"t{j + 1}"] = tj
+        tab[f"ax{j + 1}"] = aj / a[:-1]  # u_j = (alpha_j / alpha_s) x - sigma_j expm1(r_j h) eps_s ...
+        tab[f"ae{j + 1}"] = -sj * np.expm1(r * h)
+    tab["ax"], tab["ae"] = a[1:] / a[:-1], -s[1:] * np.expm1(h)
+    if order == 2:
+        r1 = inner[0][3]
+        tab["ad"] = -s[1:] / (2.0 * r1) * np.expm1(h)  # ... - sigma_t / (2 r1) expm1(h) (eps_1 - eps_s)
+    else:
+        (_, _, s2, r2), r1 = inner[1], inner[0][3]
+        tab["ad1"] = -(r2 / r1) * s2 * (np.expm1(r2 * h) / (r2 * h) - 1.0)  # u_2's correction by eps_1 - eps_s
+        tab["ad"] = -(s[1:] / r2) * (np.expm1(h) / h - 1.0)  # x_t's by eps_2 - eps_s
+    return tab
+
+
+def _edm_table(path: _Path, t: np.ndarray, churn: tuple[float, float, float, float]) -> dict:
+    """EDM (Karras et al., 2022, algorithm 2) in ``x = alpha(t) x_hat``, noise level
+    ``sigma_hat = sigma / alpha``: optional churn raises ``sigma_hat_i`` to ``(1 + gamma_i)
+    sigma_hat_i`` (``gamma_i = min(S_churn / n, sqrt(2) - 1)`` where ``S_tmin <= sigma_hat_i <=
+    S_tmax``) by fresh noise of std ``S_noise sqrt(sigma'^2 - sigma_hat_i^2)``; then
+    ``x_hat' = x_hat + (sigma_hat_{i+1} - sigma') eps`` (Euler), averaged with the slope at the
+    end (Heun). Rows for every one of the ``n`` times (the last feeds the final denoising)."""
+    s_churn, s_tmin, s_tmax, s_noise = churn
+    n = len(t)
+    sig = path.edm_sigma(t)
+    gamma = np.where((sig >= s_tmin) & (sig <= s_tmax), min(s_churn / n, math.sqrt(2.0) - 1.0), 0.0)
+    t_hat = np.where(gamma > 0, path.t_of_edm_sigma(sig * (1.0 + gamma)), t)
+    a_hat, s_hat = path.alpha_sigma(t_hat)
+    a, _ = path.alpha_sigma(t)
+    sig_hat = s_hat / a_hat
+    noise = s_noise * np.sqrt(np.maximum(sig_hat**2 - sig**2, 0.0))
+    return {"t": t_hat, "alpha_in": a, "alpha": a_hat, "sigma": s_hat, "noise": noise, "sig_hat": sig_hat,
+            "t_next": np.concatenate([t[1:], t[-1:]]), "alpha_next": np.concatenate([a[1:], a[-1:]]),
+            "sig_next": np.concatenate([sig[1:], [0.0]])}
+
+
+def _check_churn(sampler, s_churn, s_tmin, s_tmax, s_noise) -> tuple[float, float, float, float]:
+    for name, v in (("s_churn", s_churn), ("s_tmin", s_tmin), ("s_noise", s_noise)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be a finite number >= 0 (a Python number: it is static), got {v!r}")
+    if isinstance(s_tmax, bool) or not isinstance(s_tmax, numbers.Real) or np.isnan(s_tmax) or s_tmax < s_tmin:
+        raise ValueError(f"s_tmax must be a number >= s_tmin={s_tmin} (may be inf), got {s_tmax!r}")
+    if s_churn > 0 and sampler not in ("euler", "heun"):
+        raise ValueError(f"s_churn > 0 is EDM's stochastic sampler: sampler must be 'euler' or 'heun', got {sampler!r}")
+    return float(s_churn), float(s_tmin), float(s_tmax), float(s_noise)
+
+
+def _solver_model(eps_fn, schedule, score_fn, sde, eps):
+    """``(eps(x, t (b,) float) -> eps_hat, sde, t_min)`` of the two ways a model comes."""
+    if (eps_fn is None) == (score_fn is None):
+        raise ValueError("give either eps_fn with schedule (a DDPM's chain) or score_fn with sde, not both or neither")
+    if eps_fn is not None:
+        if not isinstance(schedule, DiscreteSchedule):
+            raise ValueError(f"schedule must be a DiscreteSchedule with eps_fn, got {type(schedule).__name__}")
+        if sde is not None:
+            raise ValueError("sde goes with score_fn; with eps_fn the SDE is the schedule's DiscreteVPSDE")
+        vp = DiscreteVPSDE.from_schedule(schedule)
+        T = vp.num_steps
+        # the chain's index i is the SDE's t = (i + 1) / T: the network sees the (fractional) index T t - 1
+        model = lambda x, t: eps_fn(x, T * t - 1.0)  # noqa: E731
+        return model, vp, (1.0 / T if eps is None else _check_eps(eps, vp))
+    _check_sde(sde)
+    if schedule is not None:
+        raise ValueError("schedule goes with eps_fn; with score_fn give the sde")
+
+    def model(x, t):
+        score = score_fn(x, t)
+        _check_out("score_fn", score, x)
+        return -_bcast(sde.marginal(t)[1], x) * score
+
+    return model, sde, _check_eps(1e-3 if eps is None else eps, sde)
+
+
+def solver_sample(
+    key: PRNGKeyArray | None,
+    shape: Sequence[int],
+    *,
+    sampler: str,
+    steps: int,
+    eps_fn: EpsFn | None = None,
+    schedule: DiscreteSchedule | None = None,
+    score_fn: ScoreFn | None = None,
+    sde: SDE | None = None,
+    time_schedule: str | None = None,
+    eps: float | None = None,
+    rho: float = 7.0,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    x_T: Array | None = None,
+    return_trajectory: bool = False,
+):
+    """Few-step solvers of the probability-flow ODE: DPM-Solver++(2M), DPM-Solver-2/3, EDM Euler/Heun.
+
+    ``sampler``:
+
+    - ``"dpm++2m"``: DPM-Solver++(2M), multistep second order in the data prediction (Lu et al.,
+      2022b); 1 evaluation per step.
+    - ``"dpm2"``, ``"dpm3"``: DPM-Solver-2 and -3, single-step in the noise prediction (Lu et al.,
+      2022); 2 and 3 evaluations per step.
+    - ``"euler"``, ``"heun"``: EDM's first- and second-order steps in the noise level
+      ``sigma / alpha`` of ``x / alpha`` (Karras et al., 2022; for a VP model this is the VP <-> VE
+      map ``x = s(t) x_edm`` with ``s = alpha``), with optional stochastic churn (``s_churn``,
+      ``s_tmin``, ``s_tmax``, ``s_noise``; ``s_churn = 0``: deterministic); Euler is DDIM on its
+      grid. 1 and 2 evaluations per step.
+
+    The model is a DDPM's ``eps_fn(x, t)`` with its ``schedule`` (read as ``DiscreteVPSDE``: the
+    network is called at the fractional index ``T t - 1``) or a ``score_fn(x, t)`` with its
+    ``sde`` (``eps = -std(t) score``); guidance goes inside the function; any data shape (pixels
+    or latents). The ``steps`` times :func:`solver_times` run from ``sde.T`` to ``eps`` and a last
+    step goes to the clean data (the data prediction at ``eps``): :func:`solver_nfe` network
+    evaluations in all (Heun: ``2 steps - 1``; DPM-Solver-3: ``3 steps - 2``).
+
+    Args:
+      key: PRNG key (the start when ``x_T`` is not given, the churn noise); may be ``None`` when
+        ``x_T`` is given and ``s_churn = 0``.
+      shape: ``(b, *d)``.
+      sampler: one of :data:`FAST_SAMPLERS`.
+      steps: ``>= 1``.
+      eps_fn, schedule: a DDPM's ``(x (b, *d), t (b,) float index) -> eps_hat`` and its schedule;
+      score_fn, sde: or a score model's ``(x, t (b,) float) -> score`` and its SDE.
+      time_schedule: one of :data:`TIME_SCHEDULES` (default :data:`DEFAULT_TIME_SCHEDULE`).
+      eps: the last time before the clean data (default ``1 / T``, the chain's index 0, for a
+        DDPM; ``1e-3`` for an SDE).
+      rho: the Karras schedule's exponent.
+      s_churn, s_tmin, s_tmax, s_noise: EDM's churn (``"euler"``, ``"heun"`` only).
+      x_T: optional ``(b, *d)`` start at ``sde.T`` (default a draw from the prior; ``N(0, I)``
+        for a DDPM).
+      return_trajectory: also return the ``(steps + 1, b, *d)`` states, start first, the
+        samples last.
+
+    Returns:
+      ``(b, *d)`` samples (and the trajectory).
+    """
+    shape = _check_shape(shape)
+    _checks.one_of("sampler", sampler, FAST_SAMPLERS)
+    steps = _checks.positive_int("steps", steps)
+    time_schedule = DEFAULT_TIME_SCHEDULE[sampler] if time_schedule is None else time_schedule
+    _checks.one_of("time_schedule", time_schedule, TIME_SCHEDULES)
+    churn = _check_churn(sampler, s_churn, s_tmin, s_tmax, s_noise)
+    model, sde, t_min = _solver_model(eps_fn, schedule, score_fn, sde, eps)
+    times = solver_times(sde, steps, time_schedule, t_min=t_min, rho=rho)
+    if key is None and (x_T is None or churn[0] > 0):
+        raise ValueError("key may be None only when x_T is given and s_churn = 0 (nothing random)")
+    key = jax.random.PRNGKey(0) if key is None else key  # unused when nothing is random
+    key_init, key_steps = jax.random.split(key)
+    if x_T is not None:
+        x_start = _check_start("x_T", x_T, shape)
+    elif eps_fn is not None:
+        x_start = jax.random.normal(key_init, shape, jnp.float32)
+    else:
+        x_start = sde.prior_sample(key_init, shape)
+    b = shape[0]
+    path = _Path(sde, t_min)
+
+    def f(x, t):
+        e = model(x, jnp.full((b,), t, jnp.float32))
+        _check_out("eps_fn", e, x)
+        return e
+
+    def rows(tab):  # the host table as float32 arrays (a scan's xs)
+        return {k: jnp.asarray(v, jnp.float32) for k, v in tab.items()}
+
+    if sampler in ("euler", "heun"):
+        tab = rows(_edm_table(path, times, churn))
+        keys = jax.random.split(key_steps, steps)
+
+        def churned(x, r, k):
+            if churn[0] == 0:
+                return x
+            return x + r["alpha_in"] * r["noise"] * jax.random.normal(k, x.shape, x.dtype)  # in x_hat units
+
+        def step(x, inp):
+            r, k = inp
+            xh = churned(x, r, k) / r["alpha_in"]
+            e = f(r["alpha"] * xh, r["t"])
+            xn = xh + (r["sig_next"] - r["sig_hat"]) * e
+            if sampler == "heun":
+                e2 = f(r["alpha_next"] * xn, r["t_next"])
+                xn = xh + (r["sig_next"] - r["sig_hat"]) * 0.5 * (e + e2)
+            x = r["alpha_next"] * xn
+            return x, (x if return_trajectory else None)
+
+        last = jax.tree.map(lambda v: v[-1], tab)
+        head = jax.tree.map(lambda v: v[:-1], tab)
+        x, frames = jax.lax.scan(step, x_start, (head, keys[:-1]))
+        xh = churned(x, last, keys[-1]) / last["alpha_in"]
+        x0 = xh - last["sig_hat"] * f(last["alpha"] * xh, last["t"])
+    elif sampler == "dpm++2m":
+        tab = rows(_dpmpp_2m_table(path, times))
+
+        def step(carry, r):
+            x, d_prev = carry
+            d = (x - r["sigma"] * f(x, r["t"])) / r["alpha"]
+            x = r["cx"] * x + r["cd"] * (r["w0"] * d + r["w1"] * d_prev)
+            return (x, d), (x if return_trajectory else None)
+
+        (x, _), frames = jax.lax.scan(step, (x_start, jnp.zeros_like(x_start)), tab)
+        x0 = None
+    else:
+        order = 2 if sampler == "dpm2" else 3
+        tab = rows(_dpm_single_table(path, times, order))
+
+        def step(x, r):
+            e = f(x, r["t"])
+            e1 = f(r["ax1"] * x + r["ae1"] * e, r["t1"])
+            if order == 2:
+                x = r["ax"] * x + r["ae"] * e + r["ad"] * (e1 - e)
+            else:
+                e2 = f(r["ax2"] * x + r["ae2"] * e + r["ad1"] * (e1 - e), r["t2"])
+                x = r["ax"] * x + r["ae"] * e + r["ad"] * (e2 - e)
+            return x, (x if return_trajectory else None)
+
+        x, frames = jax.lax.scan(step, x_start, tab)
+        x0 = None
+    if x0 is None:  # the last step, to the clean data: the data prediction at t_min
+        (a_min,), (s_min,) = path.alpha_sigma(times[-1])
+        x0 = (x - float(s_min) * f(x, float(times[-1]))) / float(a_min)
+    if not return_trajectory:
+        return x0
+    frames = x0[None] if frames is None else jnp.concatenate([frames, x0[None]], axis=0)
+    return x0, jnp.concatenate([x_start[None], frames], axis=0)

@@ -15,17 +15,24 @@ from genjax.diffusion import objectives as obj
 from genjax.diffusion import sampling as smp
 from genjax.diffusion import schedules as sch
 from genjax.diffusion._common import (
+    FAST_SAMPLERS,
     SDE_SAMPLERS,
     TIME_SCALE,
     _check_params,
     _check_x,
+    _fast_steps,
     _finish,
     _init_common,
+    _nfe,
     _sample_shape,
     _steps,
     _to_model,
 )
 from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
+
+
+#: what ``ScoreSDE.sample`` accepts
+SAMPLERS = SDE_SAMPLERS + FAST_SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -52,7 +59,8 @@ class ScoreSDE:
       likelihood_weighting: train with ``g^2`` weighting.
       eps: smallest time of training, sampling and likelihood.
       data_range: ``"unit"`` or ``"identity"``.
-      default_sampler: ``"pc"`` (predictor-corrector) or ``"ode"`` (probability flow, RK4).
+      default_sampler: ``"pc"`` (predictor-corrector), ``"ode"`` (probability flow, RK4) or a
+        few-step solver (``FAST_SAMPLERS``).
     """
 
     network: nn.Module
@@ -73,7 +81,7 @@ class ScoreSDE:
         _checks.positive_float("eps", self.eps)
         if self.eps >= self.sde.T:
             raise ValueError(f"eps must be in (0, {self.sde.T}), got {self.eps}")
-        _checks.one_of("default_sampler", self.default_sampler, SDE_SAMPLERS)
+        _checks.one_of("default_sampler", self.default_sampler, SAMPLERS)
 
     def check_batch(self, batch: Batch, *, name: str = "x") -> None:
         """Raises ``ValueError`` on data of the wrong shape/dtype, non-finite or out-of-range values."""
@@ -114,31 +122,56 @@ class ScoreSDE:
         return_trajectory: bool = False,
         cond=None,
         guidance=None,
+        time_schedule: str | None = None,
     ):
         """Samples ``(num, *data_shape)`` in the data range.
 
         Args:
           sampler: ``"pc"`` (reverse-diffusion predictor + Langevin corrector, default
-            1000 steps) or ``"ode"`` (probability-flow ODE, RK4, default 100 steps).
+            1000 steps), ``"ode"`` (probability-flow ODE, RK4, default 100 steps) or a few-step
+            solver of ``sampling.solver_sample`` (``"dpm++2m"``, ``"dpm2"``, ``"dpm3"``,
+            ``"euler"``, ``"heun"``; default steps ``_common.FAST_DEFAULT_STEPS``) from ``sde.T``
+            to ``eps``, then to the clean data.
           steps: number of time steps.
           snr, corrector_steps, denoise: predictor-corrector settings.
+          time_schedule: the few-step solvers' time steps (``sampling.TIME_SCHEDULES``).
         """
         num = check_sample_args(self.condition, num, cond, guidance)[0]  # no condition: cond, guidance must be None
-        sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, SDE_SAMPLERS)
+        sampler, steps = self._sampler(sampler, steps)
         shape = _sample_shape(self, num)
         _check_params(self, params)
         score_fn = lambda x, t: self.score(params, x, t)  # noqa: E731
+        if sampler in FAST_SAMPLERS:
+            out = smp.solver_sample(
+                key, shape, sampler=sampler, steps=steps, score_fn=score_fn, sde=self.sde, eps=self.eps,
+                time_schedule=time_schedule, return_trajectory=return_trajectory,
+            )
+            return _finish(self, out, return_trajectory)
+        if time_schedule is not None:
+            raise ValueError(f"time_schedule is for the few-step solvers {FAST_SAMPLERS}, not sampler={sampler!r}")
         if sampler == "pc":
             out = smp.pc_sample(
-                key, score_fn, shape, sde=self.sde, num_steps=_steps(steps, 1000), snr=snr,
+                key, score_fn, shape, sde=self.sde, num_steps=steps, snr=snr,
                 corrector_steps=corrector_steps, denoise=denoise, return_trajectory=return_trajectory,
             )
         else:
             out = smp.ode_sample(
-                key, score_fn, shape, sde=self.sde, num_steps=_steps(steps, 100),
+                key, score_fn, shape, sde=self.sde, num_steps=steps,
                 return_trajectory=return_trajectory,
             )
         return _finish(self, out, return_trajectory)
+
+    def _sampler(self, sampler, steps) -> tuple[str, int]:
+        """The sampler (default ``default_sampler``) and its number of steps, checked."""
+        sampler = _checks.one_of("sampler", self.default_sampler if sampler is None else sampler, SAMPLERS)
+        if sampler in FAST_SAMPLERS:
+            return sampler, _fast_steps(sampler, steps)
+        return sampler, _steps(steps, 1000 if sampler == "pc" else 100)
+
+    def sampler_nfe(self, sampler: str | None = None, steps: int | None = None, corrector_steps: int = 1) -> int:
+        """Network evaluations per sample of :meth:`sample` (defaults as there): ``(1 +
+        corrector_steps) steps`` (``"pc"``), ``4 steps`` (``"ode"``, RK4) or ``sampling.solver_nfe``."""
+        return _nfe(*self._sampler(sampler, steps), corrector_steps=_checks.nonneg_int("corrector_steps", corrector_steps))
 
     def log_prob(
         self,

@@ -186,13 +186,13 @@ def network_evaluations(model) -> tuple[int, str]:
     if kind == "exact":
         n = len(getattr(model, "layers", ()))
         return 1, f"one inverse pass through the flow ({n} layers, each conditioner once)"
-    if kind == "vlb":
-        T = int(model.num_steps)
-        return (T, f"ancestral sampling, T={T} denoiser calls") if model.default_sampler == "ddpm" else (
-            min(T, 50), "DDIM, 50 denoiser calls")
-    if kind == "ode_estimate":
-        return (400, "probability-flow ODE, 100 RK4 steps x 4 calls") if model.default_sampler == "ode" else (
-            2000, "predictor-corrector, 1000 steps x (predictor + corrector)")
+    if kind in ("vlb", "ode_estimate"):  # a DDPM or score SDE: its sampler counts (DDPM.sampler_nfe)
+        sampler, steps = model._sampler(None, None)
+        n = model.sampler_nfe()
+        how = {"ddpm": f"ancestral sampling, T={steps} denoiser calls", "ddim": f"DDIM, {steps} denoiser calls",
+               "ode": f"probability-flow ODE, {steps} RK4 steps x 4 calls",
+               "pc": f"predictor-corrector, {steps} steps x (predictor + corrector)"}
+        return n, how.get(sampler, f"{sampler}, {steps} steps, {n} denoiser calls")
     return 1, "one network pass"
 
 

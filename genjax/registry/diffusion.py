@@ -32,6 +32,7 @@ import numpy as np
 
 from genjax import viz
 from genjax.data.pipeline import uniform_dequantize
+from genjax.diffusion.sampling import FAST_SAMPLERS
 from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
                                   unsupported)
@@ -169,6 +170,8 @@ def _artifacts(model, params, data: DataBundle, out_dir: pathlib.Path, key) -> l
 
 
 # ---------------------------------------------------------------------- specs
+_FAST = FAST_SAMPLERS
+_DDPM_SAMPLER_HELP = "default sampler (ddim: 50 steps; dpm++2m/dpm2/dpm3/euler/heun: few-step solvers, about 20 network calls)"
 _VECTOR = {"hidden": Option(str, "128,128,128", "2-D: residual-MLP denoiser widths")}
 _IMAGE = {
     "base": Option(int, 32, "images: UNet base channels"),
@@ -179,14 +182,14 @@ _OPTIONS = {
     "ddpm": {
         "T": Option(int, None, "diffusion steps (default 100 on 2-D data, 1000 on images)"),
         "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
-        "sampler": Option(str, "ddpm", "default sampler (ddim: 50 steps)", ("ddpm", "ddim")),
+        "sampler": Option(str, "ddpm", _DDPM_SAMPLER_HELP, ("ddpm", "ddim", *_FAST)),
         **_VECTOR,
         **_IMAGE,
     },
     "ddpm-mlp": {
         "T": Option(int, 200, "diffusion steps"),
         "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
-        "sampler": Option(str, "ddpm", "default sampler (ddim: 50 steps)", ("ddpm", "ddim")),
+        "sampler": Option(str, "ddpm", _DDPM_SAMPLER_HELP, ("ddpm", "ddim", *_FAST)),
         "hidden": Option(str, "256,256,256", "residual-MLP denoiser widths"),
         "emb_dim": Option(int, 64, "time-embedding dimension"),
     },
@@ -200,7 +203,8 @@ _OPTIONS = {
     },
     "score-sde": {
         "sde": Option(str, "vp", "forward SDE", ("vp", "subvp", "ve")),
-        "sampler": Option(str, "pc", "default sampler (pc: 1000 predictor-corrector steps; ode: 100 RK4 steps)", ("pc", "ode")),
+        "sampler": Option(str, "pc", "default sampler (pc: 1000 predictor-corrector steps; ode: 100 RK4 steps; "
+                          "dpm++2m/dpm2/dpm3/euler/heun: few-step solvers, about 20 network calls)", ("pc", "ode", *_FAST)),
         **_VECTOR,
         **_IMAGE,
     },

@@ -145,3 +145,26 @@ def test_diffusion_mnist_configs(load_experiment):
     assert set(cpu) == set(gpu) == set(mod.get_config("digits"))
     with pytest.raises(ValueError, match="data must be one of digits, mnist, mnist_gpu"):
         mod.get_config("cifar")
+
+
+def test_samplers_mnist_smoke(tmp_path, load_experiment):
+    """experiments/samplers_mnist.py --smoke on the pixel DDPM (a tiny one trained on the digits):
+    one row per (solver, budget) within its NFE, the reference, the plot; the LDM path runs the same
+    curve (run by hand: a staged pipeline costs minutes of CPU)."""
+    mod = load_experiment("samplers_mnist")
+    assert [mod.steps_for("heun", b) for b in (5, 10, 20, 50)] == [3, 5, 10, 25]
+    assert [mod.steps_for("dpm3", b) for b in (5, 10, 20, 50)] == [2, 4, 7, 17]
+    assert mod.steps_for("ddim", 10) == 10
+    out = mod.main(["--smoke", "--models", "ddpm", "--workdir", str(tmp_path / "w"), "--ldm-workdir", str(tmp_path / "l"),
+                    "--results-dir", str(tmp_path / "r")])
+    saved = json.loads((tmp_path / "r" / "samplers_mnist_smoke.json").read_text())
+    rows = saved["models"]["ddpm"]["rows"]
+    cfg = saved["config"]
+    assert {(r["sampler"], r["steps"]) for r in rows} == {
+        (s, mod.steps_for(s, b)) for s in cfg["solvers"] for b in cfg["nfe"] if mod.steps_for(s, b)}
+    assert all(r["nfe"] <= max(cfg["nfe"]) and r["finite"] and np.isfinite(r["fid"]) for r in rows)
+    assert saved["models"]["ddpm"]["reference"]["nfe"] == cfg["ddpm"]["T"]
+    assert set(saved["models"]["ddpm"]["summary"]) == {str(b) for b in cfg["nfe"]}
+    assert (tmp_path / "r" / "samplers_mnist_smoke_ddpm.png").is_file() and out["anchor"]["nfe"] == 10
+    with pytest.raises(ValueError, match="--models"):
+        mod.main(["--smoke", "--models", "gan", "--results-dir", str(tmp_path / "r")])

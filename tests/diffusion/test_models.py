@@ -302,8 +302,8 @@ def test_bad_input_raises_clear_errors(key):
         model.sample(params, key, 2, sampler="ddim", steps=21)
     with pytest.raises(ValueError, match="runs all T=20 steps"):
         model.sample(params, key, 2, sampler="ddpm", steps=5)
-    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        model.sample(params, key, 2, sampler="euler")
+    with pytest.raises(ValueError, match="unknown sampler 'unipc'"):
+        model.sample(params, key, 2, sampler="unipc")
     with pytest.raises(ValueError, match="unknown sampler 'ddpm'"):
         TINY["score_sde"]().sample(params, key, 2, sampler="ddpm")
     with pytest.raises(ValueError, match="cond: this model takes no condition"):
