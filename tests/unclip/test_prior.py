@@ -187,7 +187,8 @@ def test_prior_training_data_is_the_scaled_clip_image_embeddings(rng):
     images = rng.uniform(size=(5, 8, 8, 1)).astype(np.float32)
     tokens_k = np.stack([_tokens([1, 2, 3, 0, 1]), _tokens([0, 0, 1, 1, 2])], axis=1)  # (5, K=2, L)
     data = prior_training_data(clip, params, images, tokens_k, batch=3)  # two chunks, the last padded
-    np.testing.assert_allclose(data["x"], 4.0 * np.asarray(clip.encode_image(params, images)), rtol=1e-5, atol=1e-5)
+    # jitted chunks vs one eager call: float32 conv rounding (~1e-5), times the scale 4
+    np.testing.assert_allclose(data["x"], 4.0 * np.asarray(clip.encode_image(params, images)), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(data["cond"], tokens_k)
     assert data["x"].dtype == np.float32
     with pytest.raises(ValueError, match=r"tokens_k must have shape \(n, K, L\) or \(n, L\) for the n=5 images"):
