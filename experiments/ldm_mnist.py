@@ -39,7 +39,8 @@ Command (resumable: re-run it after an interruption; every stage checkpoints in 
 side by side; the command without ``--only`` then restores them and writes the results.)
 
 ``--size gpu`` is the accelerator config (bigger networks, longer schedules; results file
-``ldm_mnist_gpu.json``); ``--smoke`` runs seconds on digits-captions (the tests use it).
+``ldm_mnist_gpu.json``); ``--smoke`` runs the whole script on digits-captions with tiny networks
+(a few minutes on CPU; run by hand, not in the test suite).
 
 Figures reached: to be filled from the committed JSON.
 """
