@@ -179,15 +179,18 @@ def train(name: str, part: dict, config: dict, workdir: pathlib.Path, progress: 
 
 
 def _matching_test_images(data, ps, rng: np.random.Generator) -> np.ndarray:
-    """For each prompt a random test image whose digit (and asked attribute tercile) it names."""
+    """For each prompt a random test image whose digit (and asked attribute tercile) it names, and
+    the number of prompts whose (digit, tercile) has no test image (those take the digit alone)."""
     _, test = data.captioned
-    picks = []
+    picks, missing = [], 0
     for label, attr, b in zip(ps.labels, ps.attribute, ps.bin):
         ok = test.labels == label
-        if attr is not None:
+        if attr is not None and np.any(ok & (test.bins[attr] == b)):
             ok &= test.bins[attr] == b
+        elif attr is not None:
+            missing += 1
         picks.append(rng.choice(np.flatnonzero(ok)))
-    return np.asarray(test.images[np.asarray(picks)])
+    return np.asarray(test.images[np.asarray(picks)]), missing
 
 
 def prior_ablation(p: dict, config: dict) -> dict:
@@ -202,13 +205,15 @@ def prior_ablation(p: dict, config: dict) -> dict:
         x = draw_samples(model, params, key, len(tokens), cond=tokens, chunk=500,
                          sample_kwargs={"guidance": config["guidance"], "embedding": source, **config["sampler"]})
         out[source] = ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(22), classifier=p["clf"])
-    emb = model.image_embedding(jnp.asarray(_matching_test_images(data, ps, np.random.default_rng(0))))
+    images, missing = _matching_test_images(data, ps, np.random.default_rng(0))
+    emb = model.image_embedding(jnp.asarray(images))
     decode = jax.jit(lambda prm, k, e: model.decode(prm, k, e, guidance=config["guidance"], **config["sampler"]))
     x = np.concatenate([np.asarray(decode(params, jax.random.fold_in(key, i), emb[i : i + 500]))
                         for i in range(0, len(emb), 500)])
     out["true_image"] = ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(22), classifier=p["clf"])
     keep = ("prompt_acc", "attribute_acc", "fid", "precision", "recall", "clip_score", "r_precision")
-    return {src: {k: s.get(k) for k in keep} for src, s in out.items()} | {"num_prompts": len(ps)}
+    return {src: {k: s.get(k) for k in keep} for src, s in out.items()} | {
+        "num_prompts": len(ps), "true_image_prompts_without_matching_tercile": missing}
 
 
 def variations(p: dict, config: dict, workdir: pathlib.Path, name: str) -> dict:
@@ -314,9 +319,11 @@ def main(argv=None) -> dict:
     prior_steps = model.prior_sampler.get("steps") or model.prior.num_steps
     cost = {"sample_s_per_image": round(per_sample, 5), "decoder_steps": config["sampler"]["steps"],
             "prior_steps": prior_steps, "num_candidates": model.num_candidates,
-            "network_evaluations": {"prior": prior_steps * model.num_candidates * 2, "decoder": config["sampler"]["steps"] * 2},
-            "nfe_convention": "guided calls count as 2 (conditional and null in one batch); the prior runs "
-                              "num_candidates samples per caption", "decoder_default_nfe": dec_nfe}
+            "network_evaluations": {"prior": prior_steps, "decoder": config["sampler"]["steps"]},
+            "nfe_convention": "network calls per image, as genjax.registry.network_evaluations counts them: a guided "
+                              "step is one call on the batch [cond; null] (twice the batch), and the prior's "
+                              "num_candidates samples per caption run in the same call",
+            "decoder_default_nfe": dec_nfe}
 
     pair = train(pairs, config["pairs"], config, workdir, progress, curve=False) if pairs != singles else single
     pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"], jax.random.PRNGKey(14),

@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text, unclip): the caption to draw, e.g. "a thick 7"')
     s.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight w >= 0 (with --prompt or --variations-of; default: none)")
+    s.add_argument("--sampler", default=None, metavar="NAME",
+                   help="diffusion models: the sampler (ddpm, ddim, pc, ode, dpm++2m, dpm2, dpm3, euler, heun; "
+                        "default: the model's)")
+    s.add_argument("--steps", type=int, default=None, metavar="N", help="diffusion models: the sampler's steps")
     s.add_argument("--variations-of", default=None, metavar="IMAGE",
                    help="unclip: new images from this image's CLIP embedding (.png, .npy (H, W[, 1]) or (n, H, W[, 1]) "
                         "in [0, 1], or test:N for the N-th test image); --num of them per image")
@@ -560,6 +564,9 @@ def cmd_sample(args) -> int:
                          f"(it takes {model.condition.describe()}); use a text-to-image model (ldm, ddpm-text)")
     key = jax.random.PRNGKey(args.seed)
     out = pathlib.Path(args.out) if args.out else rd / f"samples-{args.seed}.png"
+    args.sampler_kw = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps)) if v is not None}
+    if args.sampler_kw and not _takes_sampler(model):
+        raise ValueError(f"--sampler/--steps: model {config['model']!r} has no sampler to choose (diffusion models do)")
     custom = getattr(spec, "sample", None)  # a family's own `genjax sample` (ModelSpec.sample), if any
     if args.variations_of is not None:
         if not callable(getattr(model, "variations", None)):
@@ -569,9 +576,9 @@ def cmd_sample(args) -> int:
     elif args.init_image is not None:
         draw = lambda **kw: _edit(model, params, key, args, data)
     elif custom is not None:
-        draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data, **text))
+        draw = lambda **kw: np.asarray(custom(model, params, key, args.num, data, **text, **args.sampler_kw))
     else:
-        draw = lambda **kw: np.asarray(model.sample(params, key, args.num, **kw))
+        draw = lambda **kw: np.asarray(model.sample(params, key, args.num, **args.sampler_kw))
     if out.suffix == ".npy":
         np.save(out, draw())
     elif data.kind == "image":
@@ -613,13 +620,22 @@ def _read_image(path: str, shape, flag: str = "--init-image", data=None) -> "np.
     return x
 
 
+def _takes_sampler(model) -> bool:
+    """Whether ``model.sample`` takes sampler keywords (a diffusion model, or a system around one)."""
+    import inspect
+
+    params = inspect.signature(model.sample).parameters
+    return "sampler" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def _variations(model, params, key, args, data):
     """``genjax sample --variations-of``: ``--num`` new images per given image, decoded from its
     CLIP image embedding at ``--guidance``."""
     import numpy as np
 
     x = _read_image(args.variations_of, data.shape, "--variations-of", data)
-    return np.asarray(model.variations(params, key, x, num=args.num, guidance=args.guidance)).reshape(-1, *data.shape)
+    return np.asarray(model.variations(params, key, x, num=args.num, guidance=args.guidance, **args.sampler_kw)
+                      ).reshape(-1, *data.shape)
 
 
 def _edit(model, params, key, args, data):
@@ -633,13 +649,14 @@ def _edit(model, params, key, args, data):
     x = np.resize(x, (args.num, *data.shape)) if len(x) != args.num else x
     cond = None if args.prompt is None else prompt_tokens(model, [args.prompt] * args.num)
     if args.keep is None:
-        return np.asarray(model.edit(params, key, x, strength=args.strength, cond=cond, guidance=args.guidance))
+        return np.asarray(model.edit(params, key, x, strength=args.strength, cond=cond, guidance=args.guidance,
+                                     **args.sampler_kw))
     h, w = data.shape[:2]
     rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
     known = {"left": cols < w // 2, "right": cols >= w // 2, "top": rows < h // 2, "bottom": rows >= h // 2}[args.keep]
     mask = np.broadcast_to(known, (args.num, h, w))
     return np.asarray(model.inpaint(params, key, x, mask if hasattr(model, "latent_mask") else mask[..., None],
-                                    cond=cond, guidance=args.guidance))
+                                    cond=cond, guidance=args.guidance, **args.sampler_kw))
 
 
 def cmd_eval(args) -> int:

@@ -167,12 +167,13 @@ def int_tuple(s) -> tuple[int, ...]:
     return vals
 
 
-def sample_in_chunks(model, params, key, num: int, data: DataBundle | None = None, *, chunk: int = 1000) -> np.ndarray:
+def sample_in_chunks(model, params, key, num: int, data: DataBundle | None = None, *, chunk: int = 1000,
+                     **sampler) -> np.ndarray:
     """A :class:`ModelSpec`'s ``sample`` (``genjax sample``): the evaluation path's
     :func:`~genjax.metrics.evaluation.draw_samples`, ``chunk`` samples per compiled graph
     (op-by-op dispatch of a deep flow's inverse or a sampler's loop is several times slower
-    on CPU); ``data`` is unused."""
-    return draw_samples(model, params, key, num, chunk=chunk)
+    on CPU); ``data`` is unused; ``sampler``: the model's sampler keywords (``sampler``, ``steps``)."""
+    return draw_samples(model, params, key, num, chunk=chunk, sample_kwargs=sampler or None)
 
 
 def network_evaluations(model) -> tuple[int, str]:

@@ -82,3 +82,18 @@ def test_the_run_restores_as_an_unclip_model(runs):
     _, run = runs
     _, config, _, _, model, params, step = cli._load_run(str(run))
     assert isinstance(model, UnCLIP) and step == 4 and config["model"] == "unclip"
+
+
+def test_sampler_flags_reach_the_model(runs, tmp_path, capsys):
+    _, run = runs
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    assert cli.main(["sample", str(run), "--prompt", "a 3", "--num", "2", "--sampler", "ddim", "--steps", "3",
+                     "--out", str(a)]) == 0
+    assert cli.main(["sample", str(run), "--prompt", "a 3", "--num", "2", "--sampler", "ddim", "--steps", "5",
+                     "--out", str(b)]) == 0
+    assert np.load(a).shape == (2, 8, 8, 1) and not np.array_equal(np.load(a), np.load(b))
+    assert cli.main(["sample", str(run), "--prompt", "a 3", "--num", "2", "--sampler", "nope"]) != 0
+    assert "sampler" in capsys.readouterr().err
+    from genjax.vae import mlp_vae
+
+    assert not cli._takes_sampler(mlp_vae(data_shape=(8, 8, 1), latent_dim=2, hidden=(4,)))
