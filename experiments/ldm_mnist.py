@@ -59,6 +59,7 @@ from genjax import cli, registry, viz
 from genjax.data.captions import source_dataset
 from genjax.metrics import features
 from genjax.registry import ldm as ldm_registry
+from genjax.registry.core import write_run_config
 from genjax.results import write_result, write_samples
 from genjax.train import Stage, fit_stages
 
@@ -153,6 +154,7 @@ def train_pipeline(kind: str, name: str, part: dict, config: dict, clip_run: pat
                   "options": opts, "log_every": 250, "checkpoint_every": 500, "steps_per_dispatch": 250,
                   "on_nonfinite": "raise"}
     out = workdir / f"{kind}-{name}"
+    write_run_config(out, kind, name, config["seed"], run_config)  # genjax sample / eval and --ldm-run read it
     stages = spec.stages(data, run_config, run_dir=out)
     clf = features.get_classifier(source_dataset(name), progress=False)
     built = {}

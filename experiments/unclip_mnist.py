@@ -63,7 +63,7 @@ from genjax.metrics import features
 from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
-from genjax.registry.core import network_evaluations
+from genjax.registry.core import network_evaluations, write_run_config
 from genjax.results import write_result, write_samples
 from genjax.train import Stage, fit_stages
 
@@ -150,6 +150,7 @@ def train(name: str, part: dict, config: dict, workdir: pathlib.Path, progress: 
                   "ema_decay": config["ema_decay"], "options": opts, "log_every": 250, "checkpoint_every": 500,
                   "steps_per_dispatch": 250, "on_nonfinite": "raise"}
     out = workdir / f"unclip-{name}"
+    write_run_config(out, "unclip", name, config["seed"], run_config)  # genjax sample / eval read it
     stages = spec.stages(data, run_config, run_dir=out)
     clf = features.get_classifier(source_dataset(name), progress=False)
     if curve:

@@ -172,17 +172,11 @@ LOOP_SETTINGS = ("log_every", "checkpoint_every", "steps_per_dispatch", "eval_sa
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
-    """Writes ``obj`` to ``path`` via a temporary file and a rename: a kill never leaves a torn file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Writes ``obj`` to ``path`` through :func:`genjax.results.atomic_write` (a temporary file and a
+    rename): a kill never leaves a torn file."""
+    from genjax.results import atomic_write
+
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _read_config(run_dir: pathlib.Path) -> dict:

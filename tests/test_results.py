@@ -147,3 +147,18 @@ def test_samples_bad_fields_write_nothing(tmp_path):
     np.savez(path, samples=x, prompts=np.array(p), labels=y)  # float samples: not what write_samples writes
     with pytest.raises(ValueError, match="must be uint8 pixels"):
         results.read_samples(path)
+
+
+def test_write_run_config_records_a_run_once(tmp_path):
+    """An experiment's staged pipeline records its config as ``genjax train`` does (so ``genjax
+    sample`` and ``--ldm-run`` can read it); a resumed run keeps the record it started with."""
+    import json
+
+    from genjax.registry.core import write_run_config
+
+    path = write_run_config(tmp_path / "run", "ldm", "mnist-captions", 0, {"steps": 10, "options": {"size": "small"}})
+    first = json.loads(path.read_text())
+    assert first == {"model": "ldm", "data": "mnist-captions", "seed": 0, "steps": 10, "options": {"size": "small"}}
+    write_run_config(tmp_path / "run", "ldm", "mnist-pairs", 1, {"steps": 20, "options": {}})
+    assert json.loads(path.read_text()) == first
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name != "config.json"]  # no temporary files left

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from typing import Any, Callable
 
 import jax
@@ -200,3 +202,19 @@ def network_evaluations(model) -> tuple[int, str]:
 def image_scale(data: DataBundle) -> int:
     """Pixel magnification for pictures of ``data`` (about 128 px per image side)."""
     return max(1, 128 // max(data.shape[0], 1)) if data.kind == "image" else 1
+
+
+def write_run_config(run_dir, model: str, data: str, seed: int, config: dict) -> pathlib.Path:
+    """Records a run trained outside ``genjax train`` (an experiment's staged pipeline) the way
+    ``genjax train`` does: ``RUN/config.json`` with ``model``, ``data``, ``seed`` and the run
+    ``config`` (steps, batch_size, lr, ema_decay, options, loop settings), so ``genjax sample`` /
+    ``eval`` and ``--ldm-run`` read it. Written once, atomically; an existing file is kept (a
+    resumed run keeps the record it started with)."""
+    from genjax.results import atomic_write
+
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"model": model, "data": data, "seed": int(seed), **config}
+        atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
+    return path
