@@ -252,7 +252,7 @@ class Flow:
         self.check_params(params)
         z = temperature * jax.random.normal(key, (num, *self.layer_shape))
         x = self._to_data(self._layer_bijector(params).inverse(z))
-        return jnp.clip(x, 0.0, 1.0) if self.logit_alpha is not None else x
+        return jnp.clip(x, 0.0, 1.0) if self.logit_alpha is not None or self.data_levels is not None else x
 
 
 class _Reshape(distrax.Bijector):
