@@ -93,6 +93,11 @@ ANCHORS_BPD = {"MADE": 2.04, "MAF": 1.89, "RealNVP": 1.06, "Glow": 1.05, "FFJORD
 SIZES = ("cpu", "gpu")
 
 
+# Glow's pieces at the paper's settings (issue 22): x - 0.5 input, learned split and top
+# priors, zero-initialised coupling output conv with a learned log-scale
+GLOW_PIECES = {"preprocess": "center", "split_prior": True, "learn_top": True, "out_log_scale": True}
+
+
 def get_config(size: str = "cpu") -> dict:
     """The pinned config. ``cpu``: sized for this project's 2-core CPU (about an hour for
     the three models); ``gpu``: the published architectures' scale (100k steps, GPU job)."""
@@ -118,7 +123,7 @@ def get_config(size: str = "cpu") -> dict:
             "warmup_steps": 200,
             "models": {
                 "realnvp": {"num_scales": 3, "features": 32, "num_blocks": 1, "actnorm": True},
-                "glow": {"num_levels": 2, "num_steps": 4, "features": 64, "num_blocks": 1},
+                "glow": {"num_levels": 2, "num_steps": 4, "features": 64, "num_blocks": 1, **GLOW_PIECES},
                 "maf": {"num_layers": 5, "hidden": [1024]},
             },
         }
@@ -128,7 +133,7 @@ def get_config(size: str = "cpu") -> dict:
         "warmup_steps": 1000,
         "models": {
             "realnvp": {"num_scales": 3, "features": 64, "num_blocks": 4, "actnorm": True},
-            "glow": {"num_levels": 2, "num_steps": 16, "features": 256, "num_blocks": 1},
+            "glow": {"num_levels": 2, "num_steps": 16, "features": 256, "num_blocks": 1, **GLOW_PIECES},
             "maf": {"num_layers": 5, "hidden": [1024]},
         },
     }
