@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import viz
+from genjax.flows.constructors import PREPROCESS
 from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import (DataBundle, ModelSpec, Option, boolean, image_scale, int_tuple, no_transform, sample_in_chunks,
                                   unsupported)
@@ -197,7 +198,8 @@ _OPTIONS = {
         "num_levels": Option(int, None, "levels (default: largest <= 3 with H, W divisible by 2**levels)"),
         "num_steps": Option(int, 4, "flow steps (ActNorm, 1x1 conv, coupling) per level"),
         **_IMAGE,
-        "preprocess": Option(str, "center", "input convention: center (Glow's x - 0.5) or logit (uses logit_alpha)"),
+        "preprocess": Option(str, "center", "input convention: center (Glow's x - 0.5) or logit (uses logit_alpha)",
+                             PREPROCESS),
         "split_prior": Option(boolean, True, "learned prior on each factored-out half (Glow)"),
         "learn_top": Option(boolean, True, "learned top prior (Glow)"),
         "out_log_scale": Option(boolean, True, "couplings' zero-initialised last conv with a learned log-scale (Glow)"),
