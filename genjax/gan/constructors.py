@@ -221,8 +221,10 @@ def stylegan(
 
     Still simplified against the paper: small widths and few stages; the lazy terms are
     added to the main step of every k-th iteration rather than taken as separate
-    optimizer steps (so Adam's lr and betas need no ``k / (k + 1)`` adjustment); ``tanh``
-    output; see ``genjax.nn.stylegan``.
+    optimizer steps (so Adam's lr and betas need no ``k / (k + 1)`` adjustment), and on
+    CPU they are computed every step and selected (``genjax._xla.branch``: XLA:CPU runs
+    conv gradients inside a conditional ~10x slower), so laziness saves time only on an
+    accelerator; ``tanh`` output; see ``genjax.nn.stylegan``.
 
     Raises:
       ValueError: an image size the generator cannot produce from ``channels``; bad options.

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import _checks
+from genjax import _checks, _xla
 from genjax._checks import batch_x
 from genjax.gan import objectives as obj
 from genjax.nn.stylegan import StyleGenerator, mix_styles, style_mixing_crossover
@@ -422,7 +422,7 @@ class GAN:
             pen, mean, length = regularise()
         else:
             skip = lambda: (jnp.zeros((), old.dtype), old, old)
-            pen, mean, length = jax.lax.cond(self._regularise_now(params, self.pl_interval), regularise, skip)
+            pen, mean, length = _xla.branch(self._regularise_now(params, self.pl_interval), regularise, skip)
         term = self.pl_interval * self.pl_weight * pen
         return term, {"pl_penalty": pen, "pl_mean": mean, "pl_length": length}
 
@@ -460,7 +460,7 @@ class GAN:
             if self.r1_interval == 1:
                 r1 = obj.r1_penalty(critic, real=real_p)
             else:  # lazy: computed only on every r1_interval-th step, weighted r1_interval times
-                r1 = jax.lax.cond(
+                r1 = _xla.branch(  # lax.cond off CPU (XLA:CPU: slow conv gradients in a cond)
                     self._regularise_now(params, self.r1_interval),
                     lambda: obj.r1_penalty(critic, real=real_p),
                     lambda: jnp.zeros(real_s.shape, real_s.dtype),

@@ -169,3 +169,18 @@ def test_dcgan_init_is_the_papers(key):
     np.testing.assert_array_equal(q["generator"]["params"]["norm_0"]["scale"], 1.0)
     with pytest.raises(ValueError, match="weight_init"):
         gan.dcgan((8, 8, 1), weight_init="xavier")
+
+
+def test_xla_branch_equals_lax_cond_in_value_and_gradient():
+    from genjax import _xla
+
+    def f(x, pred, pick):
+        return pick(pred, lambda: jnp.sum(jnp.sin(x) * 3.0), lambda: jnp.sum(x**2))
+
+    x = jnp.linspace(-1.0, 1.0, 5)
+    for pred in (True, False):
+        p = jnp.asarray(pred)
+        np.testing.assert_allclose(f(x, p, _xla.branch), f(x, p, jax.lax.cond), rtol=1e-6)
+        np.testing.assert_allclose(
+            jax.grad(f)(x, p, _xla.branch), jax.grad(f)(x, p, jax.lax.cond), rtol=1e-6
+        )
