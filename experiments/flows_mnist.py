@@ -3,7 +3,10 @@
 Setting (pinned in ``get_config``): MNIST 28x28x1 (60k train, 10k test), 256 levels
 scaled to [0, 1]; each training batch is uniformly dequantized inside the flow's
 loss (grid value k/255 -> (k + u)/256, u ~ U[0, 1), fresh per step) and mapped to
-R by ``logit(alpha + (1 - 2 alpha) x)``, alpha = 0.05 (Jacobian included). Test
+R by ``logit(alpha + (1 - 2 alpha) x)``, alpha = 0.05 (Jacobian included) for RealNVP
+and MAF; Glow takes ``x - 0.5`` (the Glow paper's convention) and has its learned split
+and top priors and zero-initialised coupling outputs with a learned log-scale
+(``GLOW_PIECES``, issue 22; the glow figure below predates them: re-run to update). Test
 bits/dim = NLL / (784 ln 2) + log2(256) on all 10k test images, one dequantization
 draw per image (an upper bound on the discrete data's bits/dim, Theis et al. 2016).
 
