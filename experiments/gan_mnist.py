@@ -6,11 +6,15 @@ Setting (pinned in ``get_config``): MNIST train images (60k, 28x28x1) rescaled t
 
 * ``dcgan``: ``genjax.gan.dcgan((28, 28, 1))``, latent 100, width 64 (G 7x7x128 ->
   14x14x64 -> 28x28x1 with batch-statistics norm; D 64 -> 128 strided convs with layer
-  norm), non-saturating loss, Adam(2e-4, b1=0.5), batch 64, 4000 steps (~4.3 epochs).
-* ``stylegan``: ``genjax.gan.stylegan((28, 28, 1))``, latent 64, w 64, 4 mapping
-  layers, channels 128 -> 64 -> 32 from a learned 7x7 constant, style mixing p=0.9,
-  residual D with R1 (gamma 1), non-saturating loss, Adam(1e-3, b1=0, b2=0.99),
-  batch 32, 6000 steps (3.2 epochs).
+  norm; the paper's N(0, 0.02) weights and N(1, 0.02) norm scales), non-saturating
+  loss, Adam(2e-4, b1=0.5), batch 64, 4000 steps (~4.3 epochs).
+* ``stylegan``: ``genjax.gan.stylegan((28, 28, 1))`` with StyleGAN2's pieces (issue 22):
+  latent 64, w 64, 8 mapping layers at lr multiplier 0.01 with a running ``w_avg``,
+  equalized learning rate, channels 128 -> 64 -> 32 from a learned 7x7 constant,
+  ``[1, 3, 3, 1]`` FIR resampling, skip generator, style mixing p=0.9; residual D with
+  minibatch stddev (group 4); non-saturating loss, lazy R1 (gamma ``gan.R1_GAMMA`` = 1,
+  every 16 steps) and path-length penalty (weight 2, every 4 steps), Adam(1e-3, b1=0,
+  b2=0.99), batch 32, 6000 steps (3.2 epochs).
 
 Both step counts are sized for this project's 2-core CPU (longer training on a GPU
 sharpens the samples further; raise ``steps`` in ``get_config``).
@@ -36,7 +40,10 @@ Command (resumable: re-run the same command after an interruption)::
     GENJAX_DATA_DIR=../shared/data nohup python experiments/gan_mnist.py --model stylegan > gan_mnist_stylegan.log 2>&1 &
 
 Figures reached (``experiments/results/gan_mnist_<model>.json``; this project's 2-core
-CPU, shared with the 8-seed ``gan_mixture.py`` run, so wall times are upper bounds):
+CPU, shared with the 8-seed ``gan_mixture.py`` run, so wall times are upper bounds).
+These are the runs *before* issue 22's pieces (DCGAN with linen's default init;
+StyleGAN with 4 plain mapping layers, no equalized lr, nearest upsampling, one to_rgb,
+no minibatch stddev, R1 every step, no path length); re-run to update them:
 
 * ``dcgan``: 4000 steps in 37 min (0.56 s/step); samples are
   digit-shaped strokes, many malformed at this budget. Class histogram of 10k EMA
@@ -95,7 +102,10 @@ def get_config(model: str, smoke: bool = False) -> dict:
     if model == "dcgan":
         config = {
             "model": "dcgan",
-            "network": {"latent_dim": 100, "width": 64, "g_norm": "batch", "d_norm": "layer", "loss_kind": "non_saturating"},
+            "network": {
+                "latent_dim": 100, "width": 64, "g_norm": "batch", "d_norm": "layer", "weight_init": "dcgan",
+                "loss_kind": "non_saturating",
+            },
             "adam": {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999},
             "batch_size": 64,
             "steps": 4_000,  # CPU-sized (~4.3 epochs); the DCGAN paper trains longer
@@ -104,8 +114,10 @@ def get_config(model: str, smoke: bool = False) -> dict:
         config = {
             "model": "stylegan",
             "network": {
-                "latent_dim": 64, "w_dim": 64, "mapping_layers": 4, "width": 32,
-                "style_mixing_prob": 0.9, "r1_weight": 1.0, "loss_kind": "non_saturating",
+                "latent_dim": 64, "w_dim": 64, "mapping_layers": 8, "mapping_lr_mul": 0.01, "width": 32,
+                "equalized_lr": True, "architecture": "skip", "blur": True, "w_avg_beta": 0.995,
+                "mbstd_group_size": 4, "style_mixing_prob": 0.9, "loss_kind": "non_saturating",
+                "r1_weight": gan.R1_GAMMA, "r1_interval": 16, "pl_weight": 2.0, "pl_interval": 4,
             },
             "adam": {"learning_rate": 1e-3, "b1": 0.0, "b2": 0.99},
             "batch_size": 32,

@@ -19,6 +19,7 @@ from genjax.flows.bijectors import (
     ActNorm,
     FactorOut,
     InvertibleConv1x1,
+    LearnedPrior,
     Logit,
     Squeeze,
     actnorm_init,
@@ -41,7 +42,9 @@ from genjax.flows.layers import (
     Conv1x1Layer,
     FactorOutLayer,
     FlowLayer,
+    LearnedPriorLayer,
     MAFLayer,
+    ShiftLayer,
     SplineCouplingLayer,
     SqueezeLayer,
     chain_layers,
@@ -49,7 +52,7 @@ from genjax.flows.layers import (
 )
 from genjax.flows.models import Flow
 from genjax.flows.objectives import base_log_prob, dequantize, log_likelihood, negative_log_likelihood
-from genjax.nn.conditioners import ConvConditioner, MLPConditioner  # the coupling networks, re-exported
+from genjax.nn.conditioners import ConvConditioner, MLPConditioner, ZeroConv  # the coupling networks, re-exported
 from genjax._units import bits_per_dim
 
 __all__ = [
@@ -64,13 +67,17 @@ __all__ = [
     "Flow",
     "FlowLayer",
     "InvertibleConv1x1",
+    "LearnedPrior",
+    "LearnedPriorLayer",
     "Logit",
     "MAFLayer",
     "MLPConditioner",
     "MaskedAutoregressive",
+    "ShiftLayer",
     "SplineCouplingLayer",
     "Squeeze",
     "SqueezeLayer",
+    "ZeroConv",
     "actnorm_init",
     "base_log_prob",
     "alternating_mask",

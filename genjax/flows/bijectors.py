@@ -1,4 +1,5 @@
-"""Bijectors distrax lacks: ActNorm, invertible 1x1 convolution, squeeze, factor-out, logit.
+"""Bijectors distrax lacks: ActNorm, invertible 1x1 convolution, squeeze, factor-out,
+Glow's learned prior, logit.
 
 Direction: every layer of ``genjax.flows`` is written in the *normalizing*
 direction, ``forward: x (data side) -> z (base side)``; a flow's distribution is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import distrax
 import jax
@@ -277,6 +279,53 @@ class FactorOut(distrax.Bijector):
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
         return self._apply(y, self.bijector.inverse_and_log_det)
+
+
+class LearnedPrior(distrax.Bijector):
+    """Glow's learned Gaussian prior as a bijector onto ``N(0, I)``.
+
+    ``y[..., :k] = (x[..., :k] - m) * exp(-s)`` with ``(m, s) = split(net(x[..., k:]))``
+    (the kept channels ``x[..., k:]`` pass unchanged), so ``log N(y; 0, I) + log|det J|``
+    is ``log N(x[..., :k]; m, diag(exp(2 s))) + log N(x[..., k:]; 0, I)``: the factored-out
+    half has the prior ``N(m(kept), exp(s(kept))^2)`` (Kingma & Dhariwal, 2018, the split
+    prior). With ``k`` = all channels (the top prior), ``net`` sees zeros of one channel,
+    so ``(m, s)`` are learned constants. ``log|det J| = -sum s``.
+
+    Args:
+      net: ``(..., H, W, C') -> (..., H, W, 2 k)``, ``[mean | log-scale]``.
+      num_factored: ``k``.
+      event_ndims: rank of one event (3 for images).
+    """
+
+    def __init__(self, net: Callable[[Array], Array], num_factored: int, *, event_ndims: int = 3):
+        if isinstance(num_factored, bool) or not isinstance(num_factored, int) or num_factored < 1:
+            raise ValueError(f"num_factored must be a positive integer, got {num_factored!r}")
+        super().__init__(event_ndims_in=event_ndims)
+        self.net = net
+        self.num_factored = num_factored
+
+    def _stats(self, x: Array) -> tuple[Array, Array]:
+        k = self.num_factored
+        if x.shape[-1] < k:
+            raise ValueError(f"LearnedPrior(num_factored={k}) needs at least {k} channels, got shape {x.shape}")
+        cond = x[..., k:] if x.shape[-1] > k else jnp.zeros((*x.shape[:-1], 1), x.dtype)
+        out = self.net(cond)
+        if out.shape != (*x.shape[:-1], 2 * k):
+            raise ValueError(f"LearnedPrior's net must map {cond.shape} to {(*x.shape[:-1], 2 * k)}, got {out.shape}")
+        mean, log_scale = jnp.split(out, 2, axis=-1)
+        return mean, log_scale
+
+    def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        k = self.num_factored
+        mean, log_scale = self._stats(x)
+        y = jnp.concatenate([(x[..., :k] - mean) * jnp.exp(-log_scale), x[..., k:]], axis=-1)
+        return y, -_sum_last(log_scale, self.event_ndims_in)
+
+    def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        k = self.num_factored
+        mean, log_scale = self._stats(y)  # the kept channels are the same in x and y
+        x = jnp.concatenate([y[..., :k] * jnp.exp(log_scale) + mean, y[..., k:]], axis=-1)
+        return x, _sum_last(log_scale, self.event_ndims_in)
 
 
 # ---------------------------------------------------------------------- logit

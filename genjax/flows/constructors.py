@@ -14,12 +14,14 @@ from genjax.flows.layers import (
     Conv1x1Layer,
     FactorOutLayer,
     FlowLayer,
+    LearnedPriorLayer,
     MAFLayer,
+    ShiftLayer,
     SplineCouplingLayer,
     SqueezeLayer,
 )
 from genjax.flows.models import Flow
-from genjax.nn.conditioners import ConvConditioner, MLPConditioner
+from genjax.nn.conditioners import ConvConditioner, MLPConditioner, ZeroConv
 from genjax.nn.made import MADE
 
 
@@ -158,8 +160,8 @@ def maf(
 
 
 # ---------------------------------------------------------------------- images
-def _coupling(shape, mask_type, parity, features, num_blocks, scale_fn) -> AffineCouplingLayer:
-    cond = ConvConditioner(features, 2 * shape[-1], num_blocks)
+def _coupling(shape, mask_type, parity, features, num_blocks, scale_fn, out_log_scale=False) -> AffineCouplingLayer:
+    cond = ConvConditioner(features, 2 * shape[-1], num_blocks, out_log_scale=out_log_scale)
     return AffineCouplingLayer(cond, tuple(shape), mask_type, parity, scale_fn)
 
 
@@ -224,17 +226,25 @@ def realnvp_image(
     return Flow(layers, shape, name="realnvp", data_levels=data_levels, logit_alpha=logit_alpha)
 
 
-def _glow_level(shape, level, num_levels, num_steps, features, num_blocks, scale_fn, seed) -> tuple[FlowLayer, ...]:
+PREPROCESS = ("center", "logit")
+
+
+def _glow_level(shape, level, num_levels, opts) -> tuple[FlowLayer, ...]:
     h, w, c = shape
     sq = (h // 2, w // 2, 4 * c)
     layers: list[FlowLayer] = [SqueezeLayer()]
-    for k in range(num_steps):
+    for k in range(opts["num_steps"]):
         layers.append(ActNormLayer(3))
-        layers.append(Conv1x1Layer(4 * c, seed=seed * 10007 + level * 1000 + k))
-        layers.append(_coupling(sq, "channel", k % 2, features, num_blocks, scale_fn))
+        layers.append(Conv1x1Layer(4 * c, seed=opts["seed"] * 10007 + level * 1000 + k))
+        layers.append(
+            _coupling(sq, "channel", k % 2, opts["features"], opts["num_blocks"], opts["scale_fn"], opts["out_log_scale"])
+        )
     if level < num_levels - 1:
-        inner = _glow_level((h // 2, w // 2, 2 * c), level + 1, num_levels, num_steps, features, num_blocks, scale_fn, seed)
-        layers.append(FactorOutLayer(2 * c, inner))
+        if opts["split_prior"]:  # the factored half's prior N(m, e^s) from the kept half
+            layers.append(LearnedPriorLayer(2 * c, ZeroConv(4 * c)))
+        layers.append(FactorOutLayer(2 * c, _glow_level((h // 2, w // 2, 2 * c), level + 1, num_levels, opts)))
+    elif opts["learn_top"]:  # the top prior: learned per-channel mean and scale
+        layers.append(LearnedPriorLayer(4 * c, ZeroConv(8 * c)))
     layers.append(SqueezeLayer(inverse=True))
     return tuple(layers)
 
@@ -247,8 +257,12 @@ def glow(
     features: int = 128,
     num_blocks: int = 1,
     data_levels: int = 256,
+    preprocess: str = "center",
     logit_alpha: float = 0.05,
     scale_fn: str = "sigmoid",
+    split_prior: bool = True,
+    learn_top: bool = True,
+    out_log_scale: bool = True,
     seed: int = 0,
 ) -> Flow:
     """Glow (Kingma & Dhariwal, 2018) for ``(H, W, C)`` images in [0, 1].
@@ -257,6 +271,20 @@ def glow(
     -> affine channel coupling), then (all but the last level) half the channels
     factored out. H and W must be divisible by ``2**num_levels``. ``seed`` fixes the
     1x1 convolutions' initial rotations (hence their non-trained permutations/signs).
+
+    The paper's pieces, each an option with the paper's default:
+
+    * ``preprocess="center"``: the dequantized data ``x`` in [0, 1] enter as ``x - 0.5``
+      (log-det 0); ``"logit"``: as ``logit(alpha + (1 - 2 alpha) x)`` (RealNVP's, with
+      ``logit_alpha``).
+    * ``split_prior``: each factored-out half gets the prior ``N(m, e^{2s})`` with
+      ``(m, s)`` a zero-initialised 3x3 conv of the kept half; else ``N(0, I)``.
+    * ``learn_top``: the last level's output gets a learned per-channel mean and scale.
+    * ``out_log_scale``: the couplings' last conv is zero-initialised with a learned
+      per-channel output scale ``exp(3 logs)`` (Glow's ``Conv2dZeros``).
+
+    Still simplified: ``scale_fn="sigmoid"`` is Glow's ``sigmoid(raw + 2)`` scale; no
+    class-conditional prior; widths and depth are CPU-sized in the experiments.
 
     Examples:
       >>> flow = glow((8, 8, 1), num_levels=2, num_steps=2, features=8)
@@ -267,7 +295,18 @@ def glow(
     num_steps = _checks.positive_int("num_steps", num_steps)
     shape = _image_shape(data_shape, num_levels, "glow")
     _checks.one_of("scale_fn", scale_fn, SCALE_FNS)
-    features = _checks.positive_int("features", features)
-    num_blocks = _checks.nonneg_int("num_blocks", num_blocks)
-    layers = _glow_level(shape, 0, num_levels, num_steps, features, num_blocks, scale_fn, int(seed))
+    _checks.one_of("preprocess", preprocess, PREPROCESS)
+    opts = dict(
+        num_steps=num_steps,
+        features=_checks.positive_int("features", features),
+        num_blocks=_checks.nonneg_int("num_blocks", num_blocks),
+        scale_fn=scale_fn,
+        out_log_scale=bool(out_log_scale),
+        split_prior=bool(split_prior),
+        learn_top=bool(learn_top),
+        seed=int(seed),
+    )
+    layers = _glow_level(shape, 0, num_levels, opts)
+    if preprocess == "center":
+        return Flow((ShiftLayer(-0.5), *layers), shape, name="glow", data_levels=data_levels)
     return Flow(layers, shape, name="glow", data_levels=data_levels, logit_alpha=logit_alpha)

@@ -233,3 +233,39 @@ class FactorOutLayer(FlowLayer):
 
     def bijector(self, params):
         return bj.FactorOut(chain_layers(self.layers, params), self.num_factored)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedPriorLayer(FlowLayer):
+    """:class:`~genjax.flows.bijectors.LearnedPrior`: Glow's learned prior on the first
+    ``num_factored`` channels, from ``net`` of the rest (a split) or of zeros (the top
+    prior, ``num_factored`` = all channels). ``net`` is zero-initialised (Glow's
+    ``Conv2dZeros``, :class:`~genjax.nn.conditioners.ZeroConv`), so the prior starts at ``N(0, I)``."""
+
+    num_factored: int
+    net: nn.Module
+
+    def _cond(self, x):
+        k = self.num_factored
+        return x[..., k:] if x.shape[-1] > k else jnp.zeros((*x.shape[:-1], 1), x.dtype)
+
+    def init(self, key, x):
+        return self.net.init(key, self._cond(x))
+
+    def bijector(self, params):
+        return bj.LearnedPrior(_apply(self.net, params), self.num_factored)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftLayer(FlowLayer):
+    """``y = x + shift`` on events of rank ``event_ndims`` (log-det 0): Glow's ``x - 0.5``."""
+
+    shift: float
+    event_ndims: int = 3
+
+    def init(self, key, x):
+        del key, x
+        return {}
+
+    def bijector(self, params):
+        return distrax.Block(distrax.ScalarAffine(shift=jnp.asarray(self.shift)), self.event_ndims)

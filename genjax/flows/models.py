@@ -112,16 +112,18 @@ class Flow:
         """Raises ``ValueError`` if ``batch`` is not ``(b, *data_shape)`` float data this flow scores.
 
         Shape and dtype always (also under jit); finiteness and, with a logit
-        pre-processing, the range [0, 1] when the batch is concrete.
+        pre-processing or quantized data (``data_levels``), the range [0, 1] when the
+        batch is concrete.
         """
         x = batch_x(batch)
         _checks.batch_shape(name, x, self.data_shape)
         _checks.finite(name, x)
-        if self.logit_alpha is not None and _checks.is_concrete(x):
+        if (self.logit_alpha is not None or self.data_levels is not None) and _checks.is_concrete(x):
             a = np.asarray(x)
             if a.min() < 0.0 or a.max() > 1.0:
+                why = "logit pre-processing" if self.logit_alpha is not None else f"{self.data_levels} levels in [0, 1]"
                 raise ValueError(
-                    f"{name} must lie in [0, 1] for this image flow (logit pre-processing); got values in "
+                    f"{name} must lie in [0, 1] for this image flow ({why}); got values in "
                     f"[{a.min():.3g}, {a.max():.3g}]"
                 )
 
@@ -252,7 +254,7 @@ class Flow:
         self.check_params(params)
         z = temperature * jax.random.normal(key, (num, *self.layer_shape))
         x = self._to_data(self._layer_bijector(params).inverse(z))
-        return jnp.clip(x, 0.0, 1.0) if self.logit_alpha is not None else x
+        return jnp.clip(x, 0.0, 1.0) if self.logit_alpha is not None or self.data_levels is not None else x
 
 
 class _Reshape(distrax.Bijector):

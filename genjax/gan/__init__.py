@@ -15,7 +15,7 @@ Examples:
   >>> tx = gan.gan_adam(2e-4)               # one Adam per player
 """
 
-from genjax.gan.constructors import dcgan, mlp_gan, seed_gan, stylegan, wgan, wgan_gp
+from genjax.gan.constructors import R1_GAMMA, dcgan, mlp_gan, seed_gan, stylegan, wgan, wgan_gp
 from genjax.gan.models import GAN, LOSSES, batch_x
 from genjax.gan.objectives import (
     clip_weights,
@@ -25,6 +25,8 @@ from genjax.gan.objectives import (
     minimax_d_loss,
     minimax_g_loss,
     non_saturating_g_loss,
+    path_length_penalty,
+    path_lengths,
     r1_penalty,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
@@ -36,6 +38,7 @@ __all__ = [
     "GAN",
     "GANOptimizer",
     "LOSSES",
+    "R1_GAMMA",
     "MLPDiscriminator",
     "MLPGenerator",
     "batch_x",
@@ -49,6 +52,8 @@ __all__ = [
     "minimax_g_loss",
     "mlp_gan",
     "non_saturating_g_loss",
+    "path_length_penalty",
+    "path_lengths",
     "r1_penalty",
     "seed_gan",
     "stylegan",

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import _checks
+from genjax import _checks, _xla
 from genjax._checks import batch_x
 from genjax.gan import objectives as obj
-from genjax.nn.stylegan import StyleGenerator, style_mixing_crossover
+from genjax.nn.stylegan import StyleGenerator, mix_styles, style_mixing_crossover
 from genjax.types import NO_CONDITION, Array, Batch, Metrics, Params, PRNGKeyArray, check_sample_args
 
 LOSSES = ("minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge")
@@ -64,6 +65,14 @@ class GAN:
       clip: WGAN weight clipping ``[-clip, clip]`` after every discriminator update.
       gp_weight: gradient-penalty weight (``wgan_gp`` only).
       r1_weight: gamma of the R1 penalty ``(gamma / 2) E ||grad l(x_real)||^2`` (any loss).
+      r1_interval: lazy regularisation (StyleGAN2): R1 only on every ``r1_interval``-th
+        generator step, weighted ``r1_interval * gamma / 2`` so its average weight over an
+        interval is ``gamma / 2`` (the paper's rescaling; paper: 16). 1: every step.
+      pl_weight: weight of StyleGAN2's path-length penalty on the generator (paper: 2;
+        0 off; StyleGenerator only), computed on ``batch / pl_batch_shrink`` fresh fakes.
+      pl_interval: the path-length penalty's lazy interval (paper: 4), rescaled likewise.
+      pl_decay: step of the path lengths' running mean ``pl_mean`` (paper: 0.01).
+      pl_batch_shrink: the penalty's batch is the batch divided by this (paper: 2).
       style_mixing_prob: probability that a generated training example mixes two styles
         (StyleGenerator only); the crossover layer is uniform in ``1..num_layers-1``.
       split_critic_batch: with ``n_critic > 1``, split each batch into ``n_critic``
@@ -100,6 +109,11 @@ class GAN:
     pack: int = 1
     data_range: str = "identity"
     input_scale: float = 1.0
+    r1_interval: int = 1
+    pl_weight: float = 0.0
+    pl_interval: int = 1
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
 
     log_prob_kind = "none"
     condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
@@ -136,10 +150,69 @@ class GAN:
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob!r}")
         if self.style_mixing_prob > 0 and not self.is_style:
             raise ValueError("style_mixing_prob > 0 needs a StyleGenerator generator")
+        _checks.positive_int("r1_interval", self.r1_interval)
+        _checks.positive_int("pl_interval", self.pl_interval)
+        _checks.positive_int("pl_batch_shrink", self.pl_batch_shrink)
+        if not (isinstance(self.pl_weight, (int, float)) and self.pl_weight >= 0):
+            raise ValueError(f"pl_weight must be a non-negative number, got {self.pl_weight!r}")
+        if not (isinstance(self.pl_decay, (int, float)) and 0.0 < self.pl_decay <= 1.0):
+            raise ValueError(f"pl_decay must be in (0, 1], got {self.pl_decay!r}")
+        if self.pl_weight > 0 and not self.is_style:
+            raise ValueError("pl_weight > 0 (path-length regularisation) needs a StyleGenerator generator")
 
     @property
     def is_style(self) -> bool:
         return isinstance(self.generator, StyleGenerator)
+
+    # ------------------------------------------------------------------ running statistics
+    def _training_stats(self) -> dict:
+        """The GAN's own running statistics, kept beside the generator's ``"stats"``
+        (see :meth:`update_stats`): ``step`` for lazy regularisation, ``pl_mean``."""
+        stats = {}
+        if self.r1_interval > 1 or (self.pl_weight > 0 and self.pl_interval > 1):
+            stats["step"] = jnp.zeros((), jnp.float32)
+        if self.pl_weight > 0:
+            stats["pl_mean"] = jnp.zeros((), jnp.float32)
+        return stats
+
+    def _stat(self, params: Params, name: str) -> Array:
+        return jax.lax.stop_gradient(params["generator"]["stats"][name])
+
+    def _regularise_now(self, params: Params, interval: int) -> Array:
+        """True on every ``interval``-th generator step (counted in the ``step`` statistic)."""
+        return jnp.mod(self._stat(params, "step"), interval) == 0
+
+    def update_stats(self, previous: Params, updated: Params, key: PRNGKeyArray, batch: Batch, metrics: Metrics) -> Params:
+        """The trainer's hook after each two-player step: the running statistics, advanced.
+
+        Running statistics are not trained: they live in the generator's variables as a
+        ``"stats"`` collection beside ``"params"`` (so they are saved, restored, sharded
+        and EMA-averaged with them; their gradient is zero), and this pure function
+        computes them from the values before the step (``previous``, the generator
+        params the step started from), whatever the optimizer did to them:
+
+        * ``step`` (lazy regularisation): ``+ 1``;
+        * ``pl_mean``: the path-length mean the step's ``g_loss`` computed (metric ``pl_mean``);
+        * ``w_avg`` (StyleGenerator with ``w_avg_beta``): ``mean_w + beta (w_avg - mean_w)``
+          with ``mean_w`` the mean of ``mapping(z)`` over as many fresh ``z`` (from ``key``)
+          as the batch has examples, using ``previous``'s mapping network.
+
+        Returns ``updated`` with its ``"stats"`` replaced (unchanged without statistics).
+        """
+        stats = previous.get("stats") if isinstance(previous, dict) else None
+        if not stats:
+            return updated
+        new = dict(stats)
+        if "step" in new:
+            new["step"] = stats["step"] + 1.0
+        if "pl_mean" in new:
+            new["pl_mean"] = metrics["pl_mean"].astype(stats["pl_mean"].dtype)
+        if "w_avg" in new:
+            num = jax.tree_util.tree_leaves(batch_x(batch))[0].shape[0]
+            w = self.generator.apply(previous, self.draw_latent(key, num), method="mapping")
+            mean = jnp.mean(w, axis=0).astype(stats["w_avg"].dtype)
+            new["w_avg"] = mean + self.generator.w_avg_beta * (stats["w_avg"] - mean)
+        return {**updated, "stats": new}
 
     # ------------------------------------------------------------------ data space
     def to_model(self, x: Array) -> Array:
@@ -237,7 +310,10 @@ class GAN:
     def _init_vars(self, key: PRNGKeyArray, x: Array) -> Params:
         k_g, k_d, k_n = jax.random.split(key, 3)
         z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
-        g_vars = self.generator.init({"params": k_g, "noise": k_n}, z)
+        g_vars = dict(self.generator.init({"params": k_g, "noise": k_n}, z))
+        extra = self._training_stats()
+        if extra:
+            g_vars["stats"] = {**g_vars.get("stats", {}), **extra}
         return {"generator": g_vars, "discriminator": self.discriminator.init(k_d, self.pack_batch(x))}
 
     def pack_batch(self, x: Array, *, name: str = "x") -> Array:
@@ -312,14 +388,43 @@ class GAN:
     def _train_fakes(self, params: Params, key: PRNGKeyArray, num: int) -> Array:
         """Generated training examples: fresh ``z``, and style mixing with probability p."""
         k_z, k_mix, k_cross, k_noise = jax.random.split(key, 4)
-        z = self.draw_latent(k_z, num)
-        if not (self.is_style and self.style_mixing_prob > 0):
-            return self.generate(params, k_noise, z)
-        crossover = style_mixing_crossover(
-            k_cross, num, prob=self.style_mixing_prob, num_layers=self.generator.num_layers
-        )
-        z2 = self.draw_latent(k_mix, num)
-        return self.generate(params, k_noise, z, mix_z=z2, crossover=crossover)
+        if not self.is_style:
+            return self.generate(params, k_noise, self.draw_latent(k_z, num))
+        return self.synthesize(params, k_noise, self._train_ws(params, k_z, k_mix, k_cross, num))
+
+    def _train_ws(self, params: Params, k_z: PRNGKeyArray, k_mix: PRNGKeyArray, k_cross: PRNGKeyArray, num: int) -> Array:
+        """Training styles ``(num, num_layers, w_dim)``: ``mapping(z)``, mixed with ``mapping(z2)``
+        after a random crossover with probability ``style_mixing_prob``."""
+        gen, g = self.generator, params["generator"]
+        w = gen.apply(g, self.draw_latent(k_z, num), method="mapping")
+        if self.style_mixing_prob == 0:
+            return jnp.broadcast_to(w[:, None, :], (num, gen.num_layers, gen.w_dim))
+        crossover = style_mixing_crossover(k_cross, num, prob=self.style_mixing_prob, num_layers=gen.num_layers)
+        w2 = gen.apply(g, self.draw_latent(k_mix, num), method="mapping")
+        return mix_styles(w, w2, crossover, gen.num_layers)
+
+    def _path_length_term(self, params: Params, key: PRNGKeyArray, num: int) -> tuple[Array, Metrics]:
+        """``pl_interval * pl_weight * mean penalty`` on regularisation steps (0 otherwise) and
+        its metrics (``pl_mean`` is what :meth:`update_stats` stores)."""
+        n = max(1, num // self.pl_batch_shrink)
+        old = self._stat(params, "pl_mean")
+
+        def regularise():
+            k_z, k_mix, k_cross, k_noise, k_y = jax.random.split(key, 5)
+            ws = self._train_ws(params, k_z, k_mix, k_cross, n)
+            shape = (n, *self.data_shape)
+            y = jax.random.normal(k_y, shape) / math.sqrt(shape[1] * shape[2])
+            lengths = obj.path_lengths(lambda v: self.synthesize(params, k_noise, v), ws, y)
+            per, mean = obj.path_length_penalty(lengths, old, decay=self.pl_decay)
+            return jnp.mean(per), jax.lax.stop_gradient(mean), jax.lax.stop_gradient(jnp.mean(lengths))
+
+        if self.pl_interval == 1:
+            pen, mean, length = regularise()
+        else:
+            skip = lambda: (jnp.zeros((), old.dtype), old, old)
+            pen, mean, length = _xla.branch(self._regularise_now(params, self.pl_interval), regularise, skip)
+        term = self.pl_interval * self.pl_weight * pen
+        return term, {"pl_penalty": pen, "pl_mean": mean, "pl_length": length}
 
     # ------------------------------------------------------------------ objectives
     def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
@@ -352,8 +457,15 @@ class GAN:
             per = per + self.gp_weight * gp
             metrics["gp"] = jnp.mean(gp)
         if self.r1_weight > 0:
-            r1 = obj.r1_penalty(critic, real=real_p)
-            per = per + 0.5 * self.r1_weight * r1
+            if self.r1_interval == 1:
+                r1 = obj.r1_penalty(critic, real=real_p)
+            else:  # lazy: computed only on every r1_interval-th step, weighted r1_interval times
+                r1 = _xla.branch(  # lax.cond off CPU (XLA:CPU: slow conv gradients in a cond)
+                    self._regularise_now(params, self.r1_interval),
+                    lambda: obj.r1_penalty(critic, real=real_p),
+                    lambda: jnp.zeros(real_s.shape, real_s.dtype),
+                )
+            per = per + 0.5 * self.r1_weight * self.r1_interval * r1
             metrics["r1"] = jnp.mean(r1)
         loss = jnp.mean(per)
         return loss, {"d_loss": loss, **metrics}
@@ -362,6 +474,8 @@ class GAN:
         """Generator loss on as many fresh fakes as ``batch`` has examples, and metrics.
 
         The batch only sets that number (its shape is checked; its values are unused).
+        With ``pl_weight > 0`` the path-length term is added (metrics ``pl_penalty``,
+        ``pl_mean``, ``pl_length``; its key is ``fold_in(key, 1)``).
         """
         x = batch_x(batch)
         _checks.batch_shape("batch", x, self.data_shape)
@@ -375,14 +489,20 @@ class GAN:
         else:
             per = obj.wasserstein_generator_loss(fake_scores=fake_s)
         loss = jnp.mean(per)
-        return loss, {"g_loss": loss}
+        metrics = {"g_loss": loss}
+        if self.pl_weight > 0:
+            term, pl_metrics = self._path_length_term(params, jax.random.fold_in(key, 1), x.shape[0])
+            loss = loss + term
+            metrics.update(pl_metrics)
+        return loss, metrics
 
     # ------------------------------------------------------------------ sampling
     def mean_w(self, params: Params, key: PRNGKeyArray, *, num: int = 4096) -> Array:
         """``w_avg = mean_i mapping(z_i)`` over ``num`` draws, shape ``(w_dim,)``.
 
-        StyleGAN tracks a running mean of ``w`` during training; computing it at
-        sampling time from the current (or EMA) parameters is the pure equivalent.
+        StyleGAN tracks a running mean of ``w`` during training (here the generator's
+        ``"stats"`` ``w_avg``, which truncation uses by default); this computes it afresh
+        from the given (e.g. EMA) parameters.
         """
         if not self.is_style:
             raise ValueError("mean_w needs a StyleGenerator generator")
@@ -419,7 +539,8 @@ class GAN:
           num: number of samples.
           truncation_psi: StyleGAN truncation ``w <- w_avg + psi (w - w_avg)``: 1 is no
             truncation, 0 maps every ``z`` to ``w_avg``.
-          w_avg: the mean ``w``; default ``mean_w`` over ``w_avg_samples`` draws.
+          w_avg: the mean ``w``; default the generator's tracked running mean (a
+            StyleGenerator with ``w_avg_beta``), else ``mean_w`` over ``w_avg_samples`` draws.
           noise: StyleGenerator noise inputs on (True) or zeroed.
           cond, guidance: the model API's; must be ``None`` (this GAN takes no condition).
         """
@@ -435,7 +556,8 @@ class GAN:
         if truncation_psi is not None and w_avg is None:
             if not self.is_style:
                 raise ValueError("truncation_psi needs a StyleGenerator generator")
-            w_avg = self.mean_w(params, k_avg, num=w_avg_samples)
+            if self.generator.w_avg_beta is None:  # else the generator reads its tracked w_avg
+                w_avg = self.mean_w(params, k_avg, num=w_avg_samples)
         return self.to_data(self.generate(params, k_noise, z, psi=truncation_psi, w_avg=w_avg, noise=noise))
 
     def log_prob(self, params: Params, key: PRNGKeyArray, x: Array) -> Array:

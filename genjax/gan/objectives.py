@@ -181,3 +181,46 @@ def r1_penalty(critic_fn: CriticFn, *, real: Array) -> Array:
       ``(n,)`` per-row squared gradient norm.
     """
     return _per_example_grad_sq_norm(critic_fn, real)
+
+
+def path_lengths(synthesis_fn: Callable[[Array], Array], ws: Array, noise: Array) -> Array:
+    """StyleGAN2's path lengths ``||J_w^T y||_2`` per example (Karras et al., 2020, eq. 4).
+
+    ``J_w`` is the Jacobian of the image ``g(w)`` with respect to the styles and ``y`` is
+    a random image ``N(0, I) / sqrt(H W)`` (drawn by the caller). As in the reference
+    code, the squared norm is summed over ``w_dim`` and averaged over the style layers
+    before the square root. One vector-Jacobian product (the synthesis must treat
+    examples independently).
+
+    Args:
+      synthesis_fn: ``ws (n, L, w_dim) -> images (n, ...)``.
+      ws: ``(n, L, w_dim)`` styles.
+      noise: ``y``, the shape of the images.
+
+    Returns:
+      ``(n,)`` path lengths.
+    """
+    images, vjp = jax.vjp(synthesis_fn, ws)
+    if images.shape != np.shape(noise):
+        raise ValueError(f"noise must have the images' shape {images.shape}, got {np.shape(noise)}")
+    (grads,) = vjp(noise.astype(images.dtype))
+    return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
+
+
+def path_length_penalty(lengths: Array, pl_mean: Array, *, decay: float = 0.01) -> tuple[Array, Array]:
+    """Path-length penalty ``(a_i - a)^2`` with ``a`` the running mean of the lengths.
+
+    ``a = pl_mean + decay * (mean_i a_i - pl_mean)`` is updated first (with its gradient
+    through ``mean_i a_i``, as in the reference code); the caller stores ``a`` (stopped)
+    as the next ``pl_mean``.
+
+    Args:
+      lengths: ``(n,)`` path lengths (:func:`path_lengths`).
+      pl_mean: the running mean before this batch (a scalar).
+      decay: the running mean's step (paper: 0.01).
+
+    Returns:
+      ``(n,)`` per-example penalty and the updated mean.
+    """
+    new_mean = pl_mean + decay * (jnp.mean(lengths) - pl_mean)
+    return jnp.square(lengths - new_mean), new_mean

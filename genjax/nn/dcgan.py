@@ -15,6 +15,11 @@ DCGAN reference code samples in train mode. The discriminator uses per-example l
 norm by default: batch statistics would couple the real and fake examples of a
 batch and break the per-example gradients that the gradient penalty (WGAN-GP) and R1
 are defined with (the WGAN-GP paper makes the same substitution).
+
+Initialisation (``weight_init``): ``"dcgan"`` (the default, the paper's) draws every conv,
+transposed-conv and dense weight from ``N(0, 0.02^2)`` and every batch-norm scale from
+``N(1, 0.02^2)`` (biases 0); ``"lecun"`` keeps linen's defaults (LeCun-normal weights,
+unit scales).
 """
 
 from __future__ import annotations
@@ -26,6 +31,26 @@ import jax
 import jax.numpy as jnp
 
 NORMS = ("batch", "layer", "none")
+INITS = ("dcgan", "lecun")
+DCGAN_STD = 0.02
+
+
+def _scale_around_one(std: float):
+    def init(key, shape, dtype=jnp.float32):
+        return 1.0 + std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def _init_kwargs(init: str, *, scale: bool = False) -> dict:
+    """Linen initialiser keywords for ``init`` (see the module docstring)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; valid choices: {', '.join(INITS)}")
+    if init == "lecun":
+        return {}
+    if scale:
+        return {"scale_init": _scale_around_one(DCGAN_STD)}
+    return {"kernel_init": nn.initializers.normal(DCGAN_STD)}
 
 
 class BatchStatNorm(nn.Module):
@@ -36,6 +61,7 @@ class BatchStatNorm(nn.Module):
     """
 
     epsilon: float = 1e-5
+    scale_init: nn.initializers.Initializer = nn.initializers.ones
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -43,20 +69,21 @@ class BatchStatNorm(nn.Module):
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
         c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,))
+        scale = self.param("scale", self.scale_init, (c,))
         bias = self.param("bias", nn.initializers.zeros, (c,))
         return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
-def make_norm(kind: str, name: str) -> nn.Module | None:
+def make_norm(kind: str, name: str, *, init: str = "lecun") -> nn.Module | None:
     """``"batch"`` -> :class:`BatchStatNorm`, ``"layer"`` -> per-example LayerNorm over
-    (H, W, C), ``"none"`` -> None."""
+    (H, W, C), ``"none"`` -> None; ``init="dcgan"`` draws the scales from ``N(1, 0.02^2)``."""
     if kind not in NORMS:
         raise ValueError(f"unknown norm {kind!r}; valid choices: {', '.join(NORMS)}")
+    scale = _init_kwargs(init, scale=True)
     if kind == "batch":
-        return BatchStatNorm(name=name)
+        return BatchStatNorm(name=name, **scale)
     if kind == "layer":
-        return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=name)
+        return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=name, **scale)
     return None
 
 
@@ -103,19 +130,21 @@ class DCGANGenerator(nn.Module):
     out_shape: tuple[int, int, int]
     features: Sequence[int] = (128, 64)
     norm: str = "batch"
+    weight_init: str = "dcgan"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         k = len(self.features)
         h0, w0 = check_resolution(self.out_shape, k, what="DCGAN generator")
         c = self.out_shape[-1]
-        x = nn.Dense(h0 * w0 * self.features[0], name="project")(z)
+        kw = _init_kwargs(self.weight_init)
+        x = nn.Dense(h0 * w0 * self.features[0], name="project", **kw)(z)
         x = x.reshape(z.shape[0], h0, w0, self.features[0])
         outs = list(self.features[1:]) + [c]
         for i, f in enumerate(outs):
-            norm = make_norm(self.norm, f"norm_{i}")
+            norm = make_norm(self.norm, f"norm_{i}", init=self.weight_init)
             x = nn.relu(norm(x) if norm is not None else x)
-            x = nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME", name=f"deconv_{i}")(x)
+            x = nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME", name=f"deconv_{i}", **kw)(x)
         return jnp.tanh(x)
 
 
@@ -132,14 +161,16 @@ class DCGANDiscriminator(nn.Module):
     features: Sequence[int] = (64, 128)
     norm: str = "layer"
     patch: bool = False
+    weight_init: str = "dcgan"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        kw = _init_kwargs(self.weight_init)
         for i, f in enumerate(self.features):
-            x = nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME", name=f"conv_{i}")(x)
-            norm = make_norm(self.norm, f"norm_{i}") if i > 0 else None
+            x = nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME", name=f"conv_{i}", **kw)(x)
+            norm = make_norm(self.norm, f"norm_{i}", init=self.weight_init) if i > 0 else None
             x = nn.leaky_relu(norm(x) if norm is not None else x, negative_slope=0.2)
         if self.patch:
-            return nn.Conv(1, (3, 3), padding="SAME", name="out")(x)[..., 0]
+            return nn.Conv(1, (3, 3), padding="SAME", name="out", **kw)(x)[..., 0]
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(1, name="out")(x)[:, 0]
+        return nn.Dense(1, name="out", **kw)(x)[:, 0]

@@ -90,6 +90,21 @@ def load_data(name: str, *, data_dir=None, download: bool = True, seed: int = 0)
 
 
 # ---------------------------------------------------------------------- models
+def boolean(text: str | bool) -> bool:
+    """An on/off option's parser (``Option(boolean, True, ...)``): true/false, yes/no, on/off, 1/0.
+
+    ``bool`` itself cannot parse a flag (``bool("false")`` is True).
+    """
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"expected true or false (yes/no, on/off, 1/0), got {text!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     type: Callable[[str], Any]

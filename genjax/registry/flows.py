@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import viz
+from genjax.flows.constructors import PREPROCESS
 from genjax.metrics.evaluation import evaluate
-from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
+from genjax.registry.core import (DataBundle, ModelSpec, Option, boolean, image_scale, int_tuple, no_transform, sample_in_chunks,
                                   unsupported)
 
 #: Half-width of the square on which 2-D pictures are drawn (matches ``viz.scatter_2d``).
@@ -76,6 +77,8 @@ def _build(name: str):
             f = flows.glow(
                 data.shape, num_levels=levels, num_steps=opts["num_steps"], features=opts["features"],
                 num_blocks=opts["num_blocks"], data_levels=data.num_levels, logit_alpha=opts["logit_alpha"],
+                preprocess=opts["preprocess"], split_prior=opts["split_prior"], learn_top=opts["learn_top"],
+                out_log_scale=opts["out_log_scale"],
             )
         elif name == "maf":
             if image:
@@ -195,6 +198,11 @@ _OPTIONS = {
         "num_levels": Option(int, None, "levels (default: largest <= 3 with H, W divisible by 2**levels)"),
         "num_steps": Option(int, 4, "flow steps (ActNorm, 1x1 conv, coupling) per level"),
         **_IMAGE,
+        "preprocess": Option(str, "center", "input convention: center (Glow's x - 0.5) or logit (uses logit_alpha)",
+                             PREPROCESS),
+        "split_prior": Option(boolean, True, "learned prior on each factored-out half (Glow)"),
+        "learn_top": Option(boolean, True, "learned top prior (Glow)"),
+        "out_log_scale": Option(boolean, True, "couplings' zero-initialised last conv with a learned log-scale (Glow)"),
     },
     "maf": {
         "num_layers": Option(int, 5, "MADE layers"),
@@ -211,7 +219,7 @@ _OPTIONS = {
 _DESCRIPTIONS = {
     "realnvp": "RealNVP flow (affine couplings; multi-scale on images), exact likelihood",
     "realnvp-mlp": "RealNVP with MLP couplings on the flattened data (images too: cheap on CPU), exact likelihood",
-    "glow": "Glow flow (ActNorm, 1x1 conv, affine coupling; multi-scale) on images, exact likelihood",
+    "glow": "Glow flow (ActNorm, 1x1 conv, affine coupling; multi-scale, learned priors) on images, exact likelihood",
     "maf": "masked autoregressive flow (stacked MADEs) on 2-D data, exact likelihood",
     "nsf": "neural spline flow (rational-quadratic couplings) on 2-D data, exact likelihood",
 }

@@ -35,6 +35,8 @@ import numpy as np
 import optax
 
 from genjax import _checks, viz
+from genjax.gan.constructors import R1_GAMMA
+from genjax.nn.stylegan import ARCHITECTURES
 from genjax.registry.core import DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks
 
 #: Samples scored on Gaussian mixtures (the PacGAN protocol).
@@ -187,9 +189,15 @@ def _stylegan_build(data: DataBundle, opts: dict):
         latent_dim=opts["latent_dim"],
         w_dim=opts["w_dim"],
         mapping_layers=opts["mapping_layers"],
+        mapping_lr_mul=opts["mapping_lr_mul"],
         width=opts["width"],
+        architecture=opts["architecture"],
+        mbstd_group_size=opts["mbstd_group_size"],
         style_mixing_prob=opts["style_mixing_prob"],
         r1_weight=opts["r1_weight"],
+        r1_interval=opts["r1_interval"],
+        pl_weight=opts["pl_weight"],
+        pl_interval=opts["pl_interval"],
         data_range="unit",
     )
     return model
@@ -412,14 +420,21 @@ SPECS: dict[str, ModelSpec] = {
     ),
     "stylegan": _spec(
         "stylegan",
-        "StyleGAN2-style G (mapping net, modulated convs, noise, style mixing) vs an R1 residual D; images only",
+        "StyleGAN2 G (8-layer mapping net, modulated convs, noise, skip outputs, style mixing, path length) "
+        "vs a residual minibatch-stddev D with lazy R1; equalized lr; images only",
         {
             "latent_dim": _opt(int, 64, "latent dimension"),
             "w_dim": _opt(int, 64, "intermediate latent (w) dimension"),
-            "mapping_layers": _opt(int, 4, "depth of the mapping network"),
+            "mapping_layers": _opt(int, 8, "depth of the mapping network (StyleGAN: 8)"),
+            "mapping_lr_mul": _opt(float, 0.01, "learning-rate multiplier of the mapping network (StyleGAN: 0.01)"),
             "width": _opt(int, 32, "base width (channels double per coarser stage)"),
+            "architecture": _opt(str, "skip", "generator output architecture (StyleGAN2: skip)", ARCHITECTURES),
+            "mbstd_group_size": _opt(int, 4, "minibatch-stddev group size of the discriminator (0: off)"),
             "style_mixing_prob": _opt(float, 0.9, "probability of style mixing per generated training example"),
-            "r1_weight": _opt(float, 1.0, "R1 penalty gamma"),
+            "r1_weight": _opt(float, R1_GAMMA, "R1 penalty gamma"),
+            "r1_interval": _opt(int, 16, "lazy R1: every this many steps, weight rescaled by it (StyleGAN2: 16)"),
+            "pl_weight": _opt(float, 2.0, "path-length penalty weight (StyleGAN2: 2; 0: off)"),
+            "pl_interval": _opt(int, 4, "lazy path-length penalty interval (StyleGAN2: 4)"),
             "beta1": _opt(float, 0.0, "Adam b1 of both players (StyleGAN2: 0)"),
             "beta2": _opt(float, 0.99, "Adam b2 of both players (StyleGAN2: 0.99)"),
             **_COMMON,

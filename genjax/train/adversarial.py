@@ -2,8 +2,11 @@
 
 It knows only the :class:`~genjax.types.AdversarialModel` protocol: ``d_loss`` and
 ``g_loss`` over params ``{"generator", "discriminator"}``, plus the optional attributes
-``n_critic`` (default 1), ``split_critic_batch`` (default False) and ``clip`` (WGAN
-weight clipping of the critic after each of its updates; default None). Both players
+``n_critic`` (default 1), ``split_critic_batch`` (default False), ``clip`` (WGAN
+weight clipping of the critic after each of its updates; default None) and
+``update_stats(previous, updated, key, batch, metrics) -> generator params`` (running
+statistics that are not trained, e.g. StyleGAN's ``w_avg``: called after each step with
+the generator params before and after it, a key, the generator's batch and metrics). Both players
 live in one ``TrainState``: ``state.params = {"generator", "discriminator"}`` and
 ``state.opt_state = {"generator", "discriminator"}``, built by a per-player optimizer
 (any object with optax transformations ``generator`` and ``discriminator`` and an
@@ -72,7 +75,9 @@ def make_adversarial_step(
     left DCGAN's MNIST step (batch 64) at 2.9 s on this project's 2-core CPU, against
     0.55 s without it.
 
-    With EMA, ``state.ema_params["generator"]`` is ``decay * ema + (1 - decay) * G`` and
+    A model's ``update_stats`` hook then replaces the new generator params (its running
+    statistics; it gets ``fold_in(key, 3)``). With EMA, ``state.ema_params["generator"]``
+    is ``decay * ema + (1 - decay) * G`` (so also an average of the statistics) and
     ``state.ema_params["discriminator"]`` the current discriminator, so the EMA params
     work wherever params do (``model.sample(state.ema_params, ...)``).
 
@@ -101,6 +106,7 @@ def make_adversarial_step(
     n = int(getattr(model, "n_critic", 1))
     split = bool(getattr(model, "split_critic_batch", False)) and n > 1
     project = _clipper(getattr(model, "clip", None))
+    update_stats = getattr(model, "update_stats", None)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(state.key, state.step)
@@ -146,10 +152,13 @@ def make_adversarial_step(
                          skip_nonfinite=skip_nonfinite, ema=None if ema is None else ema["generator"], ema_decay=ema_decay)
         if ema is not None:
             ema = {"generator": g.ema, "discriminator": d_params}
+        g_new = g.params
+        if update_stats is not None:  # its own key (fold_in), so models without it draw as before
+            g_new = update_stats(g_params, g.params, jax.random.fold_in(key, 3), g_batch, g.metrics)
 
         new_state = state.replace(
             step=state.step + 1,
-            params={"generator": g.params, "discriminator": d_params},
+            params={"generator": g_new, "discriminator": d_params},
             opt_state={"generator": g.opt_state, "discriminator": d_opt},
             ema_params=ema,
         )

@@ -10,6 +10,7 @@ from PIL import Image
 
 from genjax import cli
 from genjax.registry import flows as flow_specs
+from genjax.registry.core import boolean
 
 _COMMON = ["--steps", "2", "--steps-per-dispatch", "2", "--log-every", "2", "--checkpoint-every", "2", "--no-progress"]
 _TINY = {
@@ -103,6 +104,15 @@ def test_glow_levels_fit_the_image_size():
     assert flow_specs.glow_levels((6, 10, 3)) == 1
     with pytest.raises(ValueError, match="divisible by 2"):
         flow_specs.glow_levels((7, 8, 1))
+
+
+def test_glow_on_off_options_parse_words():
+    assert [boolean(s) for s in ("true", "No", "on", "0", True)] == [True, False, True, False, True]
+    with pytest.raises(ValueError, match="expected true or false"):
+        boolean("maybe")
+    opts = flow_specs.SPECS["glow"].options
+    assert all(opts[k].type is boolean and opts[k].default is True for k in ("split_prior", "learn_top", "out_log_scale"))
+    assert opts["preprocess"].default == "center"
 
 
 def test_density_grid_is_top_row_first():

@@ -217,7 +217,7 @@ def test_realnvp_actnorm_sits_before_each_coupling_and_is_initialised_from_data(
 
 def test_glow_actnorm_is_initialised_from_data(key, rng):
     """After init, the first ActNorm's outputs on the init batch are normalised per channel."""
-    flow = F.glow((4, 4, 1), num_levels=1, num_steps=1, features=4, num_blocks=0, data_levels=256)
+    flow = F.glow((4, 4, 1), num_levels=1, num_steps=1, features=4, num_blocks=0, data_levels=256, preprocess="logit")
     x = jnp.asarray(rng.integers(0, 256, (16, 4, 4, 1)) / 255.0, jnp.float32)
     params = flow.init(key, x)
     p = params["layer_1"]  # layers: squeeze, actnorm, conv, coupling, unsqueeze

@@ -83,7 +83,8 @@ def test_modulated_conv_matches_explicit_weights_and_keeps_unit_variance(key, rn
     y = np.asarray(jax.jit(conv.apply)(v, x, w), np.float64)
     # reference: per-example modulated, demodulated kernels (the "fused" StyleGAN2 form)
     p = _np(v["params"])
-    s = np.asarray(w, np.float64) @ p["affine"]["kernel"] + p["affine"]["bias"]  # (b, c_in)
+    # the affine layer has equalized lr: its stored kernel is used times 1/sqrt(fan_in)
+    s = np.asarray(w, np.float64) @ p["affine"]["kernel"] / np.sqrt(w_dim) + p["affine"]["bias"]  # (b, c_in)
     kern = p["kernel"][None] * s[:, None, None, :, None]  # (b, 3, 3, c_in, c_out)
     kern = kern / np.sqrt(np.sum(kern**2, axis=(1, 2, 3), keepdims=True) + 1e-8)
     conv_one = lambda xi, ki: jax.lax.conv_general_dilated(
