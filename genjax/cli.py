@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default=DEFAULT_DATA, help=f"image data set with a feature classifier (default {DEFAULT_DATA})")
     c.add_argument("--data-dir", default=None, metavar="DIR", help="directory holding data files and the classifier cache")
     c.add_argument("--budget", type=int, default=None, help="training examples seen per family (default: 256000 on digits; "
-                   "captioned data: per text-to-image model, 38400)")
+                   "captioned data: per text-to-image model, 25600)")
     c.add_argument("--batch-size", type=int, default=None, help="examples per step, the same for every family (default 64)")
     c.add_argument("--seeds", type=int, default=None, help="seeds per family, trained at once with jax.vmap (default 3; "
                    "captioned data: seeds of each model's generative stages, default 2)")

@@ -66,11 +66,11 @@ ROW_TITLE = {"ddpm-cfg": "class-conditional pixel DDPM + CFG (labels)", "ldm": "
 #: of batch ``batch_size`` for each model's diffusion network; the front (CLIP, autoencoder)
 #: trained once; evaluation prompts per digit / per (digit, attribute, bin) / per pair; DDIM steps.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "digits-captions": dict(size="small", steps=600, batch_size=64, clip_steps=400, ae_steps=600, per_digit=30,
+    "digits-captions": dict(size="small", steps=400, batch_size=64, clip_steps=400, ae_steps=600, per_digit=30,
                             per_attribute=5, per_pair=10, sampler_steps=25, guidance=3.0, feature_weight=1.0),
-    "mnist-captions": dict(size="small", steps=600, batch_size=64, clip_steps=500, ae_steps=800, per_digit=30,
+    "mnist-captions": dict(size="small", steps=400, batch_size=64, clip_steps=500, ae_steps=800, per_digit=30,
                            per_attribute=5, per_pair=10, sampler_steps=25, guidance=3.0, feature_weight=1.0),
-    "fashion-mnist-captions": dict(size="small", steps=600, batch_size=64, clip_steps=500, ae_steps=800, per_digit=30,
+    "fashion-mnist-captions": dict(size="small", steps=400, batch_size=64, clip_steps=500, ae_steps=800, per_digit=30,
                                    per_attribute=5, per_pair=10, sampler_steps=25, guidance=3.0, feature_weight=1.0),
 }
 DEFAULT_SEEDS = 2
