@@ -6,6 +6,7 @@
     genjax eval runs/vae-digits --num-samples 5000
     genjax runs                            # the runs under runs/: model, data, step, main figure
     genjax compare --data digits           # VAE, GAN, flow, diffusion on the same data
+    genjax compare --data mnist-captions   # text-to-image: class-conditional DDPM, ldm, unCLIP
 
 A run directory holds ``config.json`` (everything needed to rebuild the model and
 the data), ``metrics.jsonl``, ``checkpoints/`` and the pictures. Errors are
@@ -146,16 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train one model per family on the same data and budget; writes a report")
     c.add_argument("--data", default=DEFAULT_DATA, help=f"image data set with a feature classifier (default {DEFAULT_DATA})")
     c.add_argument("--data-dir", default=None, metavar="DIR", help="directory holding data files and the classifier cache")
-    c.add_argument("--budget", type=int, default=None, help="training examples seen per family (default: 256000 on digits)")
-    c.add_argument("--batch-size", type=int, default=64, help="examples per step, the same for every family (default 64)")
-    c.add_argument("--seeds", type=int, default=3, help="seeds per family, trained at once with jax.vmap (default 3)")
+    c.add_argument("--budget", type=int, default=None, help="training examples seen per family (default: 256000 on digits; "
+                   "captioned data: per text-to-image model, 25600)")
+    c.add_argument("--batch-size", type=int, default=None, help="examples per step, the same for every family (default 64)")
+    c.add_argument("--seeds", type=int, default=None, help="seeds per family, trained at once with jax.vmap (default 3; "
+                   "captioned data: seeds of each model's generative stages, default 2)")
     c.add_argument("--families", nargs="+", default=None, metavar="FAMILY", help="subset of vae gan flow diffusion (default all)")
     c.add_argument("--models", nargs="+", default=None, metavar="FAMILY=MODEL", help="e.g. gan=dcgan flow=realnvp")
     c.add_argument("--options", default=None, help='JSON {model: {option: value}}, e.g. \'{"vae": {"latent_dim": 8}}\'')
     c.add_argument("--num-samples", type=int, default=None, help="samples per seed scored against as many test images")
-    c.add_argument("--iwae-samples", type=int, default=1000, help="importance samples of the VAE likelihood bound")
+    c.add_argument("--iwae-samples", type=int, default=None, help="importance samples of the VAE likelihood bound (default 1000)")
     c.add_argument("--seed", type=int, default=0, metavar="N", help="first seed (default 0)")
     c.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/compare-<data>)")
+    c.add_argument("--no-pairs", action="store_true", help="captioned data: skip the mnist-pairs runs (held-out pair "
+                   "accuracy n/a)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     pl = sub.add_parser("plot", help="draw a run's curves (loss, gradient norm, evaluation metrics) from its metrics.jsonl")
@@ -727,9 +732,46 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_compare_t2i(args, argv=None) -> int:
+    """``genjax compare --data mnist-captions``: the text-to-image table (genjax.compare_t2i)."""
+    from genjax import _checks
+    from genjax import compare_t2i as t2i
+
+    for flag, given in (("--families", args.families), ("--models", args.models), ("--options", args.options),
+                        ("--num-samples", args.num_samples), ("--iwae-samples", args.iwae_samples)):
+        if given is not None:
+            raise ValueError(f"{flag}: the text-to-image table (--data {args.data}) has fixed rows (ddpm-cfg, ldm, "
+                             "unclip) and takes --budget, --batch-size, --seeds, --no-pairs")
+    for flag, v in (("--budget", args.budget), ("--batch-size", args.batch_size), ("--seeds", args.seeds)):
+        if v is not None:
+            _checks.positive_int(flag, v)
+    out = args.out or f"runs/compare-{args.data}"
+    command = "genjax " + " ".join(argv if argv is not None else sys.argv[1:])
+    t0 = time.perf_counter()
+    report = t2i.compare_t2i(args.data, budget=args.budget, seeds=args.seeds or t2i.DEFAULT_SEEDS,
+                             batch_size=args.batch_size, out_dir=out, pairs=not args.no_pairs, seed=args.seed,
+                             data_dir=args.data_dir, progress=not args.no_progress, command=command)
+    summary = {"out": out, "wall_time_s": round(time.perf_counter() - t0, 1),
+               "rows": {k: {"fid": r["figures"]["fid"], "prompt_acc": r["figures"]["prompt_acc"],
+                            "diverged_seeds": r["diverged_seeds"]} for k, r in report["rows"].items()},
+               "files": report["files"]}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_compare(args, argv=None) -> int:
     from genjax import _checks
     from genjax import compare as cmp
+    from genjax.data.captions import CAPTIONED_DATASETS
+
+    if args.data in CAPTIONED_DATASETS:  # the text-to-image table
+        return cmd_compare_t2i(args, argv)
+    if args.no_pairs:
+        raise ValueError(f"--no-pairs: only the text-to-image table (captioned data such as mnist-captions) has pairs "
+                         f"runs; --data {args.data} has no captions")
+    args.seeds = 3 if args.seeds is None else args.seeds
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
+    args.iwae_samples = 1000 if args.iwae_samples is None else args.iwae_samples
 
     families = tuple(args.families) if args.families else cmp.FAMILIES
     models = {}

@@ -445,3 +445,52 @@ def series_plot(
     if path is not None:
         img.save(path)
     return img
+
+
+def labelled_rows(
+    rows: list[tuple[str, np.ndarray]],
+    path: str | os.PathLike | None = None,
+    *,
+    col_labels: list[str] | None = None,
+    scale: int = 1,
+    label_width: int = 140,
+) -> Image.Image:
+    """One row of images per label, e.g. the same prompts (columns) drawn by several models (rows).
+
+    Args:
+      rows: ``[(label, images (n, H, W, C) in [0, 1]), ...]``, the same ``n`` and image shape in every row.
+      path: where to save the PNG (None: only return the image).
+      col_labels: ``n`` column titles (e.g. the prompts), cut to the column width.
+      scale: pixel magnification of the images.
+      label_width: pixels left of the images for the row labels (cut to fit).
+
+    Returns:
+      The picture (RGB).
+
+    Raises:
+      ValueError: no rows, rows of different shapes, or ``col_labels`` of the wrong length.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one (label, images) pair")
+    shapes = {np.shape(x) for _, x in rows}
+    if len(shapes) != 1:
+        raise ValueError(f"every row must hold images of one shape (n, H, W, C), got shapes {sorted(shapes)}")
+    n = np.shape(rows[0][1])[0]
+    if col_labels is not None and len(col_labels) != n:
+        raise ValueError(f"col_labels must have one title per column ({n}), got {len(col_labels)}")
+    strips = [image_grid(x, ncol=n, scale=scale).convert("RGB") for _, x in rows]
+    top = 16 if col_labels is not None else 4
+    width, height = label_width + strips[0].width + 4, top + sum(s.height for s in strips) + 4
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    col_w = strips[0].width / n
+    for j, text in enumerate(col_labels or ()):
+        draw.text((label_width + j * col_w + 2, 2), _fit_text(draw, text, col_w - 4), fill=(0, 0, 0))
+    y = top
+    for (label, _), strip in zip(rows, strips):
+        draw.text((4, y + strip.height // 2 - 6), _fit_text(draw, label, label_width - 8), fill=(0, 0, 0))
+        canvas.paste(strip, (label_width, y))
+        y += strip.height
+    if path is not None:
+        canvas.save(path)
+    return canvas

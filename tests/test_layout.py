@@ -32,6 +32,8 @@ ALLOWED = {
     "unclip": BOTTOM | {"nn", "clip", "ldm"} | FAMILIES,  # DALL-E 2 in miniature: around CLIP, on ldm (its decoder is a LatentDiffusion)
     "registry": BOTTOM | {"nn", "data", "viz", "train", "metrics", "clip", "ldm", "unclip"} | FAMILIES,
     "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip"} | FAMILIES,
+    # the text-to-image table beside compare (it reuses compare's seed statistics)
+    "compare_t2i": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip", "compare"} | FAMILIES,
 }
 ALLOWED["cli"] = set(ALLOWED) | {"compare"}
 ALLOWED["__init__"] = set(ALLOWED)

@@ -17,6 +17,11 @@ model has, labelled by kind:
   per example and reported with ``+ log2 L`` like the flows.
 * ``ncsn``: no likelihood (``none``); sample statistics only.
 
+``ddpm --num-classes 10`` on a captioned image set (``mnist-captions``, ...) is the
+class-conditional DDPM with classifier-free guidance (labels dropped with p = 0.1): it trains on
+``{"x": images, "cond": digit labels}`` (``model.sample(..., cond=3, guidance=2.0)``); the
+text-to-image table's baseline (``genjax compare --data mnist-captions``).
+
 On toy densities with a closed-form ``log p`` the KL(p||q) = E_p[log p - log q] is
 reported with ``q`` the model's (bound or estimated) density, so for ``ddpm`` it is an
 upper bound on the KL.
@@ -61,9 +66,11 @@ def _build(name: str):
             if image:
                 m = dif.ddpm_image(
                     data.shape, base=opts["base"], channel_mult=mult, num_res_blocks=opts["num_res_blocks"], T=T,
-                    schedule=opts["schedule"], default_sampler=opts["sampler"],
+                    schedule=opts["schedule"], default_sampler=opts["sampler"], num_classes=opts["num_classes"],
                 )
             else:
+                if opts["num_classes"] is not None:
+                    raise unsupported(name, data, "--num-classes needs a captioned image set (its digit labels)")
                 m = dif.ddpm_2d(
                     data_dim=data.shape[0], hidden=int_tuple(opts["hidden"]), T=T, schedule=opts["schedule"],
                     default_sampler=opts["sampler"],
@@ -97,6 +104,22 @@ def _build(name: str):
         return m
 
     return build
+
+
+def _labelled_train_data(data: DataBundle, opts: dict, num: int | None = None):
+    """``ddpm`` trains on the images, or with ``num_classes`` on ``{"x", "cond"}``: the images and
+    the class labels of a captioned image set (``data.captioned``)."""
+    x = data.train if num is None else data.train[:num]
+    if opts.get("num_classes") is None:
+        return x
+    if data.captioned is None or data.kind != "image" or np.ndim(data.captioned[0].labels) != 1:
+        raise ValueError(f"--num-classes: a class-conditional DDPM trains on labelled images; data {data.name!r} has no "
+                         "single-class labels (use a captioned set such as mnist-captions)")
+    labels = np.asarray(data.captioned[0].labels, np.int32)
+    if int(labels.max()) >= opts["num_classes"]:
+        raise ValueError(f"--num-classes must exceed the largest label of {data.name!r} ({int(labels.max())}), "
+                         f"got {opts['num_classes']}")
+    return {"x": x, "cond": labels if num is None else labels[:num]}
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -183,6 +206,8 @@ _OPTIONS = {
         "T": Option(int, None, "diffusion steps (default 100 on 2-D data, 1000 on images)"),
         "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
         "sampler": Option(str, "ddpm", _DDPM_SAMPLER_HELP, ("ddpm", "ddim", *_FAST)),
+        "num_classes": Option(int, None, "images: class-conditional with classifier-free guidance on a captioned set's "
+                                         "labels (e.g. 10 on mnist-captions; default: unconditional)"),
         **_VECTOR,
         **_IMAGE,
     },
@@ -225,7 +250,7 @@ _DEFAULTS = {
 SPECS: dict[str, ModelSpec] = {
     n: ModelSpec(
         n, "diffusion", _DESCRIPTIONS[n], _OPTIONS[n], _build(n), no_transform, _artifacts, _evaluate,
-        dict(_DEFAULTS[n]), sample=sample_in_chunks,
+        dict(_DEFAULTS[n]), sample=sample_in_chunks, train_data=_labelled_train_data if n == "ddpm" else None,
     )
     for n in ("ddpm", "ddpm-mlp", "ncsn", "score-sde")
 }

@@ -199,10 +199,13 @@ def unet_fit_kwargs(config: dict) -> dict:
 
 
 def _stages(latent: bool):
-    def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None) -> list[Stage]:
+    def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None, front: Front | None = None) -> list[Stage]:
         """The pipeline of ``config`` (``genjax train``'s: steps, batch_size, lr, ema_decay,
-        options, loop settings); every option is checked here, before any training."""
-        front = front_stages(data, config, data_dir=data_dir, latent=latent)
+        options, loop settings); every option is checked here, before any training. ``front``: the
+        trained CLIP (and autoencoder) to build on instead of the front stages (e.g. shared by
+        several seeds: ``genjax compare``), which are then not in the pipeline."""
+        if front is None:
+            front = front_stages(data, config, data_dir=data_dir, latent=latent)
         size = SIZES[config["options"]["size"]]
         ddpm_kw = dict(text_condition=front.clip_model.condition, **ddpm_options(config))
 
@@ -287,19 +290,21 @@ def generate_for_prompts(model, params, data: DataBundle, key, *, guidance=DEFAU
     return ps, x
 
 
-def score_samples(model, data: DataBundle, ps, samples: np.ndarray, key, *, classifier="auto", data_dir=None) -> dict:
+def score_samples(model, data: DataBundle, ps, samples: np.ndarray, key, *, classifier="auto", data_dir=None,
+                  clip=None) -> dict:
     """The text-to-image figures of ``samples`` of the prompts ``ps``: prompt / attribute /
     held-out-pair accuracy by the domain classifier, FID and precision/recall on its features
-    (a pair's halves one by one), CLIP score and R-precision by the model's own CLIP."""
+    (a pair's halves one by one), CLIP score and R-precision by the model's own CLIP, or by
+    ``clip`` = ``(CLIP, params)`` when given (a label-conditioned model has none of its own)."""
     from genjax.metrics.evaluation import sample_metrics
 
     _, test = _captioned(data)
     clf = features.get_classifier(caption_data.source_dataset(data.name), data_dir=data_dir, progress=False) \
         if classifier == "auto" else classifier
     classify = lambda imgs: np.argmax(clf.logits(imgs), axis=-1)
-    emb, scorer = {}, scoring_clip(model)
+    emb, scorer = {}, (scoring_clip(model) if clip is None else clip)
     if scorer is not None:
-        tokens = prompt_tokens(model, ps.prompts)
+        tokens = prompt_tokens(scorer[0], ps.prompts)
         emb = {"image_emb": clip_registry.embed_images(*scorer, samples),
                "text_emb": clip_registry.embed_texts(*scorer, tokens)}
     out = t2i.text_to_image_metrics(samples, ps, classify=classify, edges=test.edges, key=key, **emb)

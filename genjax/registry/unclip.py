@@ -52,14 +52,18 @@ def _prior_optimizer(opts: dict, steps: int):
     return ldm_registry._optimizer({"steps": steps, "lr": opts["prior_lr"]})
 
 
-def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None) -> list[Stage]:
-    """The pipeline of ``config`` (``genjax train``'s); every option is checked here, before any training."""
+def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None,
+           front: ldm_registry.Front | None = None) -> list[Stage]:
+    """The pipeline of ``config`` (``genjax train``'s); every option is checked here, before any training.
+    ``front``: the trained CLIP and autoencoder to build on (as ``--ldm-run`` gives them; e.g.
+    shared by several seeds: ``genjax compare``)."""
     opts = config["options"]
     size, prior_size = SIZES[opts["size"]], PRIOR_SIZES[opts["size"]]
     if opts["ldm_run"] and opts["clip_run"]:
         raise ValueError("--ldm-run brings its own CLIP: give --ldm-run or --clip-run, not both")
-    front = (_ldm_front(opts["ldm_run"], data, data_dir) if opts["ldm_run"]
-             else ldm_registry.front_stages(data, config, data_dir=data_dir, latent=True))
+    if front is None:
+        front = (_ldm_front(opts["ldm_run"], data, data_dir) if opts["ldm_run"]
+                 else ldm_registry.front_stages(data, config, data_dir=data_dir, latent=True))
     clip = front.clip_model
     ddpm_kw = ldm_registry.ddpm_options(config)
     loop = ldm_registry._loop(config)
