@@ -63,7 +63,7 @@ def _unconditional_names() -> list[str]:
 
 def test_most_registered_models_are_unconditional_by_default():
     # guards the parametrization below against silently emptying
-    assert len(_unconditional_names()) >= len(registry.MODELS) - 3  # clip, ldm, ddpm-text take text
+    assert len(_unconditional_names()) >= len(registry.MODELS) - 4  # clip, ldm, ddpm-text, unclip take text
 
 
 @pytest.mark.parametrize("name", _unconditional_names())
