@@ -59,11 +59,12 @@ from genjax import registry, viz
 from genjax.data import attributes
 from genjax.data.captions import source_dataset
 from genjax.data.tokenizer import caption_tokenizer
+from genjax.compare_t2i import network_evaluations as t2i_network_evaluations
 from genjax.metrics import features
 from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
-from genjax.registry.core import network_evaluations, write_run_config
+from genjax.registry.core import write_run_config
 from genjax.results import write_result, write_samples
 from genjax.train import Stage, fit_stages
 
@@ -316,15 +317,10 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     n_timed = len(_draw(model, params, timing_ps, jax.random.PRNGKey(1), config))
     per_sample = (time.perf_counter() - t0) / n_timed
-    dec_nfe, _ = network_evaluations(model.decoder.diffusion)
-    prior_steps = model.prior_sampler.get("steps") or model.prior.num_steps
-    cost = {"sample_s_per_image": round(per_sample, 5), "decoder_steps": config["sampler"]["steps"],
-            "prior_steps": prior_steps, "num_candidates": model.num_candidates,
-            "network_evaluations": {"prior": prior_steps, "decoder": config["sampler"]["steps"]},
-            "nfe_convention": "network calls per image, as genjax.registry.network_evaluations counts them: a guided "
-                              "step is one call on the batch [cond; null] (twice the batch), and the prior's "
-                              "num_candidates samples per caption run in the same call",
-            "decoder_default_nfe": dec_nfe}
+    nfe, nfe_rule = t2i_network_evaluations(model, {"sampler_steps": config["sampler"]["steps"]})
+    cost = {"sample_s_per_image": round(per_sample, 5), "network_evaluations": nfe, "nfe_convention": nfe_rule,
+            "convention": "compiled sampler, prior and decoder, over the digit prompts; network evaluations counted "
+                          "as the text-to-image table counts them (genjax.compare_t2i)"}
 
     pair = train(pairs, config["pairs"], config, workdir, progress, curve=False) if pairs != singles else single
     pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"], jax.random.PRNGKey(14),
