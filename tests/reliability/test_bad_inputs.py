@@ -158,7 +158,7 @@ CASES = [
     ("diffusion/betas-above-one", lambda: diffusion.schedule_from_betas(jnp.array([0.1, 1.5])), ValueError, r"betas must lie in \(0, 1\), got values in \[0.1, 1.5\]"),
     ("diffusion/ddim-steps-above-T", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddim", steps=20), ValueError, r"steps must be <= T=10 for DDIM, got steps=20"),
     ("diffusion/ddpm-sampler-fewer-steps", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddpm", steps=5), ValueError, r"the 'ddpm' sampler runs all T=10 steps, got steps=5"),
-    ("diffusion/unknown-sampler", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="euler"), ValueError, r"unknown sampler 'euler'; valid choices: ddim, ddpm"),
+    ("diffusion/unknown-sampler", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="unipc"), ValueError, r"unknown sampler 'unipc'; valid choices: ddim, ddpm"),
     ("diffusion/ddim-eta-negative", lambda: ddpm().sample(ddpm_params(), KEY, 2, sampler="ddim", steps=5, eta=-1.0), ValueError, r"eta must be a finite number >= 0"),
     ("diffusion/labels-out-of-range", lambda: cond_ddpm().sample(cond_ddpm().init(KEY, jnp.ones((3, 2))), KEY, 2, labels=jnp.array([0, 5])), ValueError, r"labels must lie in \[0, 3\] \(3 is the null label\), got values in \[0, 5\]"),
     ("diffusion/labels-on-unconditional-model", lambda: ddpm().sample(ddpm_params(), KEY, 2, labels=1), ValueError, r"labels given, but the model is unconditional"),
