@@ -22,16 +22,18 @@ from genjax import cli, registry
 U = sys.modules["genjax_tests_reliability_util"]  # loaded by conftest.py
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
-#: each staged model: its stages, and those a kill is made in
-STAGES = {"ldm": ("clip", "autoencoder", "unet"), "unclip": ("clip", "autoencoder", "prior", "decoder")}
+#: each staged model's stages (unclip takes CLIP and the autoencoder of the ldm reference run, --ldm-run:
+#: those two stages' resume is ldm's, so its own two are the ones trained and killed here)
+STAGES = {"ldm": ("clip", "autoencoder", "unet"), "unclip": ("prior", "decoder")}
 STEPS = 8  # per stage; checkpoints every 4 steps, log every 2 (U.LOOP)
 TINY = ["--size", "tiny", "--clip-steps", str(STEPS), "--ae-steps", str(STEPS), "--feature-weight", "0", "--T", "10",
         "--batch-size", "8", "--captions-per-image", "2", "--no-eval"]
 EXTRA = {"ldm": [], "unclip": ["--prior-steps", str(STEPS), "--prior-batch", "8"]}
 
 
-def _argv(model: str, out, name: str) -> list[str]:
-    return U.train_argv(model, "digits-captions", out, name, STEPS, 3, *TINY, *EXTRA[model])
+def _argv(model: str, out, name: str, references=None) -> list[str]:
+    base = ["--ldm-run", str(references("ldm"))] if model == "unclip" else []
+    return U.train_argv(model, "digits-captions", out, name, STEPS, 3, *TINY, *EXTRA[model], *base)
 
 
 def test_every_staged_model_is_covered_here():
@@ -48,7 +50,7 @@ def references(tmp_path_factory):
     def get(model: str):
         if model not in cache:
             out = tmp_path_factory.mktemp(f"ref-{model}")
-            assert cli.main(_argv(model, out, "run")) == 0
+            assert cli.main(_argv(model, out, "run", get)) == 0
             cache[model] = out / "run"
         return cache[model]
 
@@ -70,7 +72,7 @@ def test_kill_inside_a_stage_then_resume_is_bit_identical(model, kills, referenc
     end: every stage bit-identical to the uninterrupted run; a stage finished before a kill is
     restored, never trained again."""
     rng = random.Random(f"{seed}-{model}-{'-'.join(kills)}")
-    argv = _argv(model, tmp_path, "run")
+    argv = _argv(model, tmp_path, "run", references)
     run = tmp_path / "run"
     stages = STAGES[model]
     for i, stage in enumerate(kills):
