@@ -131,3 +131,28 @@ def _run_on_host_devices(script, out_dir, num_devices: int, *, timeout: float = 
 def run_on_host_devices():
     """``run_on_host_devices(script, out_dir, num_devices)``: a script run on N forced CPU devices."""
     return _run_on_host_devices
+
+
+#: the tiny ``genjax train ldm`` settings the ldm and unclip command-line tests share
+TINY_LDM = ["--size", "tiny", "--clip-steps", "4", "--ae-steps", "4", "--feature-weight", "0", "--T", "10",
+            "--batch-size", "8", "--captions-per-image", "2", "--checkpoint-every", "2", "--log-every", "2",
+            "--steps-per-dispatch", "2", "--no-progress", "--no-eval"]
+
+
+@pytest.fixture(scope="session")
+def tiny_ldm_args() -> list[str]:
+    """:data:`TINY_LDM`: tiny networks and steps for the text-to-image pipelines' command lines."""
+    return list(TINY_LDM)
+
+
+@pytest.fixture(scope="session")
+def tiny_ldm_run(tmp_path_factory) -> pathlib.Path:
+    """One tiny ``genjax train ldm --data digits-captions`` run (4 steps per stage), trained once per
+    session: tests/ldm's command-line tests sample from it, tests/unclip trains unCLIP on its CLIP
+    and autoencoder (``--ldm-run``). Tests only read it."""
+    from genjax import cli
+
+    out = tmp_path_factory.mktemp("ldm")
+    assert cli.main(["train", "ldm", "--data", "digits-captions", "--steps", "4", "--out", str(out), "--name", "run",
+                     *TINY_LDM]) == 0
+    return out / "run"

@@ -124,17 +124,11 @@ def test_bad_parts_are_named():
 
 
 # ------------------------------------------------------------------ the command line
-TINY = ["--size", "tiny", "--clip-steps", "4", "--ae-steps", "4", "--feature-weight", "0", "--T", "10",
-        "--batch-size", "8", "--captions-per-image", "2", "--checkpoint-every", "2", "--log-every", "2",
-        "--steps-per-dispatch", "2", "--no-progress", "--no-eval"]
 
 
 @pytest.fixture(scope="module")
-def ldm_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ldm")
-    rc = cli.main(["train", "ldm", "--data", "digits-captions", "--steps", "4", "--out", str(out), "--name", "run", *TINY])
-    assert rc == 0
-    return out / "run"
+def ldm_run(tiny_ldm_run):
+    return tiny_ldm_run  # (tests/conftest.py: trained once per session, 4 steps per stage)
 
 
 def test_train_ldm_runs_every_stage_in_its_directory(ldm_run):
@@ -194,7 +188,7 @@ def test_a_staged_run_restores_without_training(ldm_run):
                    progress=False)
 
 
-def test_train_ldm_rejects_data_without_captions(tmp_path, capsys):
-    assert cli.main(["train", "ldm", "--data", "digits", "--out", str(tmp_path), *TINY]) != 0
+def test_train_ldm_rejects_data_without_captions(tmp_path, capsys, tiny_ldm_args):
+    assert cli.main(["train", "ldm", "--data", "digits", "--out", str(tmp_path), *tiny_ldm_args]) != 0
     assert "has no captions" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

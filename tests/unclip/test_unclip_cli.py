@@ -15,18 +15,13 @@ import pytest
 from genjax import cli
 from genjax.unclip.models import UnCLIP
 
-TINY = ["--size", "tiny", "--clip-steps", "4", "--ae-steps", "4", "--feature-weight", "0", "--T", "10",
-        "--batch-size", "8", "--captions-per-image", "2", "--checkpoint-every", "2", "--log-every", "2",
-        "--steps-per-dispatch", "2", "--no-progress", "--no-eval"]
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_ldm_run, tiny_ldm_args):
+    """The session's tiny ldm run (tests/conftest.py) and an unclip run on its CLIP and autoencoder."""
     out = tmp_path_factory.mktemp("unclip")
-    assert cli.main(["train", "ldm", "--data", "digits-captions", "--steps", "2", "--out", str(out), "--name", "ldm", *TINY]) == 0
     assert cli.main(["train", "unclip", "--data", "digits-captions", "--steps", "4", "--prior-steps", "4", "--prior-batch", "8",
-                     "--ldm-run", str(out / "ldm"), "--out", str(out), "--name", "unclip", *TINY]) == 0
-    return out / "ldm", out / "unclip"
+                     "--ldm-run", str(tiny_ldm_run), "--out", str(out), "--name", "unclip", *tiny_ldm_args]) == 0
+    return tiny_ldm_run, out / "unclip"
 
 
 def test_train_unclip_on_an_ldm_runs_clip_and_autoencoder(runs):
@@ -65,15 +60,15 @@ def test_sample_a_prompt_and_variations(runs, tmp_path):
     assert (tmp_path / "g.png").is_file()
 
 
-def test_flags_and_options_are_checked(runs, tmp_path, capsys):
+def test_flags_and_options_are_checked(runs, tmp_path, capsys, tiny_ldm_args):
     ldm, run = runs
     for argv, message in ((["sample", str(ldm), "--variations-of", "test:0"], "cannot make variations"),
                           (["sample", str(run), "--variations-of", "test:99999"], "test:N needs an index"),
                           (["sample", str(run), "--variations-of", "test:0", "--prompt", "a 3"], "takes no --prompt"),
                           (["train", "unclip", "--data", "digits-captions", "--ldm-run", str(ldm), "--clip-run", str(ldm),
-                            "--out", str(tmp_path), *TINY], "not both"),
+                            "--out", str(tmp_path), *tiny_ldm_args], "not both"),
                           (["train", "unclip", "--data", "digits-captions", "--ldm-run", str(run), "--out", str(tmp_path),
-                            *TINY], "an ldm run on 'digits-captions' is needed")):
+                            *tiny_ldm_args], "an ldm run on 'digits-captions' is needed")):
         assert cli.main(argv) != 0, argv
         assert message in capsys.readouterr().err, argv
 
