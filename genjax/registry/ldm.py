@@ -77,17 +77,24 @@ def _clip_options(opts: dict) -> dict:
     return {"size": opts["size"], "captions_per_image": opts["captions_per_image"], "pool_grid": "auto"}
 
 
+def run_config_of(run_dir: str, flag: str, model: str, data: DataBundle) -> tuple[pathlib.Path, dict]:
+    """``(path, config.json)`` of the run ``flag`` names, checked to be a ``model`` run on ``data``
+    (``FileNotFoundError`` / ``ValueError`` naming ``flag`` otherwise)."""
+    rd = pathlib.Path(run_dir)
+    if not (rd / "config.json").is_file():
+        raise FileNotFoundError(f"{flag}: {str(rd)!r} is not a run directory (no config.json)")
+    config = json.loads((rd / "config.json").read_text())
+    if config.get("model") != model or config.get("data") != data.name:
+        raise ValueError(f"{flag}: {str(rd)!r} holds {config.get('model')!r} on {config.get('data')!r}; "
+                         f"{'an' if model == 'ldm' else 'a'} {model} run on {data.name!r} is needed")
+    return rd, config
+
+
 def _clip_from_run(run_dir: str, data: DataBundle):
     """``(model, params)`` of a trained ``genjax train clip`` run on the same data set."""
     from genjax.train import restore_params
 
-    rd = pathlib.Path(run_dir)
-    if not (rd / "config.json").is_file():
-        raise FileNotFoundError(f"--clip-run: {str(rd)!r} is not a run directory (no config.json)")
-    config = json.loads((rd / "config.json").read_text())
-    if config.get("model") != "clip" or config.get("data") != data.name:
-        raise ValueError(f"--clip-run: {str(rd)!r} holds {config.get('model')!r} on {config.get('data')!r}; "
-                         f"a clip run on {data.name!r} is needed")
+    rd, config = run_config_of(run_dir, "--clip-run", "clip", data)
     spec = clip_registry.SPECS["clip"]
     model = spec.build(data, config["options"])
     example = spec.train_data(data, config["options"], 2)

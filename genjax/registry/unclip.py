@@ -14,9 +14,6 @@ IMAGE`` (a .png / .npy, or ``test:N`` for the N-th test image).
 
 from __future__ import annotations
 
-import json
-import pathlib
-
 import optax
 
 from genjax.clip import pick_caption
@@ -34,13 +31,7 @@ _DEFAULTS = dict(ldm_registry._DEFAULTS)
 
 def _ldm_front(ldm_run: str, data: DataBundle, data_dir) -> ldm_registry.Front:
     """The CLIP and the trained autoencoder of a finished ``genjax train ldm`` run on ``data``."""
-    rd = pathlib.Path(ldm_run)
-    if not (rd / "config.json").is_file():
-        raise FileNotFoundError(f"--ldm-run: {str(rd)!r} is not a run directory (no config.json)")
-    config = json.loads((rd / "config.json").read_text())
-    if config.get("model") != "ldm" or config.get("data") != data.name:
-        raise ValueError(f"--ldm-run: {str(rd)!r} holds {config.get('model')!r} on {config.get('data')!r}; "
-                         f"an ldm run on {data.name!r} is needed")
+    rd, config = ldm_registry.run_config_of(ldm_run, "--ldm-run", "ldm", data)
     front = ldm_registry.front_stages(data, config, data_dir=data_dir, latent=True)
     result = fit_stages(front.stages, ldm_registry._train_data(data, config["options"]), seed=config["seed"],
                         out_dir=rd, train=False, progress=False)
