@@ -161,7 +161,7 @@ def test_every_sampler_under_a_caption(setup, key):
             model.sample(params, key, 3, labels=1)
     with pytest.raises(ValueError, match=r"batch: a text-conditional DDPM needs a dict batch \{'x': ..., 'cond': int tokens"):
         model.loss(params, key, x)
-    with pytest.raises(ValueError, match="unknown sampler .langevin.; valid choices: ddim, ddpm, dpm\+\+2m, dpm2, dpm3, euler, heun, ode, pc"):
+    with pytest.raises(ValueError, match=r"unknown sampler .langevin.; valid choices: ddim, ddpm, dpm\+\+2m, dpm2, dpm3, euler, heun, ode, pc"):
         model.sample(params, key, 3, sampler="langevin")
 
 
