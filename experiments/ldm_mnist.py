@@ -187,7 +187,7 @@ def train_pipeline(kind: str, name: str, part: dict, config: dict, clip_run: pat
     per_step = train_s / max(int(r.state.step), 1)
     stage_times = {s.name: round(result.results[s.name].train_time_s, 1) for s in stages}
     return {"spec": spec, "data": data, "result": result, "model": result.models[last], "params": result.params[last],
-            "clf": clf, "out": out, "train_s": train_s, "per_step_s": per_step, "stage_train_time_s": stage_times,
+            "stage": stages[-1], "train_data": spec.train_data(data, opts), "clf": clf, "out": out, "train_s": train_s, "per_step_s": per_step, "stage_train_time_s": stage_times,
             "curve": [{"step": e["step"], "train_s": round(e["step"] * per_step, 1), "fid": e.get("fid"),
                        "prompt_acc": e.get("prompt_acc")} for e in evals if "fid" in e]}
 
@@ -213,6 +213,33 @@ def sampling_time(model, params, data, num: int, guidance, sampler) -> float:
     t0 = time.perf_counter()
     x = _draw(model, params, ps, jax.random.PRNGKey(1), guidance, sampler)
     return (time.perf_counter() - t0) / len(x)
+
+
+def step_times(pipelines: list[dict], *, steps: int = 5, rounds: int = 3) -> list[float]:
+    """Seconds per train step of each pipeline's diffusion stage, measured side by side in this
+    process (compiled first; ``rounds`` interleaved rounds of ``steps`` steps each, median), so the
+    machine's load is the same for every pipeline: the fair basis of the train-time ratio. The
+    wall-clock train times of the runs themselves depend on what else ran beside them."""
+    from genjax.train.loop import make_step
+
+    runs = []
+    for p in pipelines:
+        kw = p["stage"].fit_kwargs
+        step = jax.jit(make_step(p["model"], kw["optimizer"], transform=kw.get("transform"), ema_decay=kw.get("ema_decay")))
+        batch = jax.tree_util.tree_map(lambda a: np.asarray(a)[: kw["batch_size"]], p["train_data"])
+        state = p["result"].results[p["stage"].name].state
+        jax.block_until_ready(step(state, batch))  # compile
+        runs.append((step, state, batch))
+    times = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, (step, state, batch) in enumerate(runs):
+            t0 = time.perf_counter()
+            s = state
+            for _ in range(steps):
+                s, _m = step(s, batch)
+            jax.block_until_ready(s)
+            times[i].append((time.perf_counter() - t0) / steps)
+    return [float(np.median(t)) for t in times]
 
 
 def cost(latent: dict, pixel: dict) -> dict:
@@ -282,6 +309,14 @@ def main(argv=None) -> dict:
     costs = cost(latent, pixel)
     t_latent = sampling_time(model, params, data, config["timing_samples"], g, sampler)
     t_pixel = sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler)
+    step_latent, step_pixel = step_times([latent, pixel])
+    reach = costs["latent_step_at_pixel_fid"]
+    pixel_steps = pixel["curve"][-1]["step"] if pixel["curve"] else None
+    costs.update(latent_step_s_side_by_side=round(step_latent, 4), pixel_step_s_side_by_side=round(step_pixel, 4),
+                 train_time_ratio_side_by_side=None if reach is None or not pixel_steps
+                 else round(reach * step_latent / (pixel_steps * step_pixel), 4),
+                 side_by_side_convention="steps to the pixel model's final curve FID times the train-step time "
+                                         "of each model measured in this process, interleaved (same load)")
     costs.update(latent_sample_s_per_image=round(t_latent, 5), pixel_sample_s_per_image=round(t_pixel, 5),
                  sampling_speedup=round(t_pixel / t_latent, 2))
 
