@@ -92,6 +92,11 @@ def _worker(port: int, num_processes: int, process_id: int, out: pathlib.Path, j
         elif job == "gan":
             r = _gan_run(y, mesh=mesh)
             arrays.update({"gan" + k: v for k, v in _flat(r.state.params).items()})
+        elif job == "nomesh":  # several processes without a mesh: an error before any work
+            try:
+                _vae_run(x, out_dir=out / "nomesh")
+            except ValueError as e:
+                (out / f"nomesh{process_id}.txt").write_text(str(e))
         elif job == "killed":  # process 1 dies after step KILL_AT; the others must stop with DistributedError
 
             def die(step, metrics):
@@ -202,8 +207,10 @@ def killed(tmp_path_factory):
 
 
 def test_four_processes_train_vae_and_gan_as_one_process(tmp_path, reference):
-    _assert_ok(launch_workers(4, tmp_path, ["vae", "gan"]))
+    _assert_ok(launch_workers(4, tmp_path, ["nomesh", "vae", "gan"]))
     p = [_load(tmp_path / f"p{i}.npz") for i in range(4)]
+    assert "4 processes train one run only data-parallel: pass mesh=" in (tmp_path / "nomesh3.txt").read_text()
+    assert not (tmp_path / "nomesh").exists()
     for i in range(1, 4):  # every process ends with the same replicated state, bit for bit
         assert p[i].keys() == p[0].keys() and all(np.array_equal(p[i][k], p[0][k]) for k in p[0])
     _assert_close(_group(p[0], "vae"), reference["vae"])
@@ -262,6 +269,96 @@ def test_a_killed_run_resumes_on_one_or_two_processes_with_the_same_result(tmp_p
     _assert_close(_group(p0, "gan"), reference["gan"])
     lines = [json.loads(l)["step"] for l in (two / "resume" / "metrics.jsonl").read_text().splitlines()]
     assert lines == [2, 4]
+
+
+def _cli_train(out, name, *extra):
+    return ["train", "vae", "--data", "digits", "--hidden", "8", "--latent-dim", "2", "--steps", "4", "--batch-size", "8",
+            "--log-every", "2", "--checkpoint-every", "2", "--steps-per-dispatch", "2", "--no-eval", "--no-progress",
+            "--out", str(out), "--name", name, *extra]
+
+
+def test_cli_trains_on_two_processes_from_flags_or_environment(tmp_path):
+    from genjax import cli
+
+    port = _free_port()
+    flags = [sys.executable, "-m", "genjax.cli", *_cli_train(tmp_path, "two")]
+    results = launch([flags + ["--num-processes", "2", "--process-id", "0", "--coordinator", f"127.0.0.1:{port}"],
+                      ["env", "JAX_NUM_PROCESSES=2", "JAX_PROCESS_ID=1", f"JAX_COORDINATOR_ADDRESS=127.0.0.1:{port}",
+                       *flags]], tmp_path / "logs")
+    _assert_ok(results)
+    assert '"run_dir"' in results[0][1] and '"run_dir"' not in results[1][1]  # process 0 reports, alone
+    assert "of 2 processes" in results[0][1]
+    assert cli.main(_cli_train(tmp_path, "one")) == 0
+    params = {}
+    for name in ("one", "two"):
+        *_, p, step = cli._load_run(str(tmp_path / name))
+        assert step == 4
+        params[name] = _flat(p)
+    _assert_close(params["two"], params["one"])
+    assert json.loads((tmp_path / "two" / "config.json").read_text()) == json.loads((tmp_path / "one" / "config.json").read_text())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--num-processes", "2", "--process-id", "2", "--coordinator", "127.0.0.1:1"],
+     r"--process-id must be an integer in \[0, 2\)"),
+    (["--num-processes", "2", "--coordinator", "127.0.0.1:1"], "--num-processes=2 needs --process-id"),
+    (["--num-processes", "2", "--process-id", "1"], "--num-processes=2 needs --coordinator"),
+    (["--process-id", "1"], "--process-id is set but --num-processes is not"),
+    (["--num-processes", "2", "--process-id", "0", "--coordinator", "localhost"], "--coordinator must be HOST:PORT"),
+    (["--num-processes", "2", "--process-id", "0", "--coordinator", "127.0.0.1:99999"], "--coordinator must be HOST:PORT"),
+    (["--num-processes", "0"], "--num-processes must be a positive"),
+    (["--num-processes", "1", "--heartbeat-timeout", "0"], "--heartbeat-timeout must be a positive"),
+])
+def test_cli_rejects_inconsistent_process_flags(tmp_path, capsys, monkeypatch, extra, message):
+    import re
+
+    from genjax import cli
+
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(var, raising=False)
+    args = _cli_train(tmp_path, "r", *extra)
+    assert cli.main(args) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_needs_a_run_name_with_several_processes(tmp_path, capsys, monkeypatch):
+    from genjax import cli
+
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    args = [a for a in _cli_train(tmp_path, "r") if a not in ("--name", "r")]
+    assert cli.main(args) == 1
+    assert "--num-processes 2: give the run a --name" in capsys.readouterr().err
+
+
+def test_process_group_reads_the_environment_and_checks_it():
+    from genjax.train.distributed import ProcessGroup, process_group
+
+    env = {"JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3", "JAX_COORDINATOR_ADDRESS": "[::1]:1234"}
+    assert process_group(environ=env) == ProcessGroup("[::1]:1234", 4, 3)
+    assert process_group(process_id=0, environ=env) == ProcessGroup("[::1]:1234", 4, 0)  # arguments win
+    assert process_group(environ={}) is None and process_group(1, 0, environ={}) is None
+    with pytest.raises(ValueError, match=r"\$JAX_PROCESS_ID must be an integer in \[0, 2\)"):
+        process_group(2, environ={**env, "JAX_PROCESS_ID": "2"})
+    with pytest.raises(ValueError, match=r"\$JAX_NUM_PROCESSES must be an integer, got 'two'"):
+        process_group(environ={"JAX_NUM_PROCESSES": "two"})
+
+
+def test_shard_rows_is_the_sharded_gathered_batch():
+    import jax
+
+    from genjax.train import data_mesh
+    from genjax.train.sharding import shard_batch, shard_rows
+
+    mesh = data_mesh(1)
+    data = {"x": np.arange(60, dtype=np.float32).reshape(10, 3, 2), "y": np.arange(10)}
+    idx = np.array([[3, 1, 4, 1], [5, 9, 2, 6]])
+    got, want = shard_rows(data, idx, mesh), shard_batch(jax.tree_util.tree_map(lambda a: a[idx], data), mesh, stacked=True)
+    for k in data:
+        assert got[k].sharding == want[k].sharding
+        np.testing.assert_array_equal(np.asarray(got[k]), data[k][idx])
 
 
 if __name__ == "__main__":
