@@ -20,8 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pathlib
 import re
-from typing import Iterator, Mapping
+import socket
+import subprocess
+import time
+from typing import Iterator, Mapping, Sequence
 
 import jax
 
@@ -172,3 +176,59 @@ def collective_error(error: BaseException, where: str) -> DistributedError | Non
         f"process {jax.process_index()} of {jax.process_count()}: a collective with the other processes failed "
         f"at {where} (another process probably died or lost its connection: see its log): {first}"
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (bound to port 0 and released), for a local coordinator."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def launch_local(commands: Sequence[Sequence[str]], log_dir: str | os.PathLike, *, timeout_s: float,
+                 env: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
+    """Runs one process per command on this host (e.g. the processes of one run on
+    ``127.0.0.1``, for tests and benchmarks) and waits at most ``timeout_s`` seconds for all.
+
+    Each process's output goes to ``log_dir/log<i>.txt``. Processes still running at the
+    deadline are killed; every process is reaped, also when this call is interrupted.
+
+    Returns:
+      ``(returncode, output)`` per process (a killed one has a negative return code).
+    """
+    log_dir = pathlib.Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs, logs = [], []
+    try:
+        for i, cmd in enumerate(commands):
+            logs.append(open(log_dir / f"log{i}.txt", "w"))
+            procs.append(subprocess.Popen(list(cmd), env=None if env is None else dict(env), stdout=logs[-1],
+                                          stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + timeout_s
+        for p in procs:
+            try:
+                p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        for f in logs:
+            f.close()
+    return [(p.returncode, (log_dir / f"log{i}.txt").read_text()) for i, p in enumerate(procs)]
+
+
+def local_env(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """This process's environment for processes of a local multi-process run: CPU, one
+    device each (no forced device count), no inherited ``$JAX_*`` process settings, and
+    ``root`` (e.g. the repository) first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    env.pop("XLA_FLAGS", None)
+    for var in (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV):
+        env.pop(var, None)
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env

@@ -15,8 +15,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -118,51 +116,16 @@ def _worker(port: int, num_processes: int, process_id: int, out: pathlib.Path, j
     np.savez(out / f"p{process_id}.npz", **arrays)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["JAX_PLATFORMS"] = "cpu"
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
-    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-        env.pop(var, None)
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 def launch(commands: list[list[str]], out: pathlib.Path, *, timeout: float = 300) -> list[tuple[int, str]]:
-    """Runs one process per command (their output in ``out/log<i>.txt``) and waits at most
-    ``timeout`` seconds for all; any still running then is killed. Every process is reaped.
-    Returns ``(returncode, output)`` per process."""
-    out.mkdir(parents=True, exist_ok=True)
-    procs, logs = [], []
-    try:
-        for i, cmd in enumerate(commands):
-            logs.append(open(out / f"log{i}.txt", "w"))
-            procs.append(subprocess.Popen(cmd, env=_env(), stdout=logs[-1], stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                p.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for f in logs:
-            f.close()
-    return [(p.returncode, (out / f"log{i}.txt").read_text()) for i, p in enumerate(procs)]
+    from genjax.train.distributed import launch_local, local_env
+
+    return launch_local(commands, out, timeout_s=timeout, env=local_env(pathlib.Path(__file__).resolve().parents[2]))
 
 
 def launch_workers(num_processes: int, out: pathlib.Path, jobs: list[str], **kw) -> list[tuple[int, str]]:
-    port = str(_free_port())
+    from genjax.train.distributed import free_port
+
+    port = str(free_port())
     return launch([[sys.executable, __file__, port, str(num_processes), str(i), str(out), *jobs]
                    for i in range(num_processes)], out, **kw)
 
@@ -280,7 +243,9 @@ def _cli_train(out, name, *extra):
 def test_cli_trains_on_two_processes_from_flags_or_environment(tmp_path):
     from genjax import cli
 
-    port = _free_port()
+    from genjax.train.distributed import free_port
+
+    port = free_port()
     flags = [sys.executable, "-m", "genjax.cli", *_cli_train(tmp_path, "two")]
     results = launch([flags + ["--num-processes", "2", "--process-id", "0", "--coordinator", f"127.0.0.1:{port}"],
                       ["env", "JAX_NUM_PROCESSES=2", "JAX_PROCESS_ID=1", f"JAX_COORDINATOR_ADDRESS=127.0.0.1:{port}",
