@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "--batch-size must be divisible by N; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)")
         p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default=None,
                        help="bfloat16: mixed precision, float32 params (conv VAE and UNet models; saved with the run)")
+        p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="train one run data-parallel on N processes (hosts), each started with the same command "
+                       "and its own --process-id (default $JAX_NUM_PROCESSES, else 1)")
+        p.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's index in 0..N-1 (default $JAX_PROCESS_ID); process 0 writes the run's files")
+        p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0, the same for every process (default $JAX_COORDINATOR_ADDRESS)")
+        p.add_argument("--heartbeat-timeout", type=int, default=100, metavar="S",
+                       help="with --num-processes: seconds without news after which a process counts as dead "
+                       "and the others stop with an error (default 100)")
         _add_model_options(p, spec)
 
     s = sub.add_parser("sample", help="draw samples from a trained run and write a picture")
@@ -313,12 +323,31 @@ def _remove_unstarted_run(run_dir: pathlib.Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _join_processes(args):
+    """``--num-processes/--process-id/--coordinator`` (or ``$JAX_*``) checked, and this
+    process joined to the others before any JAX work; the group, or None for one process."""
+    from genjax.train import distributed
+
+    group = distributed.process_group(args.num_processes, args.process_id, args.coordinator,
+                                      names=("--num-processes", "--process-id", "--coordinator"))
+    if group is None:
+        return None
+    if not args.name:
+        raise ValueError(f"--num-processes {group.num_processes}: give the run a --name, the same in every process "
+                         "(each process must find the same run directory)")
+    distributed.initialize(group, heartbeat_timeout_s=args.heartbeat_timeout)
+    return group
+
+
 def cmd_train(args) -> int:
     from genjax import _checks, registry
-    from genjax.train import fit
+    from genjax.train import distributed, fit
     from genjax.train import with_compute_dtype
     from genjax.train.sharding import check_batch_size, data_mesh
 
+    _checks.positive_int("--heartbeat-timeout", args.heartbeat_timeout)
+    group = _join_processes(args)
+    primary = distributed.is_primary()
     spec = registry.get_model_spec(args.model)
     given = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
     opts = registry.resolve_options(spec, given)
@@ -351,7 +380,9 @@ def cmd_train(args) -> int:
     _checks.positive_int("--steps-per-dispatch", args.steps_per_dispatch)
     if args.ema_decay is not None and not 0.0 <= args.ema_decay < 1.0:
         raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay!r}")
-    mesh = None if args.devices is None else data_mesh(args.devices, name="--devices")
+    mesh = None if args.devices is None and group is None else data_mesh(args.devices, name="--devices")
+    if group is not None:
+        distributed.check_mesh_processes(mesh, name="--devices")
     if mesh is not None:
         check_batch_size(config["batch_size"], mesh, name="--batch-size")
     if args.data not in registry.dataset_names():
@@ -390,8 +421,9 @@ def cmd_train(args) -> int:
     model = spec.build(data, config["options"])
     stages = None
     if spec.stages is not None:  # a pipeline: every option checked and the first stage's data checked here
-        if args.devices is not None or config.get("compute_dtype") is not None:
-            raise ValueError(f"--devices / --compute-dtype: model {args.model!r} trains as stages, which take neither")
+        if args.devices is not None or group is not None or config.get("compute_dtype") is not None:
+            raise ValueError(f"--devices / --num-processes / --compute-dtype: model {args.model!r} trains as stages, "
+                             "which take none of them")
         stages = spec.stages(data, config, run_dir=run_dir, data_dir=args.data_dir)
         first = stages[0]
         if hasattr(first.model, "init"):
@@ -403,15 +435,19 @@ def cmd_train(args) -> int:
         with_compute_dtype(model, config.get("compute_dtype"))
         _preflight(model, data, transform, config,
                    None if spec.train_data is None else _train_data(spec, data, config["options"], config["batch_size"]))
-    created = not run_dir.exists()
+    distributed.barrier("genjax-train-checked")  # every process has checked the run directory before any creates it
+    created = not run_dir.exists() and primary
     run_dir.mkdir(parents=True, exist_ok=True)
     args.run_dir_created = run_dir  # for the interrupt message
-    if not (run_dir / "config.json").exists():  # a resumed run keeps its file untouched
+    if primary and not (run_dir / "config.json").exists():  # a resumed run keeps its file untouched
         _write_json_atomic(run_dir / "config.json", config)
-    where = f" on {args.devices} devices" if args.devices and args.devices > 1 else ""
+    where = f" on {mesh.size} devices" if mesh is not None and mesh.size > 1 else ""
+    if group is not None:
+        where += f" of {group.num_processes} processes"
     resuming = f", resuming from step {resumed_from}" if resumed_from is not None else ""
-    print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps{where}"
-          f"{resuming} -> {run_dir}", file=sys.stderr)
+    if primary:
+        print(f"genjax: training {args.model} on {config['data']} {data.shape} for {config['steps']} steps{where}"
+              f"{resuming} -> {run_dir}", file=sys.stderr)
     try:
         if stages is not None:
             return _train_stages(args, config, spec, data, stages, run_dir)
@@ -424,6 +460,8 @@ def cmd_train(args) -> int:
 
 def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -> int:
     import jax
+
+    from genjax.train.sharding import to_local
 
     def eval_fn(params, key):
         metrics = spec.evaluate(model, params, data, key, num_samples=config["eval_samples"],
@@ -451,7 +489,11 @@ def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -
         mesh=mesh,
         compute_dtype=config.get("compute_dtype"),
     )
+    if jax.process_index() != 0:  # the other processes trained; process 0 writes the pictures and the summary
+        return 0
     params = result.state.ema_params if result.state.ema_params is not None else result.state.params
+    if mesh is not None:  # host copies of the replicated parameters, for single-device sampling
+        params = jax.tree_util.tree_map(jax.numpy.asarray, to_local(params))
     written = spec.artifacts(model, params, data, run_dir, jax.random.PRNGKey(config["seed"] + 1))
     final = [r for r in result.history if r["kind"] == "eval"]
     summary = {
@@ -906,6 +948,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
         msg = " ".join(str(e).split())
         print(f"genjax: error: {msg}", file=sys.stderr)
+        dist = sys.modules.get("genjax.train.distributed")
+        if dist is not None and isinstance(e, dist.DistributedError):  # the other processes are gone:
+            sys.stdout.flush()                                        # exit now, not after jax.distributed's
+            sys.stderr.flush()                                        # shutdown barrier times out
+            os._exit(1)
         return 1
     except Exception as e:  # anything else: still one line, the traceback only on request
         if os.environ.get("GENJAX_DEBUG"):

@@ -17,7 +17,8 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import breakdown, common, data_parallel, families, fused_steps, many_seeds, mixed_precision, run as bench_run, sampling, train_step
+from benchmarks import (breakdown, common, data_parallel, families, fused_steps, many_seeds, mixed_precision, multihost,
+                        run as bench_run, sampling, train_step)
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_step, make_train_step
@@ -169,6 +170,21 @@ def test_data_parallel_worker_failure_is_reported(monkeypatch):
     monkeypatch.setattr(data_parallel, "BATCHES", ("x",))
     with pytest.raises(RuntimeError, match="data_parallel worker failed"):
         data_parallel._run_worker(common.Settings.make(True))
+
+
+def test_multihost_quick_json(tmp_path, monkeypatch):
+    """Each row is one launch of N processes joined by jax.distributed; scaling is relative to 1 process."""
+    monkeypatch.setattr(multihost, "PROCESSES", (1, 2))
+    monkeypatch.setattr(multihost, "BATCH", 8)
+    entry = _run(tmp_path, "multihost")
+    rows = entry["rows"]
+    assert [(r["processes"], r["devices"], r["batch"]) for r in rows] == [(1, 1, 8), (2, 2, 8)]
+    for r in rows:
+        assert _positive(r["ms/step"])
+        np.testing.assert_allclose(r["steps/s"], 1e3 / r["ms/step"], rtol=1e-9, atol=0)
+    assert rows[0]["vs 1 process"] == 1.0
+    np.testing.assert_allclose(rows[1]["vs 1 process"], rows[0]["ms/step"] / rows[1]["ms/step"], rtol=1e-9, atol=0)
+    assert "not a lack of scaling" in entry["notes"][1]
 
 
 def test_mixed_precision_quick_json(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from genjax.train.checkpoint import CheckpointError, CheckpointMismatchError, Checkpointer
 from genjax.train.adversarial import is_adversarial, make_adversarial_step
+from genjax.train.distributed import DistributedError, ProcessGroup, process_group
 from genjax.train.loop import (
     CURVES_FILE,
     FitResult,
@@ -32,9 +33,11 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "Checkpointer",
+    "DistributedError",
     "FitResult",
     "MetricsLog",
     "NonFiniteError",
+    "ProcessGroup",
     "Stage",
     "StagesResult",
     "TrainState",
@@ -50,6 +53,7 @@ __all__ = [
     "make_sharded_step",
     "make_step",
     "make_train_step",
+    "process_group",
     "replicate",
     "restore_params",
     "seed_keys",

@@ -43,6 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from genjax.train.distributed import collective_error
 from genjax.train.state import TrainState, state_step
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ class Checkpointer:
             shutil.rmtree(self.directory / f"{step}{_TMP_SUFFIX}", ignore_errors=True)  # partial, never valid
             with contextlib.suppress(Exception):
                 self.manager.reload()
+            lost = collective_error(e, f"the checkpoint of step {step}")  # another process died
+            if lost is not None:
+                raise lost from e
             err = OSError(f"could not write the checkpoint at step {step} to {self.directory}: {type(e).__name__}: {e}")
             err.errno = getattr(e, "errno", None)
             raise err from e

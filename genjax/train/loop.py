@@ -34,6 +34,7 @@ import optax
 
 from genjax import _checks
 from genjax.data.pipeline import BatchSampler
+from genjax.train import distributed as _distributed
 from genjax.train import sharding as _sharding
 from genjax.train.checkpoint import Checkpointer
 from genjax.train.precision import canonical_dtype, with_compute_dtype
@@ -213,10 +214,6 @@ def _make_draw(sample, batch_size: int):
     return lambda keys, start, count: steps(keys, jnp.asarray(start, jnp.uint32), jnp.arange(count, dtype=jnp.uint32))
 
 
-def _host_take(tree, idx):
-    return jax.tree_util.tree_map(lambda a: a[idx], tree)
-
-
 def _device_take(tree, idx):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), tree)
 
@@ -285,7 +282,7 @@ class MetricsLog:
 def _check_writable(out_dir: pathlib.Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-probe-{os.getpid()}"
+        probe = out_dir / f".write-probe-{jax.process_index()}-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -465,10 +462,16 @@ def fit(
         mesh, so the result matches it to floating-point rounding (sums are reduced
         in another order), and checkpoints are interchangeable between the two
         (a run may be resumed with or without a mesh, or on another one). With several
-        processes (``jax.distributed.initialize()``) every process calls ``fit`` with
-        the same arguments and the full ``train_data``; only process 0 writes
-        ``metrics.jsonl``. The returned state stays on the mesh (replicated); ``eval_fn``
-        receives host-copied parameters on the default device. ``None``: one device.
+        processes (:func:`genjax.train.distributed.initialize`) a mesh over the devices
+        of every process is required (``data_mesh()``); every process calls ``fit`` with
+        the same arguments and the full ``train_data``, computes the same global batch
+        indices and feeds its own devices their slice of that batch, so the run equals
+        the one-process run to rounding and may be resumed on any number of processes.
+        Checkpoints are written once (orbax coordinates the processes); only process 0
+        writes ``metrics.jsonl``, ``train_time.json`` and the curves. A process that dies
+        makes the others raise :class:`~genjax.train.distributed.DistributedError`.
+        The returned state stays on the mesh (replicated); ``eval_fn`` receives
+        host-copied parameters on the default device. ``None``: one device.
       compute_dtype: ``"bfloat16"`` for mixed precision: the model's networks compute
         in bfloat16 while parameters, optimizer state and losses stay float32 (see
         ``genjax.train.precision.with_compute_dtype``; needs networks with a ``dtype``
@@ -521,8 +524,9 @@ def fit(
         optimizer = optax.adam(_checks.positive_float("learning_rate", learning_rate))
     if mesh is not None:
         _sharding.check_batch_size(batch_size, _sharding.check_mesh(mesh))
+    _distributed.check_mesh_processes(mesh)
     train_model = with_compute_dtype(model, canonical_dtype(compute_dtype))
-    main_process = jax.process_index() == 0  # with several processes, only process 0 writes the log
+    main_process = _distributed.is_primary()  # with several processes, only process 0 writes the log
 
     keys = [split_run_key(s) for s in run_seeds]
     if stream:
@@ -599,7 +603,7 @@ def fit(
             take_sharded = _sharding.make_sharded_gather(mesh)
             gather = lambda idx: take_sharded(device_data, idx)
         else:
-            gather = lambda idx: _sharding.shard_batch(_host_take(train_data, idx), mesh, stacked=True)
+            gather = lambda idx: _sharding.shard_rows(train_data, idx, mesh)  # each process: its own rows
     else:
         multi_step = make_multi_step(step_fn)
         if stream:
@@ -647,9 +651,10 @@ def fit(
     try:
         for stop in stops:
             count = stop - step
-            batches = batches_for(step, count)
-            state, metrics = multi_step(state, batches)
-            metrics = _to_host(metrics)
+            with _distributed.collective_errors(f"steps {step + 1}..{stop}"):
+                batches = batches_for(step, count)
+                state, metrics = multi_step(state, batches)
+                metrics = _to_host(metrics)
             if not multi:  # one column per seed: (K, S)
                 metrics = {k: v[:, None] for k, v in metrics.items()}
             finite = metrics.pop("finite")

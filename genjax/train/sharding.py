@@ -132,6 +132,24 @@ def shard_batch(batch: Any, mesh: Mesh, *, stacked: bool = False) -> Any:
     return jax.tree_util.tree_map(put, batch)
 
 
+def shard_rows(data: Any, idx: np.ndarray, mesh: Mesh) -> Any:
+    """Rows ``idx`` (``(K, b)`` host indices) of the host ``data`` as a ``(K, b, ...)`` stack
+    split along ``"data"``: the same array as ``shard_batch(data[idx], mesh, stacked=True)``,
+    but each process gathers only the rows its own devices hold (with several processes,
+    its slice of the global batch)."""
+    idx = np.asarray(idx)
+    check_batch_size(idx.shape[1], mesh, name="batch size")
+    sharding = batch_sharding(mesh, stacked=True)
+
+    def put(a):
+        def rows(index):
+            return a[idx[index[:2]]][(slice(None), slice(None)) + tuple(index[2:])]
+
+        return jax.make_array_from_callback(idx.shape + a.shape[1:], sharding, rows)
+
+    return jax.tree_util.tree_map(put, data)
+
+
 def to_local(tree: Any) -> Any:
     """Host (numpy) copies of replicated arrays, e.g. to hand mesh-trained parameters to
     single-device code."""
