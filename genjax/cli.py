@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
     s.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
     s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text, unclip): the caption to draw, e.g. "a thick 7"')
+    s.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="ldm, ddpm-text: guide away from this caption instead of the empty one (needs --prompt and --guidance)")
     s.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight w >= 0 (with --prompt or --variations-of; default: none)")
     s.add_argument("--sampler", default=None, metavar="NAME",
@@ -548,7 +550,11 @@ def cmd_sample(args) -> int:
     from genjax import _checks, viz
 
     _checks.positive_int("--num", args.num)
-    text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance)) if v is not None}
+    text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance),
+                              ("negative_prompt", args.negative_prompt)) if v is not None}
+    if args.negative_prompt is not None and (args.prompt is None or args.guidance is None or args.init_image):
+        raise ValueError("--negative-prompt takes the empty caption's place in classifier-free guidance: "
+                         "it needs --prompt and --guidance (and no --init-image)")
     if args.guidance is not None and args.prompt is None and args.variations_of is None:
         raise ValueError("--guidance needs --prompt (the caption to guide towards) or --variations-of")
     if args.variations_of is not None and (args.prompt is not None or args.init_image is not None):
