@@ -179,10 +179,11 @@ class Engine:
       max_pending: the most requests waiting; more are refused with HTTP 503.
       gallery_size: the most results kept (the gallery and their grids; older ones are dropped).
       upload_dir: where uploaded pictures are written, so their command line can name them.
+      start: start the worker now (``False``: at :meth:`start`; requests queue meanwhile).
     """
 
     def __init__(self, runs: list[ServedRun], *, max_batch: int = 4, max_pending: int = 64, gallery_size: int = 100,
-                 upload_dir: str | pathlib.Path | None = None):
+                 upload_dir: str | pathlib.Path | None = None, start: bool = True):
         if not runs:
             raise ValueError("runs: give at least one run to serve")
         names = [r.name for r in runs]
@@ -205,7 +206,13 @@ class Engine:
         self.batches: list[int] = []  # requests per compiled call, in order (the last 1000)
         self._stop = False
         self._worker = threading.Thread(target=self._loop, name="genjax-serve-worker", daemon=True)
-        self._worker.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Starts the worker (once)."""
+        if not self._worker.is_alive():
+            self._worker.start()
 
     # ------------------------------------------------------------------ requests
     def parse(self, payload) -> Job:
@@ -358,7 +365,8 @@ class Engine:
         with self._lock:
             self._stop = True
             self._lock.notify_all()
-        self._worker.join(5)
+        if self._worker.is_alive():
+            self._worker.join(5)
 
     # ------------------------------------------------------------------ the worker
     def _loop(self) -> None:
