@@ -8,7 +8,7 @@ body { font-family: system-ui, sans-serif; margin: 1.2em; max-width: 1100px; col
 form { display: grid; grid-template-columns: 10em 1fr; gap: .35em .8em; max-width: 640px; }
 label { text-align: right; padding-top: .2em; } input[type=text] { width: 100%; }
 #error { color: #b00020; min-height: 1.3em; margin: .5em 0; } .hidden { display: none; }
-#result { display: flex; gap: 1.2em; margin-top: 1em; } #grid { image-rendering: pixelated; border: 1px solid #ccc; }
+#result { display: flex; gap: 1.2em; margin-top: 1em; } #grid { image-rendering: pixelated; border: 1px solid #ccc; max-width: 420px; }
 #gallery { display: flex; flex-wrap: wrap; gap: .6em; } #gallery figure { margin: 0; width: 150px; font-size: 75%; }
 #gallery img { width: 150px; image-rendering: pixelated; } code { background: #f3f3f3; padding: .2em; word-break: break-all; }
 table td { padding: 0 .6em 0 0; vertical-align: top; }

@@ -37,12 +37,17 @@ def png_pixels(data: bytes) -> np.ndarray:
 
 
 @pytest.fixture
-def reproduce(tmp_path):
+def reproduce(tmp_path, served_runs, monkeypatch):
     """``reproduce(command) -> pixels``: runs the ``genjax sample ...`` line a grid was shown with
-    (its ``--out`` redirected) through the library's command line and reads the picture it writes."""
+    (its ``--out`` redirected) through the library's command line and reads the picture it writes.
+    The run is not restored again: ``cli._load_run`` hands back the one the server restored with it."""
     from genjax import cli
 
     counter = itertools.count()
+    restored = {str(r.run_dir): (r.run_dir, r.config, r.spec, r.data, r.model, r.params, r.step)
+                for r in served_runs.values()}
+    load = cli._load_run
+    monkeypatch.setattr(cli, "_load_run", lambda rd, data_dir=None: restored.get(str(rd)) or load(rd, data_dir))
 
     def run(command: str) -> np.ndarray:
         argv = shlex.split(command)
@@ -77,7 +82,8 @@ class Chromium:
 
         port = url.split(":")[2].split("/")[0]
         pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"]
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=1 << 26)
+        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=1 << 26)
+        self.ws = self._connection.__enter__()
         self.ids = itertools.count(1)
 
     def call(self, method: str, **params):
@@ -115,7 +121,7 @@ class Chromium:
 
     def close(self) -> None:
         if getattr(self, "ws", None) is not None:
-            self.ws.close()
+            self._connection.__exit__(None, None, None)
         self.proc.terminate()
         try:
             self.proc.wait(10)

@@ -15,6 +15,7 @@ from genjax.types import NO_CONDITION
 def test_a_missing_web_stack_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "starlette", None)  # `import starlette` raises ImportError
     monkeypatch.delitem(sys.modules, "genjax.serve.app", raising=False)
+    monkeypatch.delattr(serve, "app", raising=False)  # imported before: the package holds it
     with pytest.raises(ImportError, match=r'pip install -e "\.\[serve\]"'):
         serve.create_app(object())
 
