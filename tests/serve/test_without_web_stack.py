@@ -13,7 +13,8 @@ from genjax.types import NO_CONDITION
 
 
 def test_a_missing_web_stack_says_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "starlette", None)  # `import starlette` raises ImportError
+    for name in ["starlette"] + [m for m in list(sys.modules) if m.startswith("starlette.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import starlette...` raises ImportError
     monkeypatch.delitem(sys.modules, "genjax.serve.app", raising=False)
     monkeypatch.delattr(serve, "app", raising=False)  # imported before: the package holds it
     with pytest.raises(ImportError, match=r'pip install -e "\.\[serve\]"'):
