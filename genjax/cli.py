@@ -1,10 +1,11 @@
-"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``runs``, ``compare``, ``list``.
+"""``genjax`` command line: ``train``, ``sample``, ``eval``, ``runs``, ``compare``, ``serve``, ``list``.
 
     genjax train vae                       # VAE on the bundled 8x8 digits
     genjax train vae --data mnist --steps 20000 --latent-dim 32
     genjax sample runs/vae-digits --num 64
     genjax eval runs/vae-digits --num-samples 5000
     genjax runs                            # the runs under runs/: model, data, step, main figure
+    genjax serve runs/ldm runs/unclip      # a local page to prompt text-to-image runs (pip install -e ".[serve]")
     genjax compare --data digits           # VAE, GAN, flow, diffusion on the same data
     genjax compare --data mnist-captions   # text-to-image: class-conditional DDPM, ldm, unCLIP
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genjax import registry
 
     parser = _Parser(prog="genjax", description="Deep generative models as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,runs,plot,compare,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,runs,plot,compare,serve,list}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model; writes runs/<name>/")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL", help=", ".join(sorted(registry.MODELS)),
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples-<seed>.png); .npy saves the array")
     s.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
     s.add_argument("--prompt", default=None, help='text-to-image models (ldm, ddpm-text, unclip): the caption to draw, e.g. "a thick 7"')
+    s.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="ldm, ddpm-text: guide away from this caption instead of the empty one (needs --prompt and --guidance)")
     s.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight w >= 0 (with --prompt or --variations-of; default: none)")
     s.add_argument("--sampler", default=None, metavar="NAME",
@@ -143,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init-image: noise its latent to strength S in [0, 1] and denoise under --prompt (image-to-image)")
     s.add_argument("--keep", choices=("left", "right", "top", "bottom"), default=None,
                    help="with --init-image: inpainting: keep this half of the image, draw the rest under --prompt")
+
+    sv = sub.add_parser("serve", help="a local web page to prompt text-to-image runs (ldm, ddpm-text, unclip) and browse them")
+    sv.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories written by genjax train")
+    sv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    sv.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
+    sv.add_argument("--max-batch", type=int, default=4, metavar="N",
+                    help="the most requests drawn by one compiled sampler call (a power of two; default 4)")
 
     e = sub.add_parser("eval", help="evaluate a trained run on its test split; writes RUN_DIR/eval.json")
     e.add_argument("run_dir", help="a run directory written by genjax train")
@@ -590,7 +601,11 @@ def cmd_sample(args) -> int:
     from genjax import _checks, viz
 
     _checks.positive_int("--num", args.num)
-    text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance)) if v is not None}
+    text = {k: v for k, v in (("prompt", args.prompt), ("guidance", args.guidance),
+                              ("negative_prompt", args.negative_prompt)) if v is not None}
+    if args.negative_prompt is not None and (args.prompt is None or args.guidance is None or args.init_image):
+        raise ValueError("--negative-prompt takes the empty caption's place in classifier-free guidance: "
+                         "it needs --prompt and --guidance (and no --init-image)")
     if args.guidance is not None and args.prompt is None and args.variations_of is None:
         raise ValueError("--guidance needs --prompt (the caption to guide towards) or --variations-of")
     if args.variations_of is not None and (args.prompt is not None or args.init_image is not None):
@@ -698,6 +713,28 @@ def _edit(model, params, key, args, data):
     mask = np.broadcast_to(known, (args.num, h, w))
     return np.asarray(model.inpaint(params, key, x, mask if hasattr(model, "latent_mask") else mask[..., None],
                                     cond=cond, guidance=args.guidance, **args.sampler_kw))
+
+
+def cmd_serve(args) -> int:
+    """``genjax serve RUN [RUN ...]``: each run restored once (as ``genjax sample`` restores it),
+    then served on one page until Ctrl-C (:mod:`genjax.serve`)."""
+    import tempfile
+
+    from genjax import serve
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in [1, 65535], got {args.port}")
+    runs = []
+    for rd in args.run_dirs:
+        name = pathlib.Path(rd).resolve().name
+        while name in {r.name for r in runs}:
+            name += "+"
+        runs.append(serve.ServedRun.from_loaded(name, _load_run(rd, args.data_dir)))
+        print(f"loaded {rd} as {name!r} ({runs[-1].config['model']}, step {runs[-1].step})")
+    engine = serve.Engine(runs, max_batch=args.max_batch, upload_dir=tempfile.mkdtemp(prefix="genjax-serve-"))
+    print(f"genjax serve: http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    serve.run_server(engine, host=args.host, port=args.port)
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -939,13 +976,14 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(rc)  # the worker may be inside an XLA computation that cannot be stopped
-        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
+        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plot": cmd_plot,
+                "serve": cmd_serve}[args.command](args)
     except KeyboardInterrupt:
         return _interrupted(args)
     except BrokenPipeError:  # `genjax list | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
+    except (ValueError, OSError, FloatingPointError, RuntimeError, ImportError) as e:
         msg = " ".join(str(e).split())
         print(f"genjax: error: {msg}", file=sys.stderr)
         dist = sys.modules.get("genjax.train.distributed")

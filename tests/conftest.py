@@ -156,3 +156,16 @@ def tiny_ldm_run(tmp_path_factory) -> pathlib.Path:
     assert cli.main(["train", "ldm", "--data", "digits-captions", "--steps", "4", "--out", str(out), "--name", "run",
                      *TINY_LDM]) == 0
     return out / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_unclip_run(tmp_path_factory, tiny_ldm_run) -> pathlib.Path:
+    """One tiny ``genjax train unclip`` run on :func:`tiny_ldm_run`'s CLIP and autoencoder (``--ldm-run``;
+    its own stages: the prior and the decoder, 4 steps each), trained once per session for tests/unclip's
+    command-line tests and tests/serve. Tests only read it."""
+    from genjax import cli
+
+    out = tmp_path_factory.mktemp("unclip")
+    assert cli.main(["train", "unclip", "--data", "digits-captions", "--steps", "4", "--prior-steps", "4", "--prior-batch", "8",
+                     "--ldm-run", str(tiny_ldm_run), "--out", str(out), "--name", "unclip", *TINY_LDM]) == 0
+    return out / "unclip"

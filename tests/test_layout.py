@@ -34,6 +34,8 @@ ALLOWED = {
     "compare": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip"} | FAMILIES,
     # the text-to-image table beside compare (it reuses compare's seed statistics)
     "compare_t2i": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip", "compare"} | FAMILIES,
+    # genjax serve: a web page over the registry's text-to-image runs (restored by cli, handed in)
+    "serve": BOTTOM | {"nn", "data", "viz", "train", "metrics", "registry", "clip", "ldm", "unclip"} | FAMILIES,
 }
 ALLOWED["cli"] = set(ALLOWED) | {"compare"}
 ALLOWED["__init__"] = set(ALLOWED)

@@ -214,15 +214,17 @@ class DDPM:
         row[: len(self.null_tokens)] = self.null_tokens
         return jnp.broadcast_to(jnp.asarray(row), (num, length))
 
-    def _with_null(self, cond: Array) -> tuple[Array, Array]:
+    def _with_null(self, cond: Array, negative: Array | None = None) -> tuple[Array, Array]:
         """``(cond, null)`` of one shape, for a batched call or a ``where``: tokens are padded
-        with ``pad_id`` to the longer of the caption and ``null_tokens``."""
+        with ``pad_id`` to the longer of the caption and ``null_tokens``. ``negative`` (a
+        negative prompt's condition, ``(b, ...)``) takes the null condition's place."""
         b = cond.shape[0]
         if self.condition.kind != "tokens":
-            return cond, self.null_cond(b)
-        length = max(cond.shape[1], len(self.null_tokens))
-        cond = jnp.pad(cond, ((0, 0), (0, length - cond.shape[1])), constant_values=self.condition.pad_id)
-        return cond, self.null_cond(b, length)
+            return cond, self.null_cond(b) if negative is None else negative
+        other = self.null_cond(b) if negative is None else negative
+        length = max(cond.shape[1], other.shape[1])
+        pad = lambda a: jnp.pad(a, ((0, 0), (0, length - a.shape[1])), constant_values=self.condition.pad_id)
+        return pad(cond), pad(other)
 
     def drop_cond(self, key: PRNGKeyArray, cond: Array) -> Array:
         """Replaces each example's condition (labels ``(b,)``, tokens ``(b, L)`` or vectors
@@ -314,20 +316,23 @@ class DDPM:
         """The network's output (``prediction``'s quantity)."""
         return self._call_network(functools.partial(self.network.apply, params), x, jnp.asarray(t, jnp.float32), y)
 
-    def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None):
+    def eps_fn(self, params: Params, *, cond: Array | None = None, guidance=0.0, labels: Array | None = None,
+               negative_cond: Array | None = None):
         """The sampler's ``eps_fn(x, t)``, closing over params, the condition and guidance.
 
         ``cond``: labels ``(b,)`` or tokens ``(b, L)`` as ``types.check_cond`` returns them
         (``None``: the null condition; ``labels`` is a deprecated alias). With ``guidance`` not ``None`` or the Python
         number 0 both the conditional and the null-condition predictions are made (one
         batched call on ``[cond; null]``) and combined by ``sampling.classifier_free_guidance``.
+        ``negative_cond`` (``(b, ...)``, a negative prompt's condition) replaces the null
+        condition there: ``(1 + w) eps(x, cond) - w eps(x, negative_cond)``.
         """
         cond = cond if labels is None else labels
         guidance = 0.0 if guidance is None else guidance
         static_zero = isinstance(guidance, (int, float)) and guidance == 0
         if cond is None or static_zero:
             return lambda x, t: self.eps(params, x, t, cond)
-        both = jnp.concatenate(self._with_null(cond))
+        both = jnp.concatenate(self._with_null(cond, negative_cond))
 
         def guided(x, t):
             b = x.shape[0]
@@ -394,6 +399,18 @@ class DDPM:
             guidance = check_guidance(guidance, self.condition, cond)
         return y, guidance
 
+    def _negative(self, negative_cond, num: int, cond, guidance) -> Array | None:
+        """``negative_cond`` checked (``num`` rows, or one row for every sample) and broadcast
+        to ``num`` rows; it needs a ``cond`` and a ``guidance`` to take the null condition's place."""
+        if negative_cond is None:
+            return None
+        if cond is None or guidance is None or (isinstance(guidance, (int, float)) and guidance == 0):
+            raise ValueError("negative_cond takes the null condition's place in classifier-free guidance: "
+                             "it needs cond and guidance > 0")
+        rows = 1 if np.ndim(negative_cond) > 0 and np.shape(negative_cond)[0] == 1 else num
+        neg = check_cond(self.condition, negative_cond, rows, name="negative_cond")
+        return jnp.broadcast_to(neg, (num, *neg.shape[1:]))
+
     def sample(
         self,
         params: Params,
@@ -408,6 +425,7 @@ class DDPM:
         return_trajectory: bool = False,
         labels: Array | int | None = None,
         time_schedule: str | None = None,
+        negative_cond: Array | int | None = None,
     ):
         """``num`` samples ``(num, *data_shape)`` in the data range.
 
@@ -431,6 +449,9 @@ class DDPM:
           guidance: classifier-free guidance weight ``w >= 0`` (``None`` or 0: plain
             conditional); needs ``cond``.
           labels: deprecated alias of ``cond`` (also takes the null label ``num_classes``).
+          negative_cond: a negative prompt's condition (as ``cond``: ``num`` rows, or one row for
+            all), in the null condition's place: ``(1 + w) eps(cond) - w eps(negative_cond)``;
+            needs ``cond`` and ``guidance``.
           return_trajectory: also return the sampler's trajectory
             ``(frames, num, *data_shape)``, mapped to the data range.
 
@@ -440,21 +461,23 @@ class DDPM:
         sampler, steps = self._sampler(sampler, steps)
         shape = _sample_shape(self, num)
         y, guidance = self._cond_and_guidance(params, shape[0], cond, guidance, labels)
+        neg = self._negative(negative_cond, shape[0], y, guidance)
         if sampler in FAST_SAMPLERS:
             out = smp.solver_sample(
-                key, shape, sampler=sampler, steps=steps, eps_fn=self.eps_fn(params, cond=y, guidance=guidance),
+                key, shape, sampler=sampler, steps=steps, eps_fn=self.eps_fn(params, cond=y, guidance=guidance,
+                                                                             negative_cond=neg),
                 schedule=self.schedule, time_schedule=time_schedule, return_trajectory=return_trajectory,
             )
             return _finish(self, out, return_trajectory)
         if time_schedule is not None:
             raise ValueError(f"time_schedule is for the few-step solvers {FAST_SAMPLERS}, not sampler={sampler!r}")
         if sampler in SDE_SAMPLERS:
-            score_fn, sde = self.vp_score(params, cond=y, guidance=guidance)
+            score_fn, sde = self.vp_score(params, cond=y, guidance=guidance, negative_cond=neg)
             run = smp.pc_sample if sampler == "pc" else smp.ode_sample
             out = run(key, score_fn, shape, sde=sde, num_steps=steps, eps=1.0 / self.num_steps,
                       return_trajectory=return_trajectory)
             return _finish(self, out, return_trajectory)
-        eps_fn = self.eps_fn(params, cond=y, guidance=guidance)
+        eps_fn = self.eps_fn(params, cond=y, guidance=guidance, negative_cond=neg)
         if sampler == "ddpm":
             out = smp.ddpm_sample(
                 key, eps_fn, shape, schedule=self.schedule, variance=self.variance,
@@ -591,14 +614,14 @@ class DDPM:
         """The VLB in bits per dimension, ``total / (D ln 2)``, ``(b,)``."""
         return self.vlb(params, key, x, cond=cond, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
 
-    def vp_score(self, params: Params, *, cond: Array | None = None, guidance=None):
+    def vp_score(self, params: Params, *, cond: Array | None = None, guidance=None, negative_cond: Array | None = None):
         """The (guided) eps read as a VP-SDE score in model space: ``(score_fn, sde)``.
 
         ``sde = schedules.DiscreteVPSDE.from_schedule(schedule)``: the VP-SDE whose marginals
         at ``t = (i + 1) / T`` are the chain's at step index ``i`` (exactly, for any ``T``);
         ``score(x, t) = -eps(x, T t - 1) / std(t)`` with ``eps`` the :meth:`eps_fn` of ``cond``
         (an array for the ``b`` examples the score is called on; ``None``: the null condition)
-        and ``guidance``. Gives the DDPM a probability-flow ODE
+        and ``guidance`` (and ``negative_cond``, as there). Gives the DDPM a probability-flow ODE
         likelihood (``likelihood.ode_log_prob(key, score_fn, x, sde=sde)``) and PC / ODE
         sampling, an estimate for a model that never saw continuous times.
 
@@ -609,7 +632,7 @@ class DDPM:
             if np.ndim(cond) == 0:
                 raise ValueError(f"cond must be {self.condition.describe('b')} without the one-int form: vp_score has no batch size")
             cond = check_cond(self.condition, cond, int(np.shape(cond)[0]))
-        eps_fn = self.eps_fn(params, cond=cond, guidance=guidance)
+        eps_fn = self.eps_fn(params, cond=cond, guidance=guidance, negative_cond=negative_cond)
         sde = sch.DiscreteVPSDE.from_schedule(self.schedule)
         T = sde.num_steps
 

@@ -113,12 +113,14 @@ class LatentDiffusion:
         k_enc, k_loss = jax.random.split(key)
         return self.diffusion.loss(params, k_loss, self._latent_batch(k_enc, batch))
 
-    def sample(self, params: Params, key: PRNGKeyArray, num: int, *, cond=None, guidance=None, **sampler) -> Array:
+    def sample(self, params: Params, key: PRNGKeyArray, num: int, *, cond=None, guidance=None, negative_cond=None,
+               **sampler) -> Array:
         """``num`` images ``(num, *data_shape)`` in [0, 1]: latents from the DDPM (``cond``:
-        caption tokens ``(num, L)``; ``guidance``: classifier-free guidance weight; ``sampler``:
+        caption tokens ``(num, L)``; ``guidance``: classifier-free guidance weight;
+        ``negative_cond``: a negative prompt's tokens in the empty caption's place; ``sampler``:
         the DDPM's ``sampler``, ``steps``, ``eta``), decoded."""
         num, _, _ = check_sample_args(self.condition, num, cond, guidance)
-        z = self.diffusion.sample(params, key, num, cond=cond, guidance=guidance, **sampler)
+        z = self.diffusion.sample(params, key, num, cond=cond, guidance=guidance, negative_cond=negative_cond, **sampler)
         return self.from_latent(z)
 
     def log_prob(self, params: Params, key: PRNGKeyArray, x: Array) -> Array:

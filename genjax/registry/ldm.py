@@ -261,10 +261,25 @@ def prompt_tokens(model, prompts) -> np.ndarray:
     return np.asarray(tok.encode(list(prompts)))
 
 
-def _sample(model, params, key, num: int, data: DataBundle, *, prompt: str | None = None, guidance=None, **kw):
+def takes_negative_prompt(model) -> bool:
+    """Whether ``model.sample`` takes a negative prompt (``negative_cond``: caption tokens in the
+    empty caption's place under classifier-free guidance): ddpm-text and ldm, not unclip (its
+    decoder is guided on an image embedding)."""
+    import inspect
+
+    return model.condition.kind == "tokens" and "negative_cond" in inspect.signature(model.sample).parameters
+
+
+def _sample(model, params, key, num: int, data: DataBundle, *, prompt: str | None = None, guidance=None,
+            negative_prompt: str | None = None, **kw):
     """``genjax sample``: ``num`` images of ``prompt`` (``None``: the unconditional model) at
-    classifier-free guidance ``guidance``, in jitted chunks."""
+    classifier-free guidance ``guidance`` (``negative_prompt``: guided away from that caption
+    instead of the empty one), in jitted chunks."""
     cond = None if prompt is None else prompt_tokens(model, [prompt] * num)
+    if negative_prompt is not None:
+        if not takes_negative_prompt(model):
+            raise ValueError("--negative-prompt: this model takes no negative prompt (ldm and ddpm-text do)")
+        kw["negative_cond"] = prompt_tokens(model, [negative_prompt])  # one row, for every sample
     return draw_samples(model, params, key, num, cond=cond, sample_kwargs={"guidance": guidance, **kw})
 
 

@@ -764,11 +764,17 @@ def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimize
     try:
         if not ckpt.steps():
             raise FileNotFoundError(f"no checkpoint in {str(out / 'checkpoints')!r}")
-        params = model.init(jax.random.PRNGKey(0), example_batch)
         tx = optimizer if optimizer is not None else optax.adam(1e-3)
-        like = TrainState.create(params, tx, jax.random.PRNGKey(0), ema=bool(ema))
         if seeds is not None:
-            like = _stack([like] * _checks.positive_int("seeds", seeds))
-        return ckpt.restore_latest(like)
+            _checks.positive_int("seeds", seeds)
+
+        def structure():
+            like = TrainState.create(model.init(jax.random.PRNGKey(0), example_batch), tx, jax.random.PRNGKey(0),
+                                     ema=bool(ema))
+            return like if seeds is None else _stack([like] * seeds)
+
+        # shapes only (nothing runs): an eager init compiles every op of the network (a minute
+        # for the ldm's three networks on a busy 2-core CPU), and the checkpoint holds the values
+        return ckpt.restore_latest(jax.eval_shape(structure))
     finally:
         ckpt.close()

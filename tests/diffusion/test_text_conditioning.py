@@ -98,6 +98,35 @@ def test_cfg_is_the_combination_of_two_separate_network_calls(setup):
     np.testing.assert_allclose(np.asarray(model.eps_fn(params)(x, t)), null, rtol=1e-5, atol=1e-6)  # cond=None: ""
 
 
+def test_a_negative_prompt_takes_the_null_conditions_place(setup, key):
+    """Guidance with a negative prompt (issue 23): (1 + w) eps(cond) - w eps(negative), each from a
+    separate call of the network; one negative row serves every sample; a negative equal to the
+    empty caption is plain guidance."""
+    model, params, x, t = setup
+    neg = jnp.array([[BOS, 6, EOS]], jnp.int32)  # one row, another length than CAPS
+    cond = _apply(model, params, x, t, CAPS)
+    away = _apply(model, params, x, t, jnp.tile(neg, (3, 1)))
+    w = 2.5
+    got = np.asarray(model.eps_fn(params, cond=CAPS, guidance=w, negative_cond=jnp.tile(neg, (3, 1)))(x, t))
+    np.testing.assert_allclose(got, (1 + w) * cond - w * away, rtol=1e-5, atol=1e-5)
+    score, sde = model.vp_score(params, cond=CAPS, guidance=w, negative_cond=jnp.tile(neg, (3, 1)))
+    _, std = sde.marginal(jnp.full((3,), 0.5))
+    np.testing.assert_allclose(np.asarray(score(x, jnp.full((3,), 0.5))),
+                               -((1 + w) * _apply(model, params, x, np.full(3, 4.0), CAPS)
+                                 - w * _apply(model, params, x, np.full(3, 4.0), jnp.tile(neg, (3, 1))))
+                               / np.asarray(std)[:, None], rtol=1e-4, atol=1e-5)
+    plain = np.asarray(model.sample(params, key, 3, sampler="ddim", steps=4, cond=CAPS, guidance=w))
+    as_null = np.asarray(model.sample(params, key, 3, sampler="ddim", steps=4, cond=CAPS, guidance=w,
+                                      negative_cond=jnp.array([NULL], jnp.int32)))
+    np.testing.assert_allclose(as_null, plain, rtol=1e-5, atol=1e-5)
+    other = np.asarray(model.sample(params, key, 3, sampler="ddim", steps=4, cond=CAPS, guidance=w, negative_cond=neg))
+    assert np.abs(other - plain).max() > 1e-4
+    for kw, message in ((dict(cond=CAPS), "needs cond and guidance > 0"), (dict(guidance=w), "guidance needs a cond"),
+                        (dict(cond=CAPS, guidance=w, negative_cond=jnp.zeros((2, 3), jnp.int32)), "negative_cond must be")):
+        with pytest.raises(ValueError, match=message):
+            model.sample(params, key, 3, **{"negative_cond": neg, **kw})
+
+
 def test_padding_never_changes_eps(setup):
     model, params, x, t = setup
     padded = jnp.pad(CAPS, ((0, 0), (0, 2)), constant_values=PAD)  # L 4 -> 6

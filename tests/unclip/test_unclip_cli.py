@@ -16,12 +16,9 @@ from genjax import cli
 from genjax.unclip.models import UnCLIP
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_ldm_run, tiny_ldm_args):
-    """The session's tiny ldm run (tests/conftest.py) and an unclip run on its CLIP and autoencoder."""
-    out = tmp_path_factory.mktemp("unclip")
-    assert cli.main(["train", "unclip", "--data", "digits-captions", "--steps", "4", "--prior-steps", "4", "--prior-batch", "8",
-                     "--ldm-run", str(tiny_ldm_run), "--out", str(out), "--name", "unclip", *tiny_ldm_args]) == 0
-    return tiny_ldm_run, out / "unclip"
+def runs(tiny_ldm_run, tiny_unclip_run):
+    """The session's tiny ldm run and the unclip run on its CLIP and autoencoder (tests/conftest.py)."""
+    return tiny_ldm_run, tiny_unclip_run
 
 
 def test_train_unclip_on_an_ldm_runs_clip_and_autoencoder(runs):
