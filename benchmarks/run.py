@@ -23,7 +23,8 @@ import time
 from benchmarks import common
 from genjax.results import run_info, write_result
 
-ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families", "breakdown")
+ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "mixed_precision", "families", "breakdown",
+           "evaluation")
 
 #: entries whose ``run`` also takes the matmul peak of this run (FLOP/s)
 TAKES_PEAK = ("train_step", "breakdown")
