@@ -174,8 +174,8 @@ def ode_log_prob(
         times = eps * (sde.T / eps) ** np.linspace(0.0, 1.0, num_steps + 1)
     times[-1] = sde.T
 
-    def step(state, th):
-        return rk4_step(f, state, th[0], th[1]), None
+    def step(state, th):  # one network trace in the compiled program, not four
+        return rk4_step(f, state, th[0], th[1], loop_stages=True), None
 
     state = (x, jnp.zeros((b,), jnp.float32))
     starts = jnp.asarray(np.stack([times[:-1], np.diff(times)], axis=-1), jnp.float32)  # (t, h) per step

@@ -169,3 +169,19 @@ def test_quick_end_of_run_evaluation():
     out = dspec._evaluate(model, None, data, jax.random.PRNGKey(0), num_samples=5000, max_examples=20)
     assert out["num_test_examples"] == 20 and out["num_generated"] == 64 and "evaluation" not in out
     assert ("log_prob", {}, 20) in model.calls and ("sample", {}, 64) in model.calls
+
+
+def test_rk4_stages_in_a_loop_equal_the_classical_step(rng):
+    """``rk4_step(loop_stages=True)`` (one traced ``f``) against classical RK4 written in numpy."""
+    from genjax.diffusion.sampling import rk4_step
+
+    y0 = rng.standard_normal(5).astype(np.float32)
+    f_np = lambda y, t: -y * t + np.sin(y)  # noqa: E731
+    t, h = 0.3, 0.2
+    k1 = f_np(y0, t)
+    k2 = f_np(y0 + h / 2 * k1, t + h / 2)
+    k3 = f_np(y0 + h / 2 * k2, t + h / 2)
+    k4 = f_np(y0 + h * k3, t + h)
+    want = y0 + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    got = jax.jit(lambda y: rk4_step(lambda u, s: -u * s + jnp.sin(u), y, t, h, loop_stages=True))(jnp.asarray(y0))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
