@@ -24,7 +24,7 @@ from benchmarks import common
 from genjax.results import run_info, write_result
 
 ENTRIES = ("train_step", "fused_steps", "many_seeds", "sampling", "data_parallel", "multihost", "mixed_precision", "families",
-           "breakdown")
+           "breakdown", "evaluation")
 
 #: entries whose ``run`` also takes the matmul peak of this run (FLOP/s)
 TAKES_PEAK = ("train_step", "breakdown")

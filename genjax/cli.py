@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-examples", type=int, default=None, metavar="N", help="evaluate the first N test examples only")
     e.add_argument("--seed", type=int, default=0, metavar="N", help="evaluation seed (default 0)")
     e.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     r = sub.add_parser("runs", help="list the runs in a directory: model, data, step and main figure")
     r.add_argument("dir", nargs="?", default="runs", help="parent directory of run directories (default runs)")
@@ -469,14 +470,30 @@ def cmd_train(args) -> int:
         raise
 
 
+def _evaluate_kwargs(spec, **kw) -> dict:
+    """The keywords in ``kw`` that ``spec.evaluate`` takes (``quick``, ``progress``: not every
+    family's evaluation has them)."""
+    import inspect
+
+    taken = inspect.signature(spec.evaluate).parameters
+    return {k: v for k, v in kw.items() if k in taken}
+
+
 def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -> int:
     import jax
 
     from genjax.train.sharding import to_local
 
+    notes = []
+
     def eval_fn(params, key):
+        t = time.perf_counter()
         metrics = spec.evaluate(model, params, data, key, num_samples=config["eval_samples"],
-                                max_examples=config.get("eval_examples"))
+                                max_examples=config.get("eval_examples"),
+                                **_evaluate_kwargs(spec, quick=True, progress=not args.no_progress))
+        metrics["eval_time_s"] = round(time.perf_counter() - t, 2)
+        if isinstance(metrics.get("evaluation"), str):
+            notes.append(metrics["evaluation"])
         return {k: v for k, v in metrics.items() if not isinstance(v, str)}
 
     t0 = time.perf_counter()
@@ -517,7 +534,11 @@ def _train_run(args, config, spec, data, model, transform, run_dir, mesh, fit) -
     }
     summary.pop("kind", None)
     summary.pop("step", None)
+    if notes:
+        summary["evaluation"] = notes[-1]
     print(json.dumps(summary, indent=2))
+    if notes:
+        print(f"genjax: the end-of-run evaluation was {notes[-1]}; the full one: genjax eval {run_dir}", file=sys.stderr)
     return 0
 
 
@@ -749,7 +770,8 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     # the one evaluation path (genjax.metrics.evaluation.evaluate) with the domain classifier on images
     metrics = spec.evaluate(model, params, data, jax.random.PRNGKey(args.seed), num_samples=args.num_samples,
-                            max_examples=args.max_examples, classifier="auto", data_dir=args.data_dir)
+                            max_examples=args.max_examples, classifier="auto", data_dir=args.data_dir,
+                            **_evaluate_kwargs(spec, progress=not args.no_progress))
     metrics = {"model": config["model"], "data": config["data"], "step": step, **metrics, "eval_time_s": round(time.perf_counter() - t0, 2)}
     (rd / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

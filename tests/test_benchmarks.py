@@ -17,8 +17,8 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import (breakdown, common, data_parallel, families, fused_steps, many_seeds, mixed_precision, multihost,
-                        run as bench_run, sampling, train_step)
+from benchmarks import (breakdown, common, data_parallel, evaluation, families, fused_steps, many_seeds, mixed_precision,
+                        multihost, run as bench_run, sampling, train_step)
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_step, make_train_step
@@ -138,6 +138,18 @@ def test_python_loop_ddpm_matches_scan_sampler(key):
     scan = model.sample(params, key, 5, sampler="ddpm")
     loop = sampling.python_loop_ddpm(model, params, key, 5)()
     np.testing.assert_allclose(np.asarray(loop), np.asarray(scan), rtol=1e-5, atol=1e-5)
+
+
+def test_evaluation_quick_json(tmp_path):
+    """The former and the new likelihood paths give the same bits/dim (same estimate); the
+    cheaper estimates are labelled; the sampling and RealNVP rows are timed."""
+    rows = {r["evaluation"]: r for r in _run(tmp_path, "evaluation")["rows"]}
+    for name in ("ddpm", "score-sde"):
+        np.testing.assert_allclose(rows[f"{name} new"]["bits/dim"], rows[f"{name} former"]["bits/dim"], rtol=1e-4)
+        assert _positive(rows[f"{name} new"]["vs former (warm)"])
+    assert f"ddpm new, {evaluation.dspec.QUICK_VLB_TERMS} strata" in rows
+    assert any(k.startswith("ddpm sample 8 digits, dpm++2m") for k in rows)
+    assert _positive(next(r for k, r in rows.items() if k.startswith("realnvp"))["steps/s"])
 
 
 def test_families_quick_json(tmp_path, monkeypatch):

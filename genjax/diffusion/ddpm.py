@@ -585,34 +585,41 @@ class DDPM:
         return self.eps_fn(params, cond=y, guidance=guidance), chain
 
     def vlb(
-        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None,
+        num_terms: int | None = None, t_chunk: int = 8,
     ) -> dict[str, Array]:
         """``objectives.vlb_terms`` of ``x`` (data range), each ``(b,)`` nats; ``cond``: labels
-        (``None``: the null-label model of a conditional DDPM)."""
+        (``None``: the null-label model of a conditional DDPM); ``num_terms``: ``None`` (all ``T``
+        terms) or the stratified estimate from that many terms; ``t_chunk``: indices ``t`` per
+        network call."""
         x = _check_x(self, x, "x")
         _check_params(self, params)
         eps_fn = self.eps_fn(params, cond=self._cond(cond, labels, x.shape[0]))
         decoder = "discretized" if self.data_range == "unit" else "gaussian"
         return obj.vlb_terms(
             key, eps_fn, _to_model(self, x), schedule=self.schedule, variance=self.variance,
-            decoder=decoder, num_levels=self.num_levels,
+            decoder=decoder, num_levels=self.num_levels, num_terms=num_terms, t_chunk=t_chunk,
         )
 
     def log_prob(
-        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None,
+        num_terms: int | None = None, t_chunk: int = 8,
     ) -> Array:
         """Minus the discrete VLB, ``(b,)`` nats -- a single-sample estimate of a lower bound.
 
         ``"unit"`` data: a bound on ``log P(x)`` of the ``num_levels``-level image
-        (discretized decoder); ``"identity"`` data: on the log-density of ``x``.
+        (discretized decoder); ``"identity"`` data: on the log-density of ``x``. ``num_terms``,
+        ``t_chunk``: as in :meth:`vlb`.
         """
-        return -self.vlb(params, key, x, cond=cond, labels=labels)["total"]
+        return -self.vlb(params, key, x, cond=cond, labels=labels, num_terms=num_terms, t_chunk=t_chunk)["total"]
 
     def vlb_bits_per_dim(
-        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None
+        self, params: Params, key: PRNGKeyArray, x: Array, *, cond: Array | None = None, labels: Array | None = None,
+        num_terms: int | None = None, t_chunk: int = 8,
     ) -> Array:
         """The VLB in bits per dimension, ``total / (D ln 2)``, ``(b,)``."""
-        return self.vlb(params, key, x, cond=cond, labels=labels)["total"] / (math.prod(self.data_shape) * math.log(2.0))
+        vlb = self.vlb(params, key, x, cond=cond, labels=labels, num_terms=num_terms, t_chunk=t_chunk)
+        return vlb["total"] / (math.prod(self.data_shape) * math.log(2.0))
 
     def vp_score(self, params: Params, *, cond: Array | None = None, guidance=None, negative_cond: Array | None = None):
         """The (guided) eps read as a VP-SDE score in model space: ``(score_fn, sde)``.

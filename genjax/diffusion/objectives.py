@@ -261,6 +261,8 @@ def vlb_terms(
     decoder: str = "discretized",
     num_levels: int = 256,
     return_per_step: bool = False,
+    t_chunk: int = 8,
+    num_terms: int | None = None,
 ) -> dict[str, Array]:
     """The DDPM variational bound ``-log p(x0) <= prior + diffusion + decoder``, per example.
 
@@ -268,8 +270,8 @@ def vlb_terms(
 
     - ``prior = KL(q(x_{T-1} | x0) || N(0, I))`` (closed form);
     - ``diffusion = sum_{t=1}^{T-1} KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t))`` with
-      one draw ``x_t ~ q(x_t | x0)`` per ``t`` (a single-sample estimate of each
-      expectation; computed with a ``lax.scan`` over all ``t``);
+      one draw ``x_t ~ q(x_t | x0)`` per ``t`` (key ``split(key, T)[t]``: a single-sample
+      estimate of each expectation);
     - ``decoder = -log p(x0 | x_{t=0})``: the discretized Gaussian of
       :func:`discretized_gaussian_log_likelihood` (data in [-1, 1] on the
       ``num_levels`` grid; the bound is then on ``-log P(x0)`` of the discrete data), or
@@ -279,8 +281,14 @@ def vlb_terms(
     ``p(x_{t-1} | x_t) = N(mu(x_t, x0_hat), sigma_t^2)`` with ``x0_hat`` from ``eps_fn``
     (unclipped) and ``sigma_t^2`` from :func:`model_log_variance`.
 
+    The terms are computed ``t_chunk`` indices per step of one ``lax.scan``, the network
+    called once per step on the ``(t_chunk, b)`` inputs (``jax.vmap`` over ``t``, so any
+    ``eps_fn``, conditioned or guided, works): ``T / t_chunk`` sequential calls instead of
+    ``T``; ``t_chunk=1`` is one call per ``t``. The numbers do not depend on ``t_chunk``
+    (to float rounding).
+
     Args:
-      key: PRNG key (one noise draw per step).
+      key: PRNG key (one noise draw per step; the strata draws of ``num_terms``).
       eps_fn: ``(x (b, *d), t (b,) int32) -> eps_hat (b, *d)``.
       x0: ``(b, *d)`` data.
       schedule: the discrete schedule.
@@ -288,7 +296,13 @@ def vlb_terms(
       decoder: ``"discretized"`` or ``"gaussian"``.
       num_levels: grid size of the discretized decoder.
       return_per_step: also return ``"kl_per_step"``, ``(T, b)``: the KL term of each
-        index ``t`` (row 0, the decoder's step, is 0).
+        index ``t`` (row 0, the decoder's step, is 0). Not with ``num_terms``.
+      t_chunk: indices ``t`` per network call (the batch is ``t_chunk * b``).
+      num_terms: ``None`` (default): all ``T - 1`` KL terms. An integer ``K < T - 1``: the
+        cheaper unbiased estimate of ``diffusion`` from ``K`` stratified indices: ``1..T-1``
+        cut into ``K`` contiguous strata of sizes ``n_j``, one index ``t_j`` drawn uniformly in
+        each, ``diffusion ~= sum_j n_j KL_{t_j}`` (``K + 1`` network calls per example instead
+        of ``T``; its expectation is the full sum, its spread is added to the estimator's).
 
     Returns:
       ``{"total", "prior", "diffusion", "decoder"}``, each ``(b,)`` nats.
@@ -297,8 +311,15 @@ def vlb_terms(
     _checks.one_of("variance", variance, VARIANCES)
     _checks.one_of("decoder", decoder, DECODERS)
     num_levels = _checks.positive_int("num_levels", num_levels)
+    t_chunk = _checks.positive_int("t_chunk", t_chunk)
     b = x0.shape[0]
     T = schedule.num_steps
+    if num_terms is not None:
+        num_terms = _checks.positive_int("num_terms", num_terms)
+        if return_per_step:
+            raise ValueError("return_per_step needs every term: pass num_terms=None")
+        if num_terms >= T - 1:
+            num_terms = None  # as many strata as terms: the full sum
     logvar_model = model_log_variance(schedule, variance)
 
     abar_last = schedule.alphas_cumprod[-1]
@@ -306,8 +327,7 @@ def vlb_terms(
         _normal_kl(jnp.sqrt(abar_last) * x0, jnp.log1p(-abar_last), jnp.zeros_like(x0), jnp.zeros_like(x0))
     )
 
-    def step(_, inp):
-        t_scalar, k = inp
+    def term(t_scalar, k):
         t = jnp.full((b,), t_scalar, jnp.int32)
         x_t, _ = q_sample(k, x0, t, schedule)
         eps_hat = eps_fn(x_t, t)
@@ -322,15 +342,26 @@ def vlb_terms(
             )
         else:
             ll = -0.5 * (_LOG_2PI + lv_model + jnp.square(x0 - mean_model) * jnp.exp(-lv_model))
-        nll = -_sum_event(ll)
-        return None, (kl, nll)
+        return kl, -_sum_event(ll)
 
     keys = jax.random.split(key, T)
-    ts = jnp.arange(T, dtype=jnp.int32)
-    _, (kls, nlls) = jax.lax.scan(step, None, (ts, keys))
-    kls = kls.at[0].set(0.0)
-    diffusion = jnp.sum(kls, axis=0)
+    if num_terms is None:
+        ts = jnp.arange(T, dtype=jnp.int32)
+        weights = None
+    else:  # index 0 (the decoder) and one index per stratum of 1..T-1
+        edges = np.linspace(1, T, num_terms + 1).round().astype(np.int32)
+        sizes = jnp.asarray(np.diff(edges), jnp.float32)
+        u = jax.random.uniform(jax.random.fold_in(key, T), (num_terms,))
+        picks = jnp.asarray(edges[:-1]) + jnp.floor(u * sizes).astype(jnp.int32)
+        ts = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.minimum(picks, jnp.asarray(edges[1:]) - 1)])
+        weights = jnp.concatenate([jnp.zeros((1,), jnp.float32), sizes])
+    kls, nlls = _chunked_terms(term, ts, keys[ts], t_chunk)
     decoder_term = nlls[0]
+    if weights is None:
+        kls = kls.at[0].set(0.0)
+        diffusion = jnp.sum(kls, axis=0)
+    else:
+        diffusion = jnp.sum(weights[:, None] * kls, axis=0)
     out = {
         "total": prior + diffusion + decoder_term,
         "prior": prior,
@@ -340,6 +371,21 @@ def vlb_terms(
     if return_per_step:
         out["kl_per_step"] = kls
     return out
+
+
+def _chunked_terms(term, ts: Array, keys: Array, chunk: int):
+    """``term(t, key)`` for every ``t`` in ``ts`` (each output ``(b,)``), stacked ``(len(ts), b)``:
+    ``chunk`` indices per step of a ``lax.scan``, vmapped over them (the last chunk padded with
+    copies of the first index, then dropped)."""
+    n = ts.shape[0]
+    chunk = min(chunk, n)
+    pad = -n % chunk
+    if pad:
+        ts = jnp.concatenate([ts, jnp.broadcast_to(ts[:1], (pad,))])
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (pad,) + keys.shape[1:])])
+    groups = (ts.reshape(-1, chunk), keys.reshape((-1, chunk) + keys.shape[1:]))
+    _, outs = jax.lax.scan(lambda _, g: (None, jax.vmap(term)(*g)), None, groups)
+    return tuple(o.reshape((-1,) + o.shape[2:])[:n] for o in outs)
 
 
 def dsm_loss(

@@ -182,6 +182,7 @@ class ScoreSDE:
         num_steps: int = 100,
         trace: str | None = None,
         num_probes: int = 1,
+        hutchinson_mode: str = "jvp",
     ) -> Array:
         """Probability-flow ODE ESTIMATE of ``log p(x)``, ``(b,)`` nats (see the class docstring).
 
@@ -189,6 +190,7 @@ class ScoreSDE:
           num_steps: RK4 steps from ``eps`` to 1.
           trace: ``"exact"`` or ``"hutchinson"``; default exact for ``D <= 8``.
           num_probes: Hutchinson probes.
+          hutchinson_mode: ``"jvp"`` (forward mode) or ``"vjp"``: ``likelihood.ode_log_prob``'s.
         """
         x = _check_x(self, x, "x")
         d = math.prod(self.data_shape)
@@ -198,6 +200,6 @@ class ScoreSDE:
         logp = lik.ode_log_prob(
             key, lambda xx, t: self.score(params, xx, t), _to_model(self, x), sde=self.sde,
             num_steps=_checks.positive_int("num_steps", num_steps), trace=trace,
-            num_probes=_checks.positive_int("num_probes", num_probes), eps=self.eps,
+            num_probes=_checks.positive_int("num_probes", num_probes), eps=self.eps, hutchinson_mode=hutchinson_mode,
         )
         return logp + d * math.log(2.0) if self.data_range == "unit" else logp

@@ -129,20 +129,63 @@ def likelihood_data(model, key, x: np.ndarray, data) -> tuple[np.ndarray, int | 
     return np.asarray(uniform_dequantize(key, jnp.asarray(x, jnp.float32), num_levels=L)), L
 
 
-def log_probs(model, params, key, x: np.ndarray, *, iwae_samples: int = 1000, batch: int = 120) -> np.ndarray:
+#: compiled ``log_prob`` functions, one per (model, estimator settings): one compilation per
+#: evaluation shape however many calls (a fresh ``jax.jit`` per call would compile every call)
+_COMPILED: dict = {}
+
+
+def _compiled_log_prob(model, iwae_samples: int, log_prob_kwargs: dict):
+    kw = dict(log_prob_kwargs)
+    if model.log_prob_kind in ("iwae_bound", "elbo"):
+        kw.update(num_samples=iwae_samples, chunk_size=min(iwae_samples, 250))
+    key = (id(model), tuple(sorted(kw.items())))
+    if key not in _COMPILED or _COMPILED[key][0] is not model:
+        if len(_COMPILED) >= 32:
+            _COMPILED.clear()
+        _COMPILED[key] = (model, jax.jit(lambda p, k, xb: model.log_prob(p, k, xb, **kw)))
+    return _COMPILED[key][1]
+
+
+def _bar(progress: bool, total: int, desc: str):
+    """A tqdm bar on stderr (the CLI's), or None."""
+    if not progress or total <= 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", dynamic_ncols=True, leave=False)
+
+
+def log_probs(model, params, key, x: np.ndarray, *, iwae_samples: int = 1000, batch: int = 120,
+              log_prob_kwargs: dict | None = None, progress: bool = False) -> np.ndarray:
     """Per-example ``model.log_prob`` of ``x`` (nats), ``batch`` examples per compiled call
     with key ``fold_in(key, i)`` for batch ``i``; bounds with importance samples
-    (``iwae_bound``, ``elbo``) use ``iwae_samples`` of them."""
-    if model.log_prob_kind in ("iwae_bound", "elbo"):
-        f = jax.jit(lambda p, k, xb: model.log_prob(p, k, xb, num_samples=iwae_samples, chunk_size=min(iwae_samples, 250)))
-    else:
-        f = jax.jit(lambda p, k, xb: model.log_prob(p, k, xb))
-    return np.concatenate(
-        [np.asarray(f(params, jax.random.fold_in(key, i), jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
-    )
+    (``iwae_bound``, ``elbo``) use ``iwae_samples`` of them; ``log_prob_kwargs``: the
+    estimator's keywords (e.g. a DDPM's ``num_terms``, a score SDE's ``num_steps``).
+
+    The function is compiled once per model and settings, for one shape: the last batch is
+    padded (with copies of its first example) to the batch size, and ``batch`` is cut to
+    ``len(x)``; ``progress`` shows a bar over the examples."""
+    f = _compiled_log_prob(model, iwae_samples, log_prob_kwargs or {})
+    n = len(x)
+    batch = max(1, min(batch, n))
+    bar = _bar(progress, n, "likelihood")
+    out = []
+    try:
+        for i, start in enumerate(range(0, n, batch)):
+            part = np.asarray(x[start : start + batch])
+            pad = batch - len(part)
+            full = np.concatenate([part, np.repeat(part[:1], pad, axis=0)]) if pad else part
+            out.append(np.asarray(f(params, jax.random.fold_in(key, i), jnp.asarray(full)))[: len(part)])
+            if bar is not None:
+                bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def _likelihood(model, params, key, x, data, *, iwae_samples, batch) -> tuple[dict, np.ndarray | None, int | None]:
+def _likelihood(model, params, key, x, data, *, iwae_samples, batch, log_prob_kwargs=None,
+                progress=False) -> tuple[dict, np.ndarray | None, int | None]:
     kind_label, convention = likelihood_convention(model, data)
     out: dict[str, Any] = {"kind": kind_label, "log_prob_kind": model.log_prob_kind, "convention": convention}
     if model.log_prob_kind == "none":
@@ -150,13 +193,16 @@ def _likelihood(model, params, key, x, data, *, iwae_samples, batch) -> tuple[di
         return out, None, None
     k_dq, k_lp = jax.random.split(key)
     x_eval, offset = likelihood_data(model, k_dq, np.asarray(x), data)
-    vals = log_probs(model, params, k_lp, x_eval, iwae_samples=iwae_samples, batch=batch)
+    vals = log_probs(model, params, k_lp, x_eval, iwae_samples=iwae_samples, batch=batch,
+                     log_prob_kwargs=log_prob_kwargs, progress=progress)
     nll = float(-np.mean(vals))
     out.update(nll_nats=nll, bits_per_dim=float(bits_per_dim(nll, _num_dims(data), num_levels=offset, allow_nonfinite=True))
                if _is_image(data) else None,
                num_test_examples=int(len(x_eval)))
     if model.log_prob_kind == "iwae_bound":
         out["iwae_samples"] = iwae_samples
+    if log_prob_kwargs:
+        out["estimator"] = ", ".join(f"{k}={v}" for k, v in sorted(log_prob_kwargs.items()))
     return out, vals, offset
 
 
@@ -172,29 +218,36 @@ def likelihood(model, params, key, x: np.ndarray, data, *, iwae_samples: int = 1
 
 # ---------------------------------------------------------------------- samples
 def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict | None = None,
-                 sample_kwargs: dict | None = None, cond=None) -> np.ndarray:
+                 sample_kwargs: dict | None = None, cond=None, progress: bool = False) -> np.ndarray:
     """``num`` samples in the data space, ``chunk`` at a time (key ``fold_in(key, i)``)
     with one compiled sampler per chunk size (``cache`` keeps them across calls).
 
     ``cond``: one condition per sample (``(num, ...)``, e.g. caption tokens), sliced per
     chunk and passed as ``model.sample``'s ``cond``; ``sample_kwargs``: the rest (``guidance``,
-    ``sampler``, ...), the same for every chunk."""
+    ``sampler``, ...), the same for every chunk; ``progress``: a bar over the samples."""
     cache = {} if cache is None else cache
     kw = dict(sample_kwargs or {})
     if cond is not None and len(cond) != num:
         raise ValueError(f"cond must hold one condition per sample: {num}, got {len(cond)}")
     out = []
-    for i, start in enumerate(range(0, num, chunk)):
-        n = min(chunk, num - start)
-        k = jax.random.fold_in(key, i)
-        if cond is None:
-            if n not in cache:
-                cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw))
-            out.append(np.asarray(cache[n](params, k)))
-        else:
-            if (n, "cond") not in cache:
-                cache[n, "cond"] = jax.jit(lambda p, k, c, n=n: model.sample(p, k, n, cond=c, **kw))
-            out.append(np.asarray(cache[n, "cond"](params, k, np.asarray(cond[start : start + n]))))
+    bar = _bar(progress, num, "samples")
+    try:
+        for i, start in enumerate(range(0, num, chunk)):
+            n = min(chunk, num - start)
+            k = jax.random.fold_in(key, i)
+            if cond is None:
+                if n not in cache:
+                    cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw))
+                out.append(np.asarray(cache[n](params, k)))
+            else:
+                if (n, "cond") not in cache:
+                    cache[n, "cond"] = jax.jit(lambda p, k, c, n=n: model.sample(p, k, n, cond=c, **kw))
+                out.append(np.asarray(cache[n, "cond"](params, k, np.asarray(cond[start : start + n]))))
+            if bar is not None:
+                bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
     return np.concatenate(out)
 
 
@@ -268,6 +321,9 @@ def evaluate(
     kid_subset_size: int = 1000,
     batch: int = 120,
     sample_chunk: int = 1000,
+    log_prob_kwargs: dict | None = None,
+    sample_kwargs: dict | None = None,
+    progress: bool = False,
 ) -> dict:
     """Every metric ``model`` has on ``data``'s test split, as one flat dict of Python values.
 
@@ -288,6 +344,11 @@ def evaluate(
       kid_subsets, kid_subset_size: KID's subsets (:func:`genjax.metrics.sample_quality.kid`).
       batch: test examples per compiled likelihood call.
       sample_chunk: samples per compiled sampler call.
+      log_prob_kwargs: keywords of ``model.log_prob`` (the estimator's settings, e.g. a DDPM's
+        ``num_terms``); recorded as ``likelihood_estimator``.
+      sample_kwargs: keywords of ``model.sample`` for the generated samples (e.g. ``sampler``);
+        recorded as ``sample_settings``.
+      progress: tqdm bars (stderr) over the scored examples and the drawn samples.
 
     Returns:
       ``log_prob_kind``, ``likelihood_kind``, ``likelihood_convention``; with a density
@@ -324,7 +385,8 @@ def evaluate(
 
     k_lik, k_gen = jax.random.split(key)
     x = np.asarray(data.test if max_examples is None else data.test[:max_examples])
-    lik, vals, offset = _likelihood(model, params, k_lik, x, data, iwae_samples=iwae_samples, batch=batch)
+    lik, vals, offset = _likelihood(model, params, k_lik, x, data, iwae_samples=iwae_samples, batch=batch,
+                                    log_prob_kwargs=log_prob_kwargs, progress=progress)
     out: dict[str, Any] = {"log_prob_kind": model.log_prob_kind, "likelihood_kind": lik["kind"],
                            "likelihood_convention": lik["convention"]}
     if vals is not None:
@@ -335,6 +397,8 @@ def evaluate(
                    stderr_convention=STDERR_CONVENTION)
         if "iwae_samples" in lik:
             out["iwae_samples"] = iwae_samples
+        if "estimator" in lik:
+            out["likelihood_estimator"] = lik["estimator"]
         if _is_image(data):
             D = _num_dims(data)
             out["test_bits_per_dim"] = lik["bits_per_dim"]
@@ -355,7 +419,10 @@ def evaluate(
     else:
         out["likelihood_na_reason"] = lik["reason"]
     if num_generated:
-        s = draw_samples(model, params, k_gen, num_generated, chunk=sample_chunk)
+        s = draw_samples(model, params, k_gen, num_generated, chunk=sample_chunk, sample_kwargs=sample_kwargs,
+                         progress=progress)
+        if sample_kwargs:
+            out["sample_settings"] = ", ".join(f"{k}={v}" for k, v in sorted(sample_kwargs.items()))
         out.update(sample_metrics(s, data, classifier=classifier, num_reference=None if max_examples is None else max_examples,
                                   kid_subsets=kid_subsets, kid_subset_size=kid_subset_size))
     # a figure that does not exist (no sample in the support, one KID value: no spread) is left

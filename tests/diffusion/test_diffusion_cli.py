@@ -23,10 +23,12 @@ _TINY = {
 }
 
 
-def _train(tmp_path, capsys, model, data):
+def _train(tmp_path, capsys, model, data, err=None):
     rc = cli.main(["train", model, "--data", data, "--out", str(tmp_path), *_COMMON, *_TINY[f"{model}-{data}"]])
     out = capsys.readouterr()
     assert rc == 0, out.err
+    if err is not None:
+        err.append(out.err)
     return json.loads(out.out), tmp_path / f"{model}-{data}"
 
 
@@ -37,7 +39,11 @@ def _not_blank(path):
 
 
 def test_ddpm_digits_train_sample_eval(tmp_path, capsys):
-    summary, run = _train(tmp_path, capsys, "ddpm", "digits")
+    err = []
+    summary, run = _train(tmp_path, capsys, "ddpm", "digits", err)
+    # the end-of-run evaluation on images is the quick one, and the output says how to run the full one
+    assert summary["evaluation"].startswith("quick: 50 test examples") and summary["num_test_examples"] == 50
+    assert f"the full one: genjax eval {run}" in err[0] and summary["eval_time_s"] > 0
     for f in ("samples.png", "sampling_trajectory.png", "denoising.png"):
         assert f in summary["files"]
         _not_blank(run / f)

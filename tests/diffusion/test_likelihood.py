@@ -93,7 +93,7 @@ def test_ode_log_prob_log_time_grid_resolves_narrow_data(key, rng):
 
 def test_ode_log_prob_python_loop_equals_scan(key, rng, monkeypatch):
     """The Python loop of jitted RK4 steps (what ``loop="auto"`` picks for a conv score on
-    CPU, outside jit) integrates the same ODE as the ``lax.scan``."""
+    CPU, outside jit, with the reverse-mode trace) integrates the same ODE as the ``lax.scan``."""
     from genjax import _xla
 
     sde = VPSDE()
@@ -104,7 +104,9 @@ def test_ode_log_prob_python_loop_equals_scan(key, rng, monkeypatch):
         return -x + y * t[:, None, None, None]
 
     x = jnp.asarray(rng.standard_normal((3, 4, 4, 1)), jnp.float32)
-    run = lambda loop: np.asarray(ode_log_prob(key, conv_score, x, sde=sde, num_steps=6, loop=loop))  # noqa: E731
+    def run(loop, mode="vjp"):
+        return np.asarray(ode_log_prob(key, conv_score, x, sde=sde, num_steps=6, loop=loop, hutchinson_mode=mode))
+
     scan, python = run("scan"), run("python")
     np.testing.assert_allclose(python, scan, rtol=1e-5, atol=1e-4)
     # auto: the rule sees the convolution; on CPU it takes the Python loop outside jit
@@ -113,8 +115,11 @@ def test_ode_log_prob_python_loop_equals_scan(key, rng, monkeypatch):
     monkeypatch.setattr(_xla, "python_loop_is_faster", lambda *a: picked.append(real(*a)) or picked[-1])
     np.testing.assert_allclose(run("auto"), scan, rtol=1e-5, atol=1e-4)
     assert picked == [jax.default_backend() == "cpu"]
+    # the forward-mode trace (the default) differentiates no convolution: auto scans, the rule unasked
+    np.testing.assert_allclose(run("auto", "jvp"), scan, rtol=1e-5, atol=1e-4)
+    assert len(picked) == 1
     # under jit x is traced: auto falls back to the scan (the rule is not even asked) ...
-    jitted = jax.jit(lambda k, x: ode_log_prob(k, conv_score, x, sde=sde, num_steps=6))(key, x)
+    jitted = jax.jit(lambda k, x: ode_log_prob(k, conv_score, x, sde=sde, num_steps=6, hutchinson_mode="vjp"))(key, x)
     np.testing.assert_allclose(jitted, scan, rtol=1e-5, atol=1e-4)
     assert len(picked) == 1
     # ... and an explicit Python loop is refused with the reason
