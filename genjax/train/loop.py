@@ -774,7 +774,11 @@ def restore_params(out_dir: str | os.PathLike, model, example_batch, *, optimize
             return like if seeds is None else _stack([like] * seeds)
 
         # shapes only (nothing runs): an eager init compiles every op of the network (a minute
-        # for the ldm's three networks on a busy 2-core CPU), and the checkpoint holds the values
-        return ckpt.restore_latest(jax.eval_shape(structure))
+        # for the ldm's three networks on a busy 2-core CPU), and the checkpoint holds the values.
+        # Placed on this process's first device: without a sharding, orbax would use the saved
+        # one (e.g. a mesh over several processes) and refuse this topology.
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return ckpt.restore_latest(jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=here),
+                                                          jax.eval_shape(structure)))
     finally:
         ckpt.close()
