@@ -113,15 +113,22 @@ def test_many_seeds_quick_json(tmp_path, monkeypatch):
 def test_sampling_quick_json(tmp_path, monkeypatch):
     from genjax.flows.constructors import maf
 
-    from genjax.diffusion import ddpm_2d
+    from genjax.diffusion import ddpm_2d, ddpm_mlp
+    from genjax.diffusion.ddpm import SAMPLERS
 
     monkeypatch.setattr(sampling, "QUICK_T", 10)
     monkeypatch.setattr(sampling, "make_ddpm", lambda T: ddpm_2d(T=T, hidden=(8,), emb_dim=8))
     monkeypatch.setattr(sampling, "FLOWS", (("MAF 4-D", lambda: maf(4, num_layers=2, hidden=(8,)), 4),))
+    monkeypatch.setattr(sampling, "make_image_ddpm", lambda T: ddpm_mlp((2, 2, 1), T=T, hidden=(8,), emb_dim=8, data_range="unit"))
     entry = _run(tmp_path, "sampling")
     by = {r["sampler"]: r for r in entry["rows"]}
+    every = [f"{s}, 2x2x1 MLP DDPM T=10" for s in SAMPLERS] + ["langevin, 2x2x1 MLP NCSN"]
     assert {"DDPM 2-D, one lax.scan", "DDPM 2-D, Python loop of jitted steps", "DDIM 2-D, one lax.scan",
-            "MAF 4-D sample", "MAF 4-D log_prob (one pass)"} == set(by)
+            "MAF 4-D sample", "MAF 4-D log_prob (one pass)", *every} == set(by)
+    # every sampler, its network evaluations per image as the model counts them
+    model = sampling.make_image_ddpm(10)
+    assert [by[n]["evals/image"] for n in every] == [model.sampler_nfe(s) for s in SAMPLERS] + [10 * 10 + 1]
+    assert {"ddpm", "ddim", "pc", "ode", "euler", "heun", "dpm++2m", "dpm2", "dpm3"} <= set(SAMPLERS)
     assert by["DDPM 2-D, one lax.scan"]["steps"] == 10 and by["DDIM 2-D, one lax.scan"]["steps"] == 10
     for r in entry["rows"]:
         np.testing.assert_allclose(r["samples/s"], r["batch"] / (r["ms"] / 1e3), rtol=1e-9, atol=0)
