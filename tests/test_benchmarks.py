@@ -100,14 +100,19 @@ def test_fused_steps_quick_json(tmp_path, monkeypatch):
 def test_many_seeds_quick_json(tmp_path, monkeypatch):
     monkeypatch.setattr(many_seeds, "SEEDS", (8,))
     monkeypatch.setattr(many_seeds, "BATCH", 4)
+    monkeypatch.setattr(many_seeds, "SCHEDULE_SEEDS", 2)
     entry = _run(tmp_path, "many_seeds")
-    assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap")]
+    schedules = [(2, f"step: {m}") for m in ("vmap", "lax.map", "python loop", "adam alone (vmap)")]
+    assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap"), *schedules]
+    for r in entry["rows"][2:]:  # against one seed's jitted step of the same interleaved repeats
+        assert _positive(r["ms/step"]) and _positive(r["x one seed"])
+        np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / 2, rtol=1e-9, atol=0)
     one = entry["rows"][0]["ms/step"]
-    for r in entry["rows"]:
+    for r in entry["rows"][:2]:
         np.testing.assert_allclose(r["x one seed"], r["ms/step"] / one, rtol=1e-9, atol=0)
         np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / r["seeds"], rtol=1e-9, atol=0)
     (t,) = entry["targets"]
-    assert t["value"] == entry["rows"][-1]["x one seed"] and t["higher_is_better"] is False
+    assert t["value"] == entry["rows"][1]["x one seed"] and t["higher_is_better"] is False
 
 
 def test_sampling_quick_json(tmp_path, monkeypatch):
@@ -199,8 +204,13 @@ def test_breakdown_quick_json(tmp_path, monkeypatch):
         ("seed VAE", lambda: seed_vae(784), 4, None, breakdown.SEED_ENC, breakdown.SEED_DEC),
         ("seed VAE", lambda: seed_vae(784), 4, 2, breakdown.SEED_ENC, breakdown.SEED_DEC),
     ))
+    monkeypatch.setattr(breakdown, "GAN_BATCHES", (4,))
     entry = _run(tmp_path, "breakdown")
-    one, two, dispatch = entry["rows"]
+    one, two, *gan_rows, dispatch = entry["rows"]
+    assert [r["case"].split(": ")[1].split(" ")[0] for r in gan_rows] == ["library", "minimal", "D", "G", "D", "G", "metrics", "keys"]
+    for r in gan_rows:  # each part's time against the library step's
+        assert r["batch"] == 4 and _positive(r["full ms"])
+        np.testing.assert_allclose(r["share of step"], r["full ms"] / gan_rows[0]["full ms"], rtol=1e-9, atol=0)
     assert one["case"] == "seed VAE" and two["case"] == "seed VAE x2 seeds (vmap)"
     np.testing.assert_allclose(two["params (M)"], 2 * one["params (M)"], rtol=1e-9)
     for r in (one, two):
