@@ -214,7 +214,7 @@ def test_breakdown_quick_json(tmp_path, monkeypatch):
     assert one["case"] == "seed VAE" and two["case"] == "seed VAE x2 seeds (vmap)"
     np.testing.assert_allclose(two["params (M)"], 2 * one["params (M)"], rtol=1e-9)
     for r in (one, two):
-        assert all(_positive(r[k]) for k in ("full ms", "grad ms", "adam ms", "grad GFLOP/s", "grad % peak"))
+        assert all(_positive(r[k]) for k in ("full ms", "grad ms", "adam ms", "grad norm ms", "grad GFLOP/s", "grad % peak"))
         np.testing.assert_allclose(r["adam share"], r["adam ms"] / r["full ms"], rtol=1e-9, atol=0)
     np.testing.assert_allclose(
         two["grad GFLOP/s"], 2 * breakdown.grad_flops(4, breakdown.SEED_ENC, breakdown.SEED_DEC) / (two["grad ms"] / 1e3) / 1e9,
