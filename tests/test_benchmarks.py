@@ -102,11 +102,14 @@ def test_many_seeds_quick_json(tmp_path, monkeypatch):
     monkeypatch.setattr(many_seeds, "BATCH", 4)
     monkeypatch.setattr(many_seeds, "SCHEDULE_SEEDS", 2)
     entry = _run(tmp_path, "many_seeds")
-    schedules = [(2, f"step: {m}") for m in ("vmap", "lax.map", "python loop", "adam alone (vmap)")]
+    schedules = [(1, "step: one seed, 2 steps per lax.scan"), (2, "step: vmap, 2 steps per lax.scan (fit)")]
+    schedules += [(2, f"step: {m}") for m in ("vmap", "lax.map", "python loop", "adam alone (vmap)")]
     assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap"), *schedules]
-    for r in entry["rows"][2:]:  # against one seed's jitted step of the same interleaved repeats
+    one_scan, vmap_scan = entry["rows"][2:4]  # the scanned vmap against the scanned single seed
+    np.testing.assert_allclose(vmap_scan["x one seed"], vmap_scan["ms/step"] / one_scan["ms/step"], rtol=1e-9, atol=0)
+    for r in entry["rows"][2:]:  # against one seed's step of the same interleaved repeats
         assert _positive(r["ms/step"]) and _positive(r["x one seed"])
-        np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / 2, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / r["seeds"], rtol=1e-9, atol=0)
     one = entry["rows"][0]["ms/step"]
     for r in entry["rows"][:2]:
         np.testing.assert_allclose(r["x one seed"], r["ms/step"] / one, rtol=1e-9, atol=0)
