@@ -4,6 +4,11 @@
   sampler as one ``lax.scan`` (``model.sample``) against a Python loop over a jitted
   single step (same update: ``p_mean`` + ``beta`` noise, keys and step indices made
   on the device beforehand); then DDIM with 50 steps against DDPM's 1000.
+- Throughput of every diffusion sampler at batch 256 (``THROUGHPUT_BATCH``) on 8x8x1
+  images (the ``digits`` shape): the MLP-denoiser DDPM (``ddpm_mlp``, T = 1000) with each
+  of ``genjax.diffusion.ddpm.SAMPLERS`` at its default steps (network evaluations per
+  image from ``sampler_nfe``), and annealed Langevin on the NCSN of the same denoiser;
+  images/s = batch / wall time of one jitted ``sample`` call.
 - Flows: RealNVP (2-D) sampling; MAF (2-D) sampling; MAF on 64 dimensions, where
   sampling is the sequential inverse (one MADE pass per dimension per layer) and the
   density is one pass: both timed on the same batch.
@@ -17,7 +22,10 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import EntryResult, Settings, Target, block, measure, ratio
-from genjax.diffusion import ddpm_2d
+from genjax.diffusion import ddpm_2d, ddpm_mlp
+from genjax.diffusion.ddpm import SAMPLERS as DDPM_SAMPLERS
+from genjax.diffusion.models import NCSN
+from genjax.diffusion.schedules import geometric_sigmas
 from genjax.diffusion.objectives import model_log_variance, p_mean
 from genjax.flows.constructors import maf, realnvp_2d
 
@@ -36,6 +44,32 @@ def _timed(fn, settings: Settings) -> float:
 
 def _row(what: str, steps, batch: int, seconds: float, **extra) -> dict:
     return {"sampler": what, "steps": steps, "batch": batch, "ms": 1e3 * seconds, "samples/s": batch / seconds, **extra}
+
+
+#: batch and image shape of the per-sampler throughput rows
+THROUGHPUT_BATCH = 256
+THROUGHPUT_SHAPE = (8, 8, 1)
+#: the image DDPM of the throughput rows (T steps)
+make_image_ddpm = lambda T: ddpm_mlp(THROUGHPUT_SHAPE, T=T, data_range="unit")
+
+
+def sampler_throughput(settings: Settings, *, T: int, batch: int) -> list[dict]:
+    """One row per sampler: ms per ``sample`` call of ``batch`` images and images/s (see the module docstring)."""
+    key = jax.random.PRNGKey(0)
+    model = make_image_ddpm(T)
+    params = model.init(key, jnp.zeros((8, *model.data_shape)))
+    runs = [(name, model.sampler_nfe(name), jax.jit(lambda p, k, name=name: model.sample(p, k, batch, sampler=name)), params)
+            for name in DDPM_SAMPLERS]
+    ncsn = NCSN(model.network, model.data_shape, geometric_sigmas(1.0, 0.01, 10), data_range="unit",
+                steps_per_sigma=10 if settings.quick else 100)
+    runs.append(("langevin", ncsn.sigmas.shape[0] * ncsn.steps_per_sigma + 1,
+                 jax.jit(lambda p, k: ncsn.sample(p, k, batch)), ncsn.init(key, jnp.zeros((8, *model.data_shape)))))
+    rows = []
+    for name, nfe, fn, p in runs:
+        t = _timed(lambda fn=fn, p=p: fn(p, key), settings)
+        label = f"{name}, {'x'.join(map(str, model.data_shape))} MLP {'NCSN' if name == 'langevin' else f'DDPM T={T}'}"
+        rows.append(_row(label, "-", batch, t, vs="-", **{"evals/image": nfe}))
+    return rows
 
 
 def python_loop_ddpm(model, params, key, num: int):
@@ -101,5 +135,9 @@ def run(settings: Settings) -> EntryResult:
             rows.append(_row(f"{name} log_prob (one pass)", 1, n_flow, t_d, vs="-"))
             extra = {"vs": f"sample / log_prob = {t_s / t_d:.1f}x"}
         rows.append(_row(f"{name} sample", "-", n_flow, t_s, **(extra or {"vs": "-"})))
-    notes = ["DDPM/DDIM: 2-D residual MLP (128,128,128); flows: default sizes, params freshly initialised"]
+    rows += sampler_throughput(settings, T=T, batch=8 if quick else THROUGHPUT_BATCH)
+    notes = ["DDPM/DDIM: 2-D residual MLP (128,128,128); flows: default sizes, params freshly initialised",
+             f"per-sampler rows: 8x8x1 images, residual-MLP denoiser (128,128,128), batch {THROUGHPUT_BATCH}, each sampler "
+             "at its default steps ('evals/image' = network evaluations per image; langevin: 10 noise levels x 100 steps + "
+             "the final denoising step); samples/s = images/s"]
     return EntryResult("sampling", "sampler wall time and samples/s", rows, targets, notes)

@@ -101,28 +101,43 @@ def test_fused_steps_quick_json(tmp_path, monkeypatch):
 def test_many_seeds_quick_json(tmp_path, monkeypatch):
     monkeypatch.setattr(many_seeds, "SEEDS", (8,))
     monkeypatch.setattr(many_seeds, "BATCH", 4)
+    monkeypatch.setattr(many_seeds, "SCHEDULE_SEEDS", 2)
     entry = _run(tmp_path, "many_seeds")
-    assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap")]
+    schedules = [(1, "step: one seed, 2 steps per lax.scan"), (2, "step: vmap, 2 steps per lax.scan (fit)")]
+    schedules += [(2, f"step: {m}") for m in ("vmap", "lax.map", "python loop", "adam alone (vmap)")]
+    assert [(r["seeds"], r["mode"]) for r in entry["rows"]] == [(1, "no vmap"), (8, "vmap"), *schedules]
+    one_scan, vmap_scan = entry["rows"][2:4]  # the scanned vmap against the scanned single seed
+    np.testing.assert_allclose(vmap_scan["x one seed"], vmap_scan["ms/step"] / one_scan["ms/step"], rtol=1e-9, atol=0)
+    for r in entry["rows"][2:]:  # against one seed's step of the same interleaved repeats
+        assert _positive(r["ms/step"]) and _positive(r["x one seed"])
+        np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / r["seeds"], rtol=1e-9, atol=0)
     one = entry["rows"][0]["ms/step"]
-    for r in entry["rows"]:
+    for r in entry["rows"][:2]:
         np.testing.assert_allclose(r["x one seed"], r["ms/step"] / one, rtol=1e-9, atol=0)
         np.testing.assert_allclose(r["ms per seed-step"], r["ms/step"] / r["seeds"], rtol=1e-9, atol=0)
     (t,) = entry["targets"]
-    assert t["value"] == entry["rows"][-1]["x one seed"] and t["higher_is_better"] is False
+    assert t["value"] == entry["rows"][1]["x one seed"] and t["higher_is_better"] is False
 
 
 def test_sampling_quick_json(tmp_path, monkeypatch):
     from genjax.flows.constructors import maf
 
-    from genjax.diffusion import ddpm_2d
+    from genjax.diffusion import ddpm_2d, ddpm_mlp
+    from genjax.diffusion.ddpm import SAMPLERS
 
     monkeypatch.setattr(sampling, "QUICK_T", 10)
     monkeypatch.setattr(sampling, "make_ddpm", lambda T: ddpm_2d(T=T, hidden=(8,), emb_dim=8))
     monkeypatch.setattr(sampling, "FLOWS", (("MAF 4-D", lambda: maf(4, num_layers=2, hidden=(8,)), 4),))
+    monkeypatch.setattr(sampling, "make_image_ddpm", lambda T: ddpm_mlp((2, 2, 1), T=T, hidden=(8,), emb_dim=8, data_range="unit"))
     entry = _run(tmp_path, "sampling")
     by = {r["sampler"]: r for r in entry["rows"]}
+    every = [f"{s}, 2x2x1 MLP DDPM T=10" for s in SAMPLERS] + ["langevin, 2x2x1 MLP NCSN"]
     assert {"DDPM 2-D, one lax.scan", "DDPM 2-D, Python loop of jitted steps", "DDIM 2-D, one lax.scan",
-            "MAF 4-D sample", "MAF 4-D log_prob (one pass)"} == set(by)
+            "MAF 4-D sample", "MAF 4-D log_prob (one pass)", *every} == set(by)
+    # every sampler, its network evaluations per image as the model counts them
+    model = sampling.make_image_ddpm(10)
+    assert [by[n]["evals/image"] for n in every] == [model.sampler_nfe(s) for s in SAMPLERS] + [10 * 10 + 1]
+    assert {"ddpm", "ddim", "pc", "ode", "euler", "heun", "dpm++2m", "dpm2", "dpm3"} <= set(SAMPLERS)
     assert by["DDPM 2-D, one lax.scan"]["steps"] == 10 and by["DDIM 2-D, one lax.scan"]["steps"] == 10
     for r in entry["rows"]:
         np.testing.assert_allclose(r["samples/s"], r["batch"] / (r["ms"] / 1e3), rtol=1e-9, atol=0)
@@ -220,12 +235,17 @@ def test_breakdown_quick_json(tmp_path, monkeypatch):
         ("seed VAE", lambda: seed_vae(784), 4, None, breakdown.SEED_ENC, breakdown.SEED_DEC),
         ("seed VAE", lambda: seed_vae(784), 4, 2, breakdown.SEED_ENC, breakdown.SEED_DEC),
     ))
+    monkeypatch.setattr(breakdown, "GAN_BATCHES", (4,))
     entry = _run(tmp_path, "breakdown")
-    one, two, dispatch = entry["rows"]
+    one, two, *gan_rows, dispatch = entry["rows"]
+    assert [r["case"].split(": ")[1].split(" ")[0] for r in gan_rows] == ["library", "minimal", "D", "G", "D", "G", "metrics", "keys"]
+    for r in gan_rows:  # each part's time against the library step's
+        assert r["batch"] == 4 and _positive(r["full ms"])
+        np.testing.assert_allclose(r["share of step"], r["full ms"] / gan_rows[0]["full ms"], rtol=1e-9, atol=0)
     assert one["case"] == "seed VAE" and two["case"] == "seed VAE x2 seeds (vmap)"
     np.testing.assert_allclose(two["params (M)"], 2 * one["params (M)"], rtol=1e-9)
     for r in (one, two):
-        assert all(_positive(r[k]) for k in ("full ms", "grad ms", "adam ms", "grad GFLOP/s", "grad % peak"))
+        assert all(_positive(r[k]) for k in ("full ms", "grad ms", "adam ms", "grad norm ms", "grad GFLOP/s", "grad % peak"))
         np.testing.assert_allclose(r["adam share"], r["adam ms"] / r["full ms"], rtol=1e-9, atol=0)
     np.testing.assert_allclose(
         two["grad GFLOP/s"], 2 * breakdown.grad_flops(4, breakdown.SEED_ENC, breakdown.SEED_DEC) / (two["grad ms"] / 1e3) / 1e9,

@@ -56,6 +56,9 @@ class FourierDiscriminator(nn.Module):
     seed: int = 0
     example_dim: int | None = None
 
+    #: each row's score depends on that row only: see ``MLPDiscriminator.rowwise``
+    rowwise = True
+
     @nn.compact
     def __call__(self, x):
         if x.ndim != 2:

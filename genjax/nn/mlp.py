@@ -103,6 +103,9 @@ class MLPDiscriminator(nn.Module):
 
     hidden: Sequence[int] = (256, 128)
     activation: str = "leaky_relu"
+    #: each row's score depends on that row only (no batch statistics): the GAN may score
+    #: real and fake rows in one call (``GAN.d_loss``)
+    rowwise = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -214,3 +214,40 @@ def test_fit_trains_a_protocol_only_adversarial_model_like_the_gan(rng):
     assert a.history[0]["d_updates"] == 2
     with pytest.raises(ValueError, match="one optimizer per player"):
         genjax.train.fit(ProtocolOnly(model), x, **dict(kw, optimizer=optax.adam(1e-3)))
+
+
+def test_library_step_equals_the_straightforward_step(key, rng):
+    """The library step (one critic call on ``[real; fake]``, metrics, checks) gives the params of
+    the hand-written step of the same GAN (two critic calls, no metrics; ``benchmarks.breakdown``'s
+    reference for its speed) to float tolerance, over three steps."""
+    from benchmarks.breakdown import minimal_gan_step
+
+    model, tx = gan.seed_gan(16, 4), gan.gan_adam(1e-2, b1=0.5)  # a large step: differences would show
+    x = jnp.asarray(rng.uniform(-1, 1, (8, 16)), jnp.float32)
+    state = TrainState.create(model.init(key, x), tx, jax.random.fold_in(key, 1))
+    lib, ref = jax.jit(genjax.train.make_step(model, tx)), jax.jit(minimal_gan_step(model, tx))
+    ref_state = (state.params, state.opt_state, state.key, state.step)
+    for _ in range(3):
+        state, _ = lib(state, x)
+        ref_state = ref(ref_state, x)
+    assert _changed(state.params, TrainState.create(model.init(key, x), tx, key).params)
+    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [dict(pack=2), dict(fourier_features=4, loss_kind="wgan_gp"), dict(r1_weight=1.0)])
+def test_one_critic_call_scores_as_two(key, rng, overrides):
+    """A row-wise discriminator scores ``[real; fake]`` in one call: the D loss, its metrics and
+    its gradient equal those of two separate calls (a discriminator marked not row-wise)."""
+    import dataclasses
+
+    model = tiny_gan(**overrides)
+    assert model.discriminator.rowwise
+    two = dataclasses.replace(model, discriminator=model.discriminator.clone(parent=None))
+    object.__setattr__(two.discriminator, "rowwise", False)
+    assert not two.discriminator.rowwise and model.discriminator.rowwise
+    x = _x(rng, 8)
+    params = model.init(key, x)
+    one_out = jax.value_and_grad(model.d_loss, has_aux=True)(params, key, x)
+    two_out = jax.value_and_grad(two.d_loss, has_aux=True)(params, key, x)
+    chex.assert_trees_all_close(one_out, two_out, rtol=1e-5, atol=1e-6)
