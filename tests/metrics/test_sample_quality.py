@@ -157,7 +157,8 @@ def test_kid_is_unbiased_and_detects_a_shift(rng):
     assert (same < 0).any()  # an unbiased estimate of 0 must go negative sometimes
     shifted = sq.kid(rng.normal(size=(200, d)), rng.normal(size=(200, d)) + 1.0, num_subsets=10, subset_size=100)
     assert shifted["kid_mean"] > 20 * se
-    assert shifted["kid_mean"] > 5 * shifted["kid_std"]
+    # mean / std over subsets: median 8.3, 0.5th percentile 5.0 over 300 draws (one CI run saw 4.0)
+    assert shifted["kid_mean"] > 3 * shifted["kid_std"]
 
 
 def test_kid_subset_size_capped_and_errors(rng):

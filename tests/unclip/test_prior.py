@@ -139,7 +139,9 @@ def test_sample_prior_unit_norm_and_deterministic(key, rng):
     assert a.shape == (3, D)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), np.ones(3), rtol=1e-5)
     np.testing.assert_array_equal(a, b)
-    assert np.abs(run(jax.random.fold_in(key, 1)) - a).max() > 1e-3
+    # another key draws other noise: the result moves (by how much depends on how strongly the random
+    # network reads x_t, from ~1e-5 up, so only the change itself is asserted)
+    assert not np.array_equal(run(jax.random.fold_in(key, 1)), a)
     # the text embedding defaults to the prior's text encoder's
     _, emb = prior.text_encoder(tokens)
     np.testing.assert_array_equal(run(key, text_emb=emb), a)
