@@ -159,8 +159,10 @@ _BLOCKING_EVAL = textwrap.dedent(
 
 
 def test_ctrl_c_in_eval_stops_it_at_once_with_its_own_message(tmp_path):
+    # SIGINT at its default disposition in the child: a process started with SIGINT ignored (as a
+    # pytest-xdist worker's children are, and background jobs of a shell) never raises KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-c", _BLOCKING_EVAL, str(tmp_path)], stderr=subprocess.PIPE, text=True,
-                         env=_child_env(), cwd=tmp_path)
+                         env=_child_env(), cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stderr.readline().strip() == "evaluating"
         p.send_signal(signal.SIGINT)

@@ -43,6 +43,11 @@ DATA_RANGES = ("identity", "unit")
 _LOGISTIC = ("minimax", "non_saturating")
 
 
+def _sharding(x):
+    """The sharding of ``x``'s type under a mesh with explicit axes (None elsewhere)."""
+    return getattr(jax.typeof(x), "sharding", None) if hasattr(jax, "typeof") else None
+
+
 @dataclasses.dataclass(frozen=True)
 class GAN:
     """A two-player generative model (see the module docstring).
@@ -351,10 +356,12 @@ class GAN:
         independently (``rowwise = True``, e.g. :class:`~genjax.nn.mlp.MLPDiscriminator`) gets
         both in one call on ``[real; fake]``: one matmul of ``2 n`` rows per layer instead of
         two of ``n`` (the same scores up to float rounding). Others (batch statistics, minibatch
-        standard deviation) get two calls, each seeing only its own rows."""
-        if not getattr(self.discriminator, "rowwise", False):
+        standard deviation) get two calls, each seeing only its own rows; so do real and fake
+        rows laid out differently on a mesh (explicit sharding refuses to concatenate them)."""
+        fake = fake.astype(real.dtype)
+        if not getattr(self.discriminator, "rowwise", False) or _sharding(real) != _sharding(fake):
             return self.critic(params, real), self.critic(params, fake)
-        scores = self.critic(params, jnp.concatenate([real, fake.astype(real.dtype)]))
+        scores = self.critic(params, jnp.concatenate([real, fake]))
         return scores[: real.shape[0]], scores[real.shape[0]:]
 
     def discriminate(self, params: Params, x: Array) -> Array:

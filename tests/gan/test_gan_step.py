@@ -231,8 +231,10 @@ def test_library_step_equals_the_straightforward_step(key, rng):
         state, _ = lib(state, x)
         ref_state = ref(ref_state, x)
     assert _changed(state.params, TrainState.create(model.init(key, x), tx, key).params)
-    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-5, atol=1e-6)
+    # (Adam divides by sqrt(v): float reassociation of one vs two critic calls moves a few weights by
+    # ~1e-6 after 3 steps; one step moves each by ~lr = 1e-2, so a wrong step is still far outside)
+    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", [dict(pack=2), dict(fourier_features=4, loss_kind="wgan_gp"), dict(r1_weight=1.0)])
