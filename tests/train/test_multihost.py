@@ -16,7 +16,6 @@ import pathlib
 import shutil
 import signal
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -164,9 +163,7 @@ def reference():
 def killed(tmp_path_factory):
     """A VAE run on 2 processes whose process 1 is killed after step 3 (checkpoint at 2)."""
     out = tmp_path_factory.mktemp("killed")
-    t0 = time.monotonic()
-    results = launch_workers(2, out, ["killed"], timeout=240)
-    return out, results, time.monotonic() - t0
+    return out, launch_workers(2, out, ["killed"], timeout=240)
 
 
 def test_four_processes_train_vae_and_gan_as_one_process(tmp_path, reference):
@@ -201,20 +198,20 @@ def test_four_processes_train_vae_and_gan_as_one_process(tmp_path, reference):
 
 
 def test_a_dying_process_stops_the_others_with_a_clear_error(killed):
-    out, results, seconds = killed
+    out, results = killed
     (rc0, log0), (rc1, _) = results
     assert rc1 == -signal.SIGKILL
     assert rc0 == 3, f"process 0 exited {rc0} instead of raising DistributedError:\n{log0[-4000:]}"
     msg = (out / "error0.txt").read_text()
     assert msg.startswith("process 0 of 2: a collective with the other processes failed at ")
     assert "another process probably died" in msg
-    assert seconds < 240  # bounded (the launch's timeout would have killed a hang)
+    # no hang: process 0 left with its own exit code 3, not killed by the launch's 240 s timeout
     ckpts = sorted(d.name for d in (out / "killed" / "checkpoints").iterdir())
     assert ckpts == ["2"]
 
 
 def test_a_killed_run_resumes_on_one_or_two_processes_with_the_same_result(tmp_path, killed, reference):
-    out, results, _ = killed
+    out, results = killed
     assert results[0][0] == 3  # (the kill happened as planned)
     one, two = tmp_path / "one", tmp_path / "two"
     shutil.copytree(out / "killed", one)
