@@ -27,8 +27,11 @@ then default to the best solver at a stated NFE.
 
 Command (after both experiments have trained; about an hour on 2 CPU cores)::
 
-    GENJAX_DATA_DIR=/work/shared/data nohup nice python experiments/samplers_mnist.py > samplers_mnist.log 2>&1 &
+    GENJAX_DATA_DIR=../shared/data nohup nice python experiments/samplers_mnist.py > samplers_mnist.log 2>&1 &
 
+Resumable: every finished point is appended to ``<workdir>/samplers_mnist_points.jsonl`` (keyed
+by the model, a hash of its parameters, the sampler, steps, sample count and seed); re-run the
+same command after an interruption and it starts at the first unfinished point.
 ``--models ddpm`` / ``--models ldm`` runs one model; ``--smoke`` trains two tiny models on
 the 8x8 digits in the work dir and runs in seconds (the tests use it).
 
@@ -38,6 +41,7 @@ Figures reached: to be filled from the committed JSON.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pathlib
 import sys
@@ -142,12 +146,47 @@ def load_ldm(c: dict, workdir: pathlib.Path, smoke: bool):
     return result.models[last], result.params[last], data
 
 
-def fid_curve(name: str, model, params, data, real: np.ndarray, clf, config: dict, *, cond=None, guidance=None) -> dict:
-    """FID of every (solver, NFE budget) and of the reference sampler, the same key for all."""
+def params_fingerprint(params) -> str:
+    """A short hash of the parameters' bytes: a retrained model never reuses an old point."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _point_key(name: str, sampler: str, steps, config: dict, fingerprint: str) -> str:
+    return json.dumps([name, fingerprint, sampler, steps, config["num_samples"], config["seed"], config["chunk"]])
+
+
+def load_points(path: pathlib.Path) -> dict:
+    """The points a cut-off run finished (``points.jsonl``: one ``{"key", "row"}`` per line; a torn
+    last line, from a kill mid-write, is ignored and recomputed)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["key"]] = rec["row"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def fid_curve(name: str, model, params, data, real: np.ndarray, clf, config: dict, *, cond=None, guidance=None,
+              points: pathlib.Path | None = None) -> dict:
+    """FID of every (solver, NFE budget) and of the reference sampler, the same key for all.
+    ``points``: a ``.jsonl`` file each finished point is appended to, and taken from on a re-run
+    (an interrupted run resumes at the first point it had not finished)."""
     n, key = config["num_samples"], jax.random.PRNGKey(config["seed"] + 21)
     cache: dict = {}
+    done = load_points(points) if points is not None else {}
+    fingerprint = params_fingerprint(params)
 
     def fid_of(sampler: str, steps: int | None) -> dict:
+        pk = _point_key(name, sampler, steps, config, fingerprint)
+        if pk in done:
+            print(json.dumps({"model": name, "resumed": True, **done[pk]}), flush=True)
+            return done[pk]
         t0 = time.perf_counter()
         kw = {"sampler": sampler, "steps": steps, **({"guidance": guidance} if guidance is not None else {})}
         x = draw_samples(model, params, key, n, chunk=config["chunk"], cache=cache, cond=cond, sample_kwargs=kw)
@@ -157,6 +196,11 @@ def fid_curve(name: str, model, params, data, real: np.ndarray, clf, config: dic
                "precision": q["precision"], "recall": q["recall"], "finite": bool(np.isfinite(x).all()),
                "time_s": round(time.perf_counter() - t0, 1)}
         print(json.dumps({"model": name, **row}), flush=True)
+        if points is not None:
+            with open(points, "a") as f:  # one whole line per point, flushed: a kill leaves at most a torn last line
+                f.write(("\n" if points.exists() and points.stat().st_size and not points.read_bytes().endswith(b"\n") else "")
+                        + json.dumps({"key": pk, "row": row}) + "\n")
+                f.flush()
         return row
 
     rows = [fid_of(s, steps) for s in config["solvers"] for b in config["nfe"]
@@ -218,7 +262,8 @@ def main(argv=None) -> dict:
         clf = (features.train_classifier(dataset, progress=False, steps=5, batch_size=16) if args.smoke
                else features.get_classifier(dataset, progress=False))
         real = np.asarray(data.test)[: config["num_samples"]]
-        curve = fid_curve(m, model, params, data, real, clf, config, cond=cond, guidance=guidance)
+        curve = fid_curve(m, model, params, data, real, clf, config, cond=cond, guidance=guidance,
+                          points=pathlib.Path(args.workdir) / f"{name}_points.jsonl")
         series = {s: ([r["nfe"] for r in curve["rows"] if r["sampler"] == s], [r["fid"] for r in curve["rows"] if r["sampler"] == s])
                   for s in config["solvers"]}
         series[f"{config['reference']['sampler']} {curve['reference']['steps']}"] = (

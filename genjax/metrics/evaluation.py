@@ -217,16 +217,30 @@ def likelihood(model, params, key, x: np.ndarray, data, *, iwae_samples: int = 1
 
 
 # ---------------------------------------------------------------------- samples
+def _kwargs_key(kw: dict):
+    """A hashable key of sampler keywords (``None`` when one of them is not hashable, e.g. an array)."""
+    try:
+        key = tuple(sorted(kw.items()))
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
 def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict | None = None,
                  sample_kwargs: dict | None = None, cond=None, progress: bool = False) -> np.ndarray:
     """``num`` samples in the data space, ``chunk`` at a time (key ``fold_in(key, i)``)
-    with one compiled sampler per chunk size (``cache`` keeps them across calls).
+    with one compiled sampler per chunk size (``cache`` keeps them across calls, keyed by the
+    model, the chunk size, whether ``cond`` is given and ``sample_kwargs``).
 
     ``cond``: one condition per sample (``(num, ...)``, e.g. caption tokens), sliced per
     chunk and passed as ``model.sample``'s ``cond``; ``sample_kwargs``: the rest (``guidance``,
     ``sampler``, ...), the same for every chunk; ``progress``: a bar over the samples."""
-    cache = {} if cache is None else cache
     kw = dict(sample_kwargs or {})
+    # a compiled sampler is reused only for the same model, chunk size and sampler keywords (the
+    # keywords are baked into it); keywords that cannot be a key (arrays) compile afresh
+    kw_key = _kwargs_key(kw)
+    cache = {} if cache is None or kw_key is None else cache
     if cond is not None and len(cond) != num:
         raise ValueError(f"cond must hold one condition per sample: {num}, got {len(cond)}")
     out = []
@@ -235,14 +249,14 @@ def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict
         for i, start in enumerate(range(0, num, chunk)):
             n = min(chunk, num - start)
             k = jax.random.fold_in(key, i)
+            ck = (id(model), n, cond is not None, kw_key)
+            if ck not in cache:
+                cache[ck] = (jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw)) if cond is None
+                             else jax.jit(lambda p, k, c, n=n: model.sample(p, k, n, cond=c, **kw)))
             if cond is None:
-                if n not in cache:
-                    cache[n] = jax.jit(lambda p, k, n=n: model.sample(p, k, n, **kw))
-                out.append(np.asarray(cache[n](params, k)))
+                out.append(np.asarray(cache[ck](params, k)))
             else:
-                if (n, "cond") not in cache:
-                    cache[n, "cond"] = jax.jit(lambda p, k, c, n=n: model.sample(p, k, n, cond=c, **kw))
-                out.append(np.asarray(cache[n, "cond"](params, k, np.asarray(cond[start : start + n]))))
+                out.append(np.asarray(cache[ck](params, k, np.asarray(cond[start : start + n]))))
             if bar is not None:
                 bar.update(n)
     finally:

@@ -166,5 +166,17 @@ def test_samplers_mnist_smoke(tmp_path, load_experiment):
     assert saved["models"]["ddpm"]["reference"]["nfe"] == cfg["ddpm"]["T"]
     assert set(saved["models"]["ddpm"]["summary"]) == {str(b) for b in cfg["nfe"]}
     assert (tmp_path / "r" / "samplers_mnist_smoke_ddpm.png").is_file() and out["anchor"]["nfe"] == 10
+    # resumable: every finished point is in the work dir; a re-run after a cut (last line torn
+    # mid-write, one point lost) recomputes only that point and writes the same figures
+    points = tmp_path / "w" / "samplers_mnist_smoke_points.jsonl"
+    lines = points.read_text().splitlines()
+    assert len(lines) == len(rows) + 1
+    points.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    again = mod.main(["--smoke", "--models", "ddpm", "--workdir", str(tmp_path / "w"), "--ldm-workdir",
+                      str(tmp_path / "l"), "--results-dir", str(tmp_path / "r")])
+    assert again["models"]["ddpm"]["rows"] == out["models"]["ddpm"]["rows"]
+    ref, ref2 = out["models"]["ddpm"]["reference"], again["models"]["ddpm"]["reference"]
+    assert ref2["nfe"] == ref["nfe"] and ref2["fid"] == pytest.approx(ref["fid"], rel=1e-4)
+    assert len([json.loads(x) for x in points.read_text().splitlines() if x.strip().endswith("}")]) == len(rows) + 1
     with pytest.raises(ValueError, match="--models"):
         mod.main(["--smoke", "--models", "gan", "--results-dir", str(tmp_path / "r")])

@@ -175,3 +175,27 @@ def test_a_diverged_model_is_reported_not_raised():
     out = ev.evaluate(Diverged(), None, jax.random.PRNGKey(0), data, max_examples=10, num_generated=5)
     assert out["test_nll_nats"] == math.inf and "KL not computed: 10 of 10" in out["kl_convention"]
     assert "test_kl_nats" not in out and out["samples_finite"] is False and "modes_captured" not in out
+
+
+class _ScaleModel:
+    """``sample`` returns ``scale`` (a sampler keyword) in every entry, or ``cond`` times it."""
+
+    def sample(self, params, key, num, *, cond=None, scale=1.0):
+        base = jnp.ones((num, 2)) if cond is None else jnp.asarray(cond, jnp.float32)
+        return base * scale + 0.0 * params
+
+
+def test_draw_samples_cache_is_keyed_by_sampler_keywords():
+    """One shared ``cache`` across calls with other sampler keywords must not reuse the sampler
+    compiled for the first keywords (the samplers experiment shares one cache over all solvers)."""
+    model, cache, key = _ScaleModel(), {}, jax.random.PRNGKey(0)
+    a = ev.draw_samples(model, jnp.zeros(()), key, 5, chunk=3, cache=cache, sample_kwargs={"scale": 2.0})
+    b = ev.draw_samples(model, jnp.zeros(()), key, 5, chunk=3, cache=cache, sample_kwargs={"scale": 3.0})
+    np.testing.assert_array_equal(a, np.full((5, 2), 2.0))
+    np.testing.assert_array_equal(b, np.full((5, 2), 3.0))
+    cond = np.arange(10, dtype=np.float32).reshape(5, 2)
+    c = ev.draw_samples(model, jnp.zeros(()), key, 5, chunk=3, cache=cache, cond=cond, sample_kwargs={"scale": 2.0})
+    np.testing.assert_array_equal(c, cond * 2.0)
+    # unhashable keywords (an array) compile afresh instead of failing or reusing
+    d = ev.draw_samples(model, jnp.zeros(()), key, 5, chunk=3, cache=cache, sample_kwargs={"scale": jnp.float32(4.0)})
+    np.testing.assert_array_equal(d, np.full((5, 2), 4.0))
