@@ -38,6 +38,8 @@ Conventions (one everywhere):
 
 from __future__ import annotations
 
+import os
+import pathlib
 from typing import Any
 
 import jax
@@ -228,15 +230,24 @@ def _kwargs_key(kw: dict):
 
 
 def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict | None = None,
-                 sample_kwargs: dict | None = None, cond=None, progress: bool = False) -> np.ndarray:
+                 sample_kwargs: dict | None = None, cond=None, progress: bool = False, resume_dir=None) -> np.ndarray:
     """``num`` samples in the data space, ``chunk`` at a time (key ``fold_in(key, i)``)
     with one compiled sampler per chunk size (``cache`` keeps them across calls, keyed by the
     model, the chunk size, whether ``cond`` is given and ``sample_kwargs``).
 
     ``cond``: one condition per sample (``(num, ...)``, e.g. caption tokens), sliced per
     chunk and passed as ``model.sample``'s ``cond``; ``sample_kwargs``: the rest (``guidance``,
-    ``sampler``, ...), the same for every chunk; ``progress``: a bar over the samples."""
+    ``sampler``, ...), the same for every chunk; ``progress``: a bar over the samples.
+
+    ``resume_dir``: a folder (one per set of samples: the caller names it after the model and
+    keywords) where every finished chunk is saved (``chunk_00000.npy``, ..., written to a
+    temporary name and renamed: a kill never leaves a torn chunk); chunks found there are loaded,
+    not drawn again, so a long draw cut off at any moment resumes where it stopped and gives the
+    same samples."""
     kw = dict(sample_kwargs or {})
+    if resume_dir is not None:
+        resume_dir = pathlib.Path(resume_dir)
+        resume_dir.mkdir(parents=True, exist_ok=True)
     # a compiled sampler is reused only for the same model, chunk size and sampler keywords (the
     # keywords are baked into it); keywords that cannot be a key (arrays) compile afresh
     kw_key = _kwargs_key(kw)
@@ -248,6 +259,14 @@ def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict
     try:
         for i, start in enumerate(range(0, num, chunk)):
             n = min(chunk, num - start)
+            saved = None if resume_dir is None else resume_dir / f"chunk_{i:05d}.npy"
+            if saved is not None and saved.exists():
+                x = np.load(saved)
+                if len(x) == n:
+                    out.append(x)
+                    if bar is not None:
+                        bar.update(n)
+                    continue
             k = jax.random.fold_in(key, i)
             ck = (id(model), n, cond is not None, kw_key)
             if ck not in cache:
@@ -257,6 +276,10 @@ def draw_samples(model, params, key, num: int, *, chunk: int = 1000, cache: dict
                 out.append(np.asarray(cache[ck](params, k)))
             else:
                 out.append(np.asarray(cache[ck](params, k, np.asarray(cond[start : start + n]))))
+            if saved is not None:
+                tmp = saved.with_suffix(".tmp.npy")
+                np.save(tmp, out[-1])
+                os.replace(tmp, saved)
             if bar is not None:
                 bar.update(n)
     finally:

@@ -178,5 +178,7 @@ def test_samplers_mnist_smoke(tmp_path, load_experiment):
     ref, ref2 = out["models"]["ddpm"]["reference"], again["models"]["ddpm"]["reference"]
     assert ref2["nfe"] == ref["nfe"] and ref2["fid"] == pytest.approx(ref["fid"], rel=1e-4)
     assert len([json.loads(x) for x in points.read_text().splitlines() if x.strip().endswith("}")]) == len(rows) + 1
+    chunk_dir = tmp_path / "w" / "samplers_mnist_smoke_points"
+    assert not chunk_dir.exists() or not any(chunk_dir.iterdir())  # a recorded point's chunks are removed
     with pytest.raises(ValueError, match="--models"):
         mod.main(["--smoke", "--models", "gan", "--results-dir", str(tmp_path / "r")])
