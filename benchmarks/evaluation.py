@@ -12,6 +12,9 @@ user can wait for"), then sampling 64 digits from the UNet DDPM and the RealNVP 
   steps, one Hutchinson probe). Former: the reverse-mode trace (``hutchinson_mode="vjp"``)
   in the jitted ``lax.scan``, compiled per call. New: the forward-mode trace (``"jvp"``),
   compiled once; and 25 RK4 steps (the end-of-run evaluation's).
+- The end-of-run evaluation's share of a default CLI run (goal <= 0.2): the quick evaluation
+  ``genjax train`` runs after training, timed whole, over the default steps times the warm
+  train-step time.
 
 Each path is timed twice: ``first`` (a user's call: compilation included, a fresh function
 for the former path) and ``warm`` (run only). Parameters are freshly initialised: the time
@@ -77,6 +80,33 @@ def _likelihood_rows(name: str, opts: dict, paths: dict, n: int) -> tuple[list[d
     return rows, warm
 
 
+def _end_of_run_share(name: str, opts: dict, settings: Settings) -> tuple[float, dict]:
+    """The end-of-run evaluation of a CLI run (``spec.evaluate(quick=True)``, what ``genjax train``
+    runs after training: compilation included, as a user pays it) against the training it follows
+    at the CLI's default steps: the default train step's time (warm) times the default steps."""
+    spec = registry.get_model_spec(name)
+    data = registry.load_data("digits")
+    built = registry.build_model(name, data, opts)
+    model, steps = built.model, spec.defaults["steps"]
+    batch = min(spec.defaults["batch_size"], 8) if settings.quick else spec.defaults["batch_size"]
+    step_s = measure(train_stepper(model, data, built.optimizer, built.transform, batch), settings)["median_s"]
+    params = model.init(jax.random.PRNGKey(0), jnp.asarray(data.train[:8]))
+    t_eval = time_once(lambda: spec.evaluate(model, params, data, jax.random.PRNGKey(3),
+                                             classifier=None if settings.quick else "auto",
+                                             **({"quick": True} if "quick" in _params(spec.evaluate) else {})))
+    train_s = step_s * steps
+    share = t_eval / train_s
+    return share, {"evaluation": f"{name} end-of-run evaluation (quick) vs {steps} default train steps",
+                   "default steps": steps, "train s (projected)": train_s, "first s": t_eval,
+                   "eval / train": share}
+
+
+def _params(fn) -> set:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)
+
+
 def run(settings: Settings) -> EntryResult:
     n = QUICK_EXAMPLES if settings.quick else NUM_EXAMPLES
     ode_steps = 5 if settings.quick else ODE_STEPS
@@ -108,6 +138,14 @@ def run(settings: Settings) -> EntryResult:
         rows.append({"evaluation": f"ddpm sample {num} digits, {sampler} ({model.sampler_nfe(sampler)} NFE)",
                      "examples": num, "warm s": t})
 
+    # the end-of-run evaluation of `genjax train ddpm|score-sde --data digits` against its training
+    for name, opts in (("ddpm", {}), ("score-sde", {"sampler": "ode"})):
+        share, row = _end_of_run_share(name, {**tiny, **opts, **({"T": 60} if settings.quick and name == "ddpm" else {})},
+                                       settings)
+        rows.append(row)
+        targets.append(Target(f"{name} end-of-run evaluation / default training ({row['default steps']} steps)",
+                              share, 0.2, unit="", higher_is_better=False))
+
     # the RealNVP train step on digits (the CLI's default model and batch)
     model, data, tx, transform, batch = build("realnvp", {})
     batch = min(batch, 8) if settings.quick else batch
@@ -116,6 +154,8 @@ def run(settings: Settings) -> EntryResult:
     notes = [f"UNet DDPM / score SDE at the CLI defaults on digits (8x8), params freshly initialised; {n} test digits; "
              "'first' includes compilation (the former path compiles on every evaluation), 'warm' does not",
              "the stratified VLB and the 25-step ODE are cheaper estimates (the end-of-run evaluation's), "
-             "not the same numbers: their bits/dim show how far they land"]
+             "not the same numbers: their bits/dim show how far they land",
+             "end-of-run share: the quick evaluation `genjax train` runs after training (compilation included) "
+             "over the default steps times the warm train-step time (a projection: no full training is run)"]
     return EntryResult("evaluation", "likelihood evaluation: former vs new code path; DDPM sampling; RealNVP step",
                        rows, targets, notes)

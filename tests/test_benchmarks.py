@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks import (breakdown, common, data_parallel, evaluation, families, fused_steps, many_seeds, mixed_precision,
                         multihost, run as bench_run, sampling, train_step)
+from genjax import registry
 from genjax.gan.constructors import seed_gan
 from genjax.gan.step import gan_adam
 from genjax.train import TrainState, make_step, make_train_step
@@ -165,6 +166,10 @@ def test_evaluation_quick_json(tmp_path):
     assert f"ddpm new, {evaluation.dspec.QUICK_VLB_TERMS} strata" in rows
     assert any(k.startswith("ddpm sample 8 digits, dpm++2m") for k in rows)
     assert _positive(next(r for k, r in rows.items() if k.startswith("realnvp"))["steps/s"])
+    for name in ("ddpm", "score-sde"):  # the end-of-run evaluation against the default training it follows
+        r = next(r for k, r in rows.items() if k.startswith(f"{name} end-of-run"))
+        assert r["default steps"] == registry.get_model_spec(name).defaults["steps"]
+        np.testing.assert_allclose(r["eval / train"], r["first s"] / r["train s (projected)"], rtol=1e-9)
 
 
 def test_families_quick_json(tmp_path, monkeypatch):
