@@ -82,7 +82,9 @@ def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None,
         Stage("prior", prior, num_steps=opts["prior_steps"], batch_size=opts["prior_batch"], data=prior_data,
               transform=pick_caption, optimizer=_prior_optimizer(opts, opts["prior_steps"]),
               ema_decay=config.get("ema_decay"), **loop),
-        Stage("decoder", unclip, data=lambda frozen, d: d["x"], **ldm_registry.unet_fit_kwargs(config)),
+        # the frozen CLIP's image embeddings computed once for the data set, not at every step
+        Stage("decoder", unclip, data=lambda frozen, d: unclip(frozen).decoder_training_data(d["x"]),
+              **ldm_registry.unet_fit_kwargs(config)),
     ]
 
 

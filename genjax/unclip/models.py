@@ -5,7 +5,9 @@
 trained parameters are the decoder's (the prior and CLIP are frozen, trained in earlier stages):
 
 * ``loss``: the decoder's loss on ``{"x": images, "cond": CLIP image embeddings}`` (frozen
-  CLIP, no gradient; the decoder zeroes the embedding with its ``p_uncond`` for guidance);
+  CLIP, no gradient; the decoder zeroes the embedding with its ``p_uncond`` for guidance); the
+  embeddings are computed once for a data set by :meth:`UnCLIP.decoder_training_data` (the
+  batch's ``"image_emb"``), or per batch from the images;
 * ``sample``: caption tokens -> ``num_candidates`` prior samples per caption, the one with the
   higher dot product with the caption's CLIP text embedding kept (the paper's k = 2) -> decoded
   under classifier-free guidance on the embedding. ``embedding="text"`` feeds the caption's
@@ -142,14 +144,34 @@ class UnCLIP:
 
     # ------------------------------------------------------------------ model API
     def _decoder_batch(self, batch: Batch) -> dict:
+        if isinstance(batch, dict) and "image_emb" in batch:
+            return {"x": batch["x"], "cond": jax.lax.stop_gradient(jnp.asarray(batch["image_emb"], jnp.float32))}
         x = batch["x"] if isinstance(batch, dict) else batch
         return {"x": x, "cond": self.image_embedding(x)}
 
+    def decoder_training_data(self, images, *, chunk: int = 500) -> dict[str, np.ndarray]:
+        """``{"x": images, "image_emb": their CLIP image embeddings}`` (host arrays): the decoder's
+        training data with the frozen CLIP's embeddings computed once, not at every step
+        (:meth:`loss` takes them from ``"image_emb"``; the same values, the CLIP tower off the
+        step's critical path)."""
+        from genjax._xla import chunked_map
+
+        x = np.asarray(images, np.float32)
+        self.clip.check_images(x, name="images")
+        return {"x": x, "image_emb": np.asarray(chunked_map(self.clip.encode_image, self.clip_params, x, chunk=chunk),
+                                                np.float32)}
+
     def check_batch(self, batch: Batch, *, name: str = "batch") -> None:
         """The decoder trains on images (a dict batch's captions, if any, are not used): checked
-        as the CLIP's image tower takes them."""
+        as the CLIP's image tower takes them; a dict's ``"image_emb"`` (precomputed CLIP image
+        embeddings, :meth:`decoder_training_data`) must be ``(b, embed_dim)``."""
         x = batch["x"] if isinstance(batch, dict) else batch
         self.clip.check_images(x, name=f"{name}['x']" if isinstance(batch, dict) else name)
+        if isinstance(batch, dict) and "image_emb" in batch:
+            shape = tuple(np.shape(batch["image_emb"]))
+            if shape != (np.shape(x)[0], self.embed_dim):
+                raise ValueError(f"{name}['image_emb'] must be the images' CLIP embeddings of shape "
+                                 f"({np.shape(x)[0]}, {self.embed_dim}), got shape {shape}")
 
     def init(self, key: PRNGKeyArray, batch: Batch) -> Params:
         """The decoder's parameters (the only trained ones), from an example batch of images."""

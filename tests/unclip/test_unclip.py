@@ -63,6 +63,16 @@ def test_loss_is_the_decoders_under_clip_image_embeddings(parts):
     got_dict, _ = model.loss(params, key, {"x": images, "cond": TOKENS})  # captions are not used
     assert float(got_dict) == pytest.approx(float(want), rel=1e-6)
     assert "eps_mse" in metrics
+    # the embeddings computed once for a data set (the decoder stage's data) give the same loss
+    data = model.decoder_training_data(images, chunk=2)
+    np.testing.assert_allclose(data["image_emb"], np.asarray(emb), atol=1e-5)  # unit vectors, other batch sizes
+    got_pre, _ = model.loss(params, key, {"x": images, "image_emb": data["image_emb"]})
+    assert float(got_pre) == pytest.approx(float(want), rel=1e-4)
+    # the loss reads them: other embeddings give another loss
+    other, _ = model.loss(params, key, {"x": images, "image_emb": data["image_emb"][::-1]})
+    assert float(other) != pytest.approx(float(want), rel=1e-6)
+    with pytest.raises(ValueError, match=r"batch\['image_emb'\] must be the images' CLIP embeddings"):
+        model.loss(params, key, {"x": images, "image_emb": data["image_emb"][:2]})
 
 
 def test_sample_and_guidance_identity(parts):
