@@ -285,7 +285,11 @@ def vlb_terms(
     called once per step on the ``(t_chunk, b)`` inputs (``jax.vmap`` over ``t``, so any
     ``eps_fn``, conditioned or guided, works): ``T / t_chunk`` sequential calls instead of
     ``T``; ``t_chunk=1`` is one call per ``t``. The numbers do not depend on ``t_chunk``
-    (to float rounding).
+    (to float rounding). On CPU the time does not either: the default digits UNet's VLB of 50
+    test digits (T = 1000) took 62-71 s warm for ``t_chunk`` 1, 4, 8 and 16 alike (measured side by
+    side, 2 loaded cores: the FLOPs are the same and one call already fills the cores); the
+    default 8 is for accelerators, where a bigger call fills the device. What makes the bound
+    cheaper is fewer terms (``num_terms``).
 
     Args:
       key: PRNG key (one noise draw per step; the strata draws of ``num_terms``).
