@@ -63,7 +63,8 @@ class FitResult:
     seconds over every call that trained it: this call's plus, when it resumed, those
     recorded with the checkpoint it resumed from (``train_time.json`` in ``out_dir``, one
     entry per kept checkpoint; a resume past an interruption thus counts the time up to
-    the last checkpoint of every earlier call).
+    the last checkpoint of every earlier call). A call that finds the run finished trains
+    nothing and adds nothing: restoring a run never inflates its train time.
     """
 
     state: TrainState
@@ -628,7 +629,7 @@ def fit(
         _write_curves(out, history, main_process)
         elapsed = time.perf_counter() - t_start
         return FitResult(state, history, out, resumed_from, elapsed, num_seeds if multi else None,
-                         _diverged(state, counts, on_nonfinite, multi), time_before + elapsed)
+                         _diverged(state, counts, on_nonfinite, multi), time_before)  # no step trained here
 
     stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
     bar = _progress(progress and main_process, start, num_steps)
