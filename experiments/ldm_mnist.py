@@ -36,7 +36,9 @@ Command (resumable: re-run it after an interruption; every stage checkpoints in 
     GENJAX_DATA_DIR=../shared/data nohup python experiments/ldm_mnist.py > ldm_mnist.log 2>&1 &
 
 (``--only singles`` / ``--only pairs`` train one part's pipelines and stop, so the two can run
-side by side; the command without ``--only`` then restores them and writes the results.)
+side by side; the command without ``--only`` then restores them and writes the results. Each part
+of the results step is saved when done in ``<workdir>/ldm_mnist_results_parts/``, keyed by the
+models' parameter fingerprints and the config, so a cut-off results step resumes too.)
 
 ``--size gpu`` is the accelerator config (bigger networks, longer schedules; results file
 ``ldm_mnist_gpu.json``); ``--smoke`` runs the whole script on digits-captions with tiny networks
@@ -60,7 +62,7 @@ from genjax.data.captions import source_dataset
 from genjax.metrics import features
 from genjax.registry import ldm as ldm_registry
 from genjax.registry.core import write_run_config
-from genjax.results import write_result, write_samples
+from genjax.results import cached, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -286,30 +288,43 @@ def main(argv=None) -> dict:
     if args.only == "singles":
         return {}
     model, params, data = latent["model"], latent["params"], latent["data"]
+    # every part of the results below is saved in the work dir when done (keyed by the parameters'
+    # fingerprint and the config), so a results step cut off part-way resumes at the next part
+    parts = workdir / f"{name}_results_parts"
+    fp = {"latent": params_fingerprint(params), "pixel": params_fingerprint(pixel["params"])}
+    ckey = lambda *k: (*k, json.dumps(config, sort_keys=True, default=str))
 
-    # the main figures at the default guidance: every digit and attribute prompt
-    ps, x = ldm_registry.generate_for_prompts(model, params, data, jax.random.PRNGKey(11), guidance=g,
-                                              per_digit=config["per_digit"], per_attribute=config["per_attribute"],
-                                              **sampler)
-    main_scores = ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(12), classifier=latent["clf"])
-    pixel_ps, pixel_x = ldm_registry.generate_for_prompts(pixel["model"], pixel["params"], data, jax.random.PRNGKey(11),
-                                                          guidance=g, per_digit=config["per_digit"],
-                                                          per_attribute=config["per_attribute"], **sampler)
-    pixel_scores = ldm_registry.score_samples(pixel["model"], data, pixel_ps, pixel_x, jax.random.PRNGKey(12),
-                                              classifier=pixel["clf"])
+    def prompts_and_scores(p):  # the main figures at the default guidance: every digit and attribute prompt
+        ps, x = ldm_registry.generate_for_prompts(p["model"], p["params"], p["data"], jax.random.PRNGKey(11),
+                                                  guidance=g, per_digit=config["per_digit"],
+                                                  per_attribute=config["per_attribute"], **sampler)
+        scores = ldm_registry.score_samples(p["model"], p["data"], ps, x, jax.random.PRNGKey(12), classifier=p["clf"])
+        return ps, np.asarray(x), scores
+
+    ps, x, main_scores = cached(parts / "latent_main.pkl", ckey("latent_main", fp["latent"]),
+                                lambda: prompts_and_scores(latent))
+    _, _, pixel_scores = cached(parts / "pixel_main.pkl", ckey("pixel_main", fp["pixel"]),
+                                lambda: prompts_and_scores(pixel))
 
     # guidance sweep: FID vs prompt accuracy on the digit prompts
     sweep_ps = _digit_prompts(data, config["sweep_per_digit"])
-    sweep = [{"guidance": w, **_quick_scores(model, params, data, sweep_ps, jax.random.PRNGKey(13), w, sampler,
-                                             latent["clf"])} for w in config["guidance_sweep"]]
+    sweep = [{"guidance": w, **cached(parts / f"sweep_{w:g}.pkl", ckey("sweep", w, fp["latent"]),
+                                      lambda w=w: _quick_scores(model, params, data, sweep_ps, jax.random.PRNGKey(13),
+                                                                w, sampler, latent["clf"]))}
+             for w in config["guidance_sweep"]]
     viz.guidance_sweep_plot([s["guidance"] for s in sweep], [s["fid"] for s in sweep], [s["prompt_acc"] for s in sweep],
                             workdir / f"{name}_guidance.png")
 
-    # cost: train time to equal FID, sampling time per image
+    # cost: train time to equal FID, sampling time per image, train-step time side by side
     costs = cost(latent, pixel)
-    t_latent = sampling_time(model, params, data, config["timing_samples"], g, sampler)
-    t_pixel = sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler)
-    step_latent, step_pixel = step_times([latent, pixel])
+
+    def timings():
+        return (sampling_time(model, params, data, config["timing_samples"], g, sampler),
+                sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler),
+                *step_times([latent, pixel]))
+
+    t_latent, t_pixel, step_latent, step_pixel = cached(parts / "timings.pkl",
+                                                        ckey("timings", fp["latent"], fp["pixel"]), timings)
     reach = costs["latent_step_at_pixel_fid"]
     pixel_steps = pixel["curve"][-1]["step"] if pixel["curve"] else None
     costs.update(latent_step_s_side_by_side=round(step_latent, 4), pixel_step_s_side_by_side=round(step_pixel, 4),
@@ -324,11 +339,20 @@ def main(argv=None) -> dict:
     clip_pairs = train_clip(pairs, config, workdir, progress) if pairs != singles else clip_single
     pair = train_pipeline("ldm", pairs, config["pairs"], config, clip_pairs, workdir, progress, curve=False) \
         if pairs != singles else latent
-    pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"], jax.random.PRNGKey(14),
-                                                        guidance=g, per_pair=config["per_pair"], per_digit=1,
-                                                        per_attribute=1, **sampler)
-    pair_scores = ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x, jax.random.PRNGKey(15),
-                                             classifier=pair["clf"])
+
+    def pair_part():
+        pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"],
+                                                            jax.random.PRNGKey(14), guidance=g,
+                                                            per_pair=config["per_pair"], per_digit=1, per_attribute=1,
+                                                            **sampler)
+        scores = ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x, jax.random.PRNGKey(15),
+                                            classifier=pair["clf"])
+        return pair_ps, np.asarray(pair_x), scores
+
+    pair_ps, pair_x, pair_scores = cached(parts / "pairs.pkl", ckey("pairs", params_fingerprint(pair["params"])),
+                                          pair_part)
+    ae_figures = cached(parts / "autoencoder.pkl", ckey("autoencoder", fp["latent"]),
+                        lambda: autoencoder_figures(latent, jax.random.PRNGKey(16)))
 
     results_dir = pathlib.Path(args.results_dir)
     as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)
@@ -338,7 +362,7 @@ def main(argv=None) -> dict:
                   np.asarray(pair_ps.labels), **pair_ps.extra_fields(), guidance=np.float32(g))
     payload = {
         "config": config,
-        "autoencoder": autoencoder_figures(latent, jax.random.PRNGKey(16)),
+        "autoencoder": ae_figures,
         "latent": {**main_scores, "curve": latent["curve"], "stage_train_time_s": latent["stage_train_time_s"]},
         "pixel": {**pixel_scores, "curve": pixel["curve"], "stage_train_time_s": pixel["stage_train_time_s"]},
         "guidance_sweep": sweep,

@@ -63,7 +63,7 @@ from genjax.metrics import features, sample_quality
 from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
-from genjax.results import write_result
+from genjax.results import params_fingerprint, write_result
 from genjax.train import Stage, fit, fit_stages, restore_params
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -149,14 +149,6 @@ def load_ldm(c: dict, workdir: pathlib.Path, smoke: bool):
                         train=bool(c.get("train")))
     last = stages[-1].name
     return result.models[last], result.params[last], data
-
-
-def params_fingerprint(params) -> str:
-    """A short hash of the parameters' bytes: a retrained model never reuses an old point."""
-    h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(params):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()[:16]
 
 
 def _point_key(name: str, sampler: str, steps, config: dict, fingerprint: str) -> str:

@@ -38,7 +38,9 @@ Command (resumable; after ``experiments/ldm_mnist.py``, whose CLIP and autoencod
     GENJAX_DATA_DIR=../shared/data nohup python experiments/unclip_mnist.py > unclip_mnist.log 2>&1 &
 
 (``--only singles`` / ``--only pairs`` train one part and stop, as in the latent diffusion
-experiment.) ``--smoke`` runs the whole script on digits-captions with tiny networks (a few
+experiment; each part of the results step is saved when done in
+``<workdir>/unclip_mnist_results_parts/``, keyed by the parameters' fingerprint and the config, so
+a cut-off results step resumes too.) ``--smoke`` runs the whole script on digits-captions with tiny networks (a few
 minutes on CPU; run by hand, not in the test suite).
 
 Figures reached: to be filled from the committed JSON.
@@ -65,7 +67,7 @@ from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
 from genjax.registry.core import write_run_config
-from genjax.results import write_result, write_samples
+from genjax.results import cached, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -304,30 +306,49 @@ def main(argv=None) -> dict:
     model, params, data = single["model"], single["params"], single["data"]
     g = config["guidance"]
 
-    ps, x = ldm_registry.generate_for_prompts(model, params, data, jax.random.PRNGKey(11), guidance=g,
-                                              per_digit=config["per_digit"], per_attribute=config["per_attribute"],
-                                              **config["sampler"])
-    main_scores = ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(12), classifier=single["clf"])
-    ablation = prior_ablation(single, config)
-    var = variations(single, config, workdir, name)
-    diffs = text_diffs(single, config, workdir, name)
+    # every part of the results below is saved in the work dir when done (keyed by the parameters'
+    # fingerprint and the config), so a results step cut off part-way resumes at the next part
+    parts = workdir / f"{name}_results_parts"
+    fp = params_fingerprint(params)
+    ckey = lambda *k: (*k, json.dumps(config, sort_keys=True, default=str))
 
-    timing_ps = _digit_prompts(data, max(1, config["timing_samples"] // 10))
-    _draw(model, params, timing_ps, jax.random.PRNGKey(0), config)  # compile
-    t0 = time.perf_counter()
-    n_timed = len(_draw(model, params, timing_ps, jax.random.PRNGKey(1), config))
-    per_sample = (time.perf_counter() - t0) / n_timed
+    def main_part():
+        ps, x = ldm_registry.generate_for_prompts(model, params, data, jax.random.PRNGKey(11), guidance=g,
+                                                  per_digit=config["per_digit"], per_attribute=config["per_attribute"],
+                                                  **config["sampler"])
+        return ps, np.asarray(x), ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(12),
+                                                             classifier=single["clf"])
+
+    ps, x, main_scores = cached(parts / "main.pkl", ckey("main", fp), main_part)
+    ablation = cached(parts / "prior_ablation.pkl", ckey("prior_ablation", fp), lambda: prior_ablation(single, config))
+    var = cached(parts / "variations.pkl", ckey("variations", fp), lambda: variations(single, config, workdir, name))
+    diffs = cached(parts / "text_diffs.pkl", ckey("text_diffs", fp), lambda: text_diffs(single, config, workdir, name))
+
+    def timing():
+        timing_ps = _digit_prompts(data, max(1, config["timing_samples"] // 10))
+        _draw(model, params, timing_ps, jax.random.PRNGKey(0), config)  # compile
+        t0 = time.perf_counter()
+        n_timed = len(_draw(model, params, timing_ps, jax.random.PRNGKey(1), config))
+        return (time.perf_counter() - t0) / n_timed
+
+    per_sample = cached(parts / "timing.pkl", ckey("timing", fp), timing)
     nfe, nfe_rule = t2i_network_evaluations(model, {"sampler_steps": config["sampler"]["steps"]})
     cost = {"sample_s_per_image": round(per_sample, 5), "network_evaluations": nfe, "nfe_convention": nfe_rule,
             "convention": "compiled sampler, prior and decoder, over the digit prompts; network evaluations counted "
                           "as the text-to-image table counts them (genjax.compare_t2i)"}
 
     pair = train(pairs, config["pairs"], config, workdir, progress, curve=False) if pairs != singles else single
-    pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"], jax.random.PRNGKey(14),
-                                                        guidance=g, per_pair=config["per_pair"], per_digit=1,
-                                                        per_attribute=1, **config["sampler"])
-    pair_scores = ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x, jax.random.PRNGKey(15),
-                                             classifier=pair["clf"])
+
+    def pair_part():
+        pair_ps, pair_x = ldm_registry.generate_for_prompts(pair["model"], pair["params"], pair["data"],
+                                                            jax.random.PRNGKey(14), guidance=g,
+                                                            per_pair=config["per_pair"], per_digit=1, per_attribute=1,
+                                                            **config["sampler"])
+        return pair_ps, np.asarray(pair_x), ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x,
+                                                                       jax.random.PRNGKey(15), classifier=pair["clf"])
+
+    pair_ps, pair_x, pair_scores = cached(parts / "pairs.pkl", ckey("pairs", params_fingerprint(pair["params"])),
+                                          pair_part)
 
     results_dir = pathlib.Path(args.results_dir)
     as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)

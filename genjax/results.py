@@ -313,3 +313,42 @@ def read_samples(path: str | os.PathLike) -> dict:
         raise ValueError(f"samples in {os.fspath(path)!r} must be uint8 pixels, got dtype {x.dtype}")
     extra = {k: v for k, v in data.items() if k not in SAMPLE_FIELDS}
     return _sample_fields(x, data["prompts"], data["labels"], extra)
+
+
+def params_fingerprint(params) -> str:
+    """A short hash (16 hex digits) of a parameter tree's bytes: the key under which work done
+    with these parameters is saved, so a retrained model never reuses an old result. (The bytes
+    only, leaf after leaf: the keys that samplers_mnist's finished points are saved under.)"""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached(path: str | os.PathLike, key: Any, fn):
+    """``fn()``, saved to ``path`` (pickled with ``key``, written atomically) and taken from there
+    on a later call with an equal ``key``: a long results step cut off part-way resumes at the
+    first part it had not finished. A file from another key (other parameters, another config),
+    or one that cannot be read, is recomputed and replaced. ``key`` must be picklable and
+    comparable with ``==`` (e.g. a tuple of strings and numbers with a :func:`params_fingerprint`).
+    The file is a local cache for this machine's own runs, never data from elsewhere (pickle)."""
+    import pickle
+
+    path = pathlib.Path(path)
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                saved_key, value = pickle.load(f)
+            if saved_key == key:
+                return value
+        except Exception:  # a torn or foreign file: recompute
+            pass
+    value = fn()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL))
+    return value

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from genjax import results
@@ -162,3 +163,41 @@ def test_write_run_config_records_a_run_once(tmp_path):
     write_run_config(tmp_path / "run", "ldm", "mnist-pairs", 1, {"steps": 20, "options": {}})
     assert json.loads(path.read_text()) == first
     assert not [p for p in (tmp_path / "run").iterdir() if p.name != "config.json"]  # no temporary files left
+
+
+def test_cached_computes_once_per_key_and_recomputes_on_another(tmp_path):
+    calls = []
+
+    def work(v):
+        calls.append(v)
+        return {"fid": v, "x": np.arange(3) * v}
+
+    path = tmp_path / "parts" / "a.pkl"
+    first = results.cached(path, ("a", 1), lambda: work(1.5))
+    again = results.cached(path, ("a", 1), lambda: work(99.0))  # same key: the saved value, fn not called
+    assert calls == [1.5] and again["fid"] == 1.5 and np.array_equal(again["x"], first["x"])
+    other = results.cached(path, ("a", 2), lambda: work(2.0))  # another key: recomputed and replaced
+    assert calls == [1.5, 2.0] and other["fid"] == 2.0
+    assert results.cached(path, ("a", 2), lambda: work(3.0))["fid"] == 2.0 and calls == [1.5, 2.0]
+    path.write_bytes(b"\x80torn")  # a torn file (killed mid-write elsewhere): recomputed, not an error
+    assert results.cached(path, ("a", 2), lambda: work(4.0))["fid"] == 4.0
+
+
+def test_cached_leaves_nothing_when_the_work_fails(tmp_path):
+    path = tmp_path / "b.pkl"
+
+    def boom():
+        raise RuntimeError("cut off")
+
+    with pytest.raises(RuntimeError, match="cut off"):
+        results.cached(path, "k", boom)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_params_fingerprint_follows_the_values():
+    p = {"w": jax.numpy.ones((2, 3)), "b": jax.numpy.zeros(3)}
+    assert results.params_fingerprint(p) == results.params_fingerprint({"w": np.ones((2, 3), np.float32),
+                                                                        "b": np.zeros(3, np.float32)})
+    q = {"w": p["w"].at[1, 2].add(1e-3), "b": p["b"]}
+    assert results.params_fingerprint(q) != results.params_fingerprint(p)
+    assert len(results.params_fingerprint(p)) == 16
