@@ -23,8 +23,10 @@ prompt accuracy by the domain classifier, attribute accuracy (the measured thick
 in the asked train tercile), FID / precision / recall on the classifier's features, CLIP score
 and R-precision by the pipeline's CLIP; a guidance sweep (w = 0, 1, 2, 3, 5, 8: FID vs prompt
 accuracy, 50 samples per digit each, plot ``ldm_mnist_guidance.png`` in the work dir); the
-cost of latent vs pixel diffusion (train time to the pixel model's final FID, measured on the
-same 500-sample FID curve, and sampling time per image); on mnist-pairs: both digits right and
+cost of latent vs pixel diffusion (train time to equal FID on the same 500-sample FID curve, both
+ways round: the latent model to the pixel model's final FID, and the pixel model to the latent's;
+each from wall-clock train seconds and from steps times the train-step times measured side by
+side in the results step; and sampling time per image); on mnist-pairs: both digits right and
 in order for 20 samples of each of the 10 held-out pairs (never seen in training).
 
 Goals (issue 19): prompt accuracy >= 97%, attribute accuracy >= 80%, held-out pairs >= 80%;
@@ -244,17 +246,40 @@ def step_times(pipelines: list[dict], *, steps: int = 5, rounds: int = 3) -> lis
     return [float(np.median(t)) for t in times]
 
 
-def cost(latent: dict, pixel: dict) -> dict:
-    """Train time of the latent model to the pixel model's final curve FID vs the pixel model's."""
-    target = pixel["curve"][-1]["fid"] if pixel["curve"] else None
-    reach = next((c for c in latent["curve"] if target is not None and c["fid"] <= target), None)
-    return {"pixel_final_fid": target, "pixel_train_s": round(pixel["train_s"], 1),
-            "latent_step_at_pixel_fid": None if reach is None else reach["step"],
-            "latent_train_s_at_pixel_fid": None if reach is None else reach["train_s"],
-            "train_time_ratio": None if reach is None else round(reach["train_s"] / pixel["train_s"], 4),
-            "latent_per_step_s": round(latent["per_step_s"], 4), "pixel_per_step_s": round(pixel["per_step_s"], 4),
-            "convention": "train seconds excluding the curve evaluations (wall clock on this machine); FID of 500 "
-                          "samples of the 10 digit prompts at the same guidance and sampler, every eval_every steps"}
+def _first_at(curve: list[dict], fid) -> dict | None:
+    """The first curve point at or below ``fid``."""
+    return next((c for c in curve if fid is not None and c["fid"] <= fid), None)
+
+
+def cost(latent: dict, pixel: dict, step_latent: float, step_pixel: float) -> dict:
+    """Train time to equal FID, both ways round: the latent model to the pixel model's final curve
+    FID (the issue's measure; None when the latent curve never gets there), and the pixel model to
+    the latent model's final curve FID. Each as a ratio latent / pixel, from wall-clock train
+    seconds and from steps times the train-step times measured side by side (``step_*``)."""
+    out = {"convention": "train seconds excluding the curve evaluations (wall clock on this machine); FID of 500 "
+                         "samples of the 10 digit prompts at the same guidance and sampler, every eval_every steps",
+           "side_by_side_convention": "steps to the FID times the train-step time of each model measured in this "
+                                      "process, interleaved (same load); the wall-clock times depend on what else ran",
+           "latent_per_step_s": round(latent["per_step_s"], 4), "pixel_per_step_s": round(pixel["per_step_s"], 4),
+           "latent_step_s_side_by_side": round(step_latent, 4), "pixel_step_s_side_by_side": round(step_pixel, 4),
+           "pixel_train_s": round(pixel["train_s"], 1), "latent_train_s": round(latent["train_s"], 1)}
+    if not (latent["curve"] and pixel["curve"]):
+        return out
+    lat_end, pix_end = latent["curve"][-1], pixel["curve"][-1]
+    ratio = lambda a, b: None if a is None or not b else round(a / b, 4)
+    reach = _first_at(latent["curve"], pix_end["fid"])  # the issue's measure
+    out.update(pixel_final_fid=pix_end["fid"], latent_step_at_pixel_fid=None if reach is None else reach["step"],
+               latent_train_s_at_pixel_fid=None if reach is None else reach["train_s"],
+               train_time_ratio=None if reach is None else ratio(reach["train_s"], pixel["train_s"]),
+               train_time_ratio_side_by_side=None if reach is None
+               else ratio(reach["step"] * step_latent, pix_end["step"] * step_pixel))
+    back = _first_at(pixel["curve"], lat_end["fid"])  # the other way round: pixel to the latent's final FID
+    out.update(latent_final_fid=lat_end["fid"], pixel_step_at_latent_fid=None if back is None else back["step"],
+               pixel_train_s_at_latent_fid=None if back is None else back["train_s"],
+               train_time_ratio_at_latent_fid=None if back is None else ratio(latent["train_s"], back["train_s"]),
+               train_time_ratio_at_latent_fid_side_by_side=None if back is None
+               else ratio(lat_end["step"] * step_latent, back["step"] * step_pixel))
+    return out
 
 
 def main(argv=None) -> dict:
@@ -316,7 +341,6 @@ def main(argv=None) -> dict:
                             workdir / f"{name}_guidance.png")
 
     # cost: train time to equal FID, sampling time per image, train-step time side by side
-    costs = cost(latent, pixel)
 
     def timings():
         return (sampling_time(model, params, data, config["timing_samples"], g, sampler),
@@ -325,13 +349,7 @@ def main(argv=None) -> dict:
 
     t_latent, t_pixel, step_latent, step_pixel = cached(parts / "timings.pkl",
                                                         ckey("timings", fp["latent"], fp["pixel"]), timings)
-    reach = costs["latent_step_at_pixel_fid"]
-    pixel_steps = pixel["curve"][-1]["step"] if pixel["curve"] else None
-    costs.update(latent_step_s_side_by_side=round(step_latent, 4), pixel_step_s_side_by_side=round(step_pixel, 4),
-                 train_time_ratio_side_by_side=None if reach is None or not pixel_steps
-                 else round(reach * step_latent / (pixel_steps * step_pixel), 4),
-                 side_by_side_convention="steps to the pixel model's final curve FID times the train-step time "
-                                         "of each model measured in this process, interleaved (same load)")
+    costs = cost(latent, pixel, step_latent, step_pixel)
     costs.update(latent_sample_s_per_image=round(t_latent, 5), pixel_sample_s_per_image=round(t_pixel, 5),
                  sampling_speedup=round(t_pixel / t_latent, 2))
 
