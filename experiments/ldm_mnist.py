@@ -13,7 +13,7 @@ Setting (pinned in ``get_config``), every part from the library (``genjax train 
    at 7x7, base 64, self- and cross-attention after every block; T = 1000, linear schedule,
    captions dropped with p = 0.1) on the scaled latents, 10000 steps of 128, EMA 0.995.
 4. **Pixel baseline**: the same DDPM (same UNet class, same frozen text encoder) on the
-   28x28 pixels (3 levels 28/14/7, base 32), 3000 steps (about an hour on 2 CPU cores).
+   28x28 pixels (3 levels 28/14/7, base 32), 3000 steps (2.78 s/step measured side by side: ~2.3 h).
 
 Measured (``experiments/results/ldm_mnist.json``; the samples the figures come from in
 ``experiments/results/ldm_mnist_samples.npz`` and ``ldm_mnist_pair_samples.npz``: uint8
@@ -46,7 +46,14 @@ models' parameter fingerprints and the config, so a cut-off results step resumes
 ``ldm_mnist_gpu.json``); ``--smoke`` runs the whole script on digits-captions with tiny networks
 (a few minutes on CPU; run by hand, not in the test suite).
 
-Figures reached: to be filled from the committed JSON.
+Figures reached (``experiments/results/ldm_mnist.json``, commit c438549, 2 CPU cores shared with
+other runs): latent model prompt accuracy 99.7%, attribute accuracy 92.9%, FID 48.3 (1800
+samples), CLIP score 0.699, R-precision 98.3%; pixel baseline 99.6%, 95.0%, FID 50.2;
+autoencoder reconstruction FID 1.38. Sampling 5.2x faster in latent space (goal met). Train
+steps 0.55 vs 2.78 s side by side, but the latent model reaches the pixel model's final curve
+FID (80.1) only at its last step (10000): ratio 0.66 (goal <= 1/3 missed). Held-out pairs 12%
+(goal 80% missed; seen pairs 24%). The pinned CPU config is not "about an hour": 10000 latent
+steps at 0.55 s are ~1.5 h alone (3.9 h wall beside other runs), the pixel baseline ~2.3 h.
 """
 
 from __future__ import annotations
