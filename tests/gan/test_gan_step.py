@@ -233,8 +233,10 @@ def test_library_step_equals_the_straightforward_step(key, rng):
     assert _changed(state.params, TrainState.create(model.init(key, x), tx, key).params)
     # (Adam divides by sqrt(v): float reassociation of one vs two critic calls moves a few weights by
     # ~1e-6 after 3 steps; one step moves each by ~lr = 1e-2, so a wrong step is still far outside)
-    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-4, atol=1e-5)
-    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-4, atol=1e-5)
+    # atol 1e-4: Adam divides by sqrt(v), so a weight whose gradient is near 0 can carry rounding
+    # up to ~1e-5 (seed 2039825127: 1.2e-5 on 1 of 32768); still 100x below one wrong step
+    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("overrides", [dict(pack=2), dict(fourier_features=4, loss_kind="wgan_gp"), dict(r1_weight=1.0)])

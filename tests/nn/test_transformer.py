@@ -102,8 +102,9 @@ def test_padding_never_changes_the_output(key, rng, causal, pooling):
     longer = np.pad(tokens, ((0, 0), (0, 3)))  # three more pad tokens
     states2, pooled2 = enc.apply(params, longer)
     # equal up to float32 rounding: XLA sums a longer row (extra exact zeros) in another order
-    np.testing.assert_allclose(np.asarray(states2[:, :7]), np.asarray(states), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(pooled2), np.asarray(pooled), rtol=1e-5, atol=1e-6)
+    # (seed 1095409526: 1.3e-6 on an element of 0.019, so atol 1e-5; a leak of a pad token is O(0.1))
+    np.testing.assert_allclose(np.asarray(states2[:, :7]), np.asarray(states), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(pooled2), np.asarray(pooled), rtol=1e-5, atol=1e-5)
     pad = tokens == 0
     assert np.all(np.asarray(states)[pad] == 0.0) and np.all(np.asarray(states2)[:, 7:] == 0.0)
     # ... whatever the padding embedding holds
