@@ -348,7 +348,6 @@ def main(argv=None) -> dict:
                             workdir / f"{name}_guidance.png")
 
     # cost: train time to equal FID, sampling time per image, train-step time side by side
-
     def timings():
         return (sampling_time(model, params, data, config["timing_samples"], g, sampler),
                 sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler),

@@ -40,8 +40,8 @@ Command (resumable; after ``experiments/ldm_mnist.py``, whose CLIP and autoencod
 (``--only singles`` / ``--only pairs`` train one part and stop, as in the latent diffusion
 experiment; each part of the results step is saved when done in
 ``<workdir>/unclip_mnist_results_parts/``, keyed by the parameters' fingerprint and the config, so
-a cut-off results step resumes too.) ``--smoke`` runs the whole script on digits-captions with tiny networks (a few
-minutes on CPU; run by hand, not in the test suite).
+a cut-off results step resumes too.) ``--smoke`` runs the whole script on digits-captions with
+tiny networks (a few minutes on CPU; run by hand, not in the test suite).
 
 Figures reached: to be filled from the committed JSON.
 """
