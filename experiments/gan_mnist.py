@@ -26,7 +26,10 @@ take coarse styles from the left column, the rest from the top row) and
 ``truncation.png`` (psi = 1, 0.75, 0.5, 0.25, 0 left to right). Results:
 ``experiments/results/gan_mnist_<model>.json`` with the classifier-free sample
 statistics of ``genjax.registry.gan.image_sample_statistics`` (mean-image RMSE,
-diversity ratio, nearest-neighbour distance ratio, ...).
+diversity ratio, nearest-neighbour distance ratio, ...), and beside it
+``gan_mnist_<model>_samples.npz``: the 10k EMA samples that the class histogram and the
+domain classifier's FID, KID, precision and recall (against the 10k test images) are
+computed from.
 
 Class-histogram coverage (how many of the 10 digits the samples cover, and the KL
 of the class histogram to uniform) uses the domain classifier of
@@ -87,10 +90,10 @@ from genjax import viz
 from genjax.data.images import load_mnist
 from genjax.data.pipeline import to_signed, to_unit
 from genjax.gan import plots
-from genjax.metrics import class_histogram
+from genjax.metrics import class_histogram, sample_quality
 from genjax.metrics.features import get_classifier, train_classifier
 from genjax.registry.gan import image_sample_statistics
-from genjax.results import write_result
+from genjax.results import write_result, write_samples
 from genjax.train import fit, make_step
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -130,7 +133,8 @@ def get_config(model: str, smoke: bool = False) -> dict:
         seed=0,
         train_examples=60_000,
         eval_examples=1000,  # test images the sample statistics compare against
-        class_histogram_samples=10_000,
+        class_histogram_samples=10_000,  # EMA samples scored: class histogram and FID, KID, P/R
+        quality_test_examples=10_000,  # the test images FID, KID, precision and recall compare against
         steps_per_dispatch=100,
         log_every=500,
         checkpoint_every=1000,
@@ -139,7 +143,7 @@ def get_config(model: str, smoke: bool = False) -> dict:
         small = {"dcgan": {"latent_dim": 8, "width": 4}, "stylegan": {"latent_dim": 8, "w_dim": 8, "mapping_layers": 1, "width": 4}}
         config["network"].update(small[model])
         config.update(batch_size=16, steps=4, steps_per_dispatch=2, log_every=2, checkpoint_every=4,
-                      train_examples=400, eval_examples=50, class_histogram_samples=100)
+                      train_examples=400, eval_examples=50, class_histogram_samples=100, quality_test_examples=100)
     return config
 
 
@@ -156,14 +160,20 @@ def signed(key, x):
     return to_signed(x)
 
 
-def class_coverage(model: gan.GAN, params, key, *, classify_fn=None, num: int = 10_000) -> dict | str:
-    """Class histogram of ``num`` samples under ``classify_fn`` (MNIST logits of ``[0, 1]``
-    images), or a note when no classifier is available yet (the evaluation issue adds one)."""
-    if classify_fn is None:
-        return "pending: needs the MNIST classifier of the evaluation issue (pass classify_fn to class_coverage)"
+def draw(model: gan.GAN, params, key, num: int) -> np.ndarray:
+    """``num`` samples in ``[0, 1]`` (chunks of 500, chunk ``i`` from ``fold_in(key, i)``)."""
     sample = jax.jit(lambda p, k: to_unit(model.sample(p, k, 500)))
-    x = np.concatenate([np.asarray(sample(params, jax.random.fold_in(key, i))) for i in range(-(-num // 500))])[:num]
-    return class_histogram(x, classify_fn, num_classes=10)
+    return np.concatenate([np.asarray(sample(params, jax.random.fold_in(key, i))) for i in range(-(-num // 500))])[:num]
+
+
+def score(samples: np.ndarray, test: np.ndarray, classifier) -> dict:
+    """The class histogram (how many of the 10 digits, KL to uniform) and the domain
+    classifier's FID, KID, precision and recall of ``samples`` against ``test`` images."""
+    q = sample_quality.sample_quality(test, samples, classifier, kid_subsets=50,
+                                      kid_subset_size=min(1000, len(test), len(samples)), seed=0)
+    return {"class_histogram": class_histogram(samples, classifier.logits, num_classes=10),
+            "sample_quality": {k: q[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall",
+                                                 "density", "coverage", "classifier_score") if k in q}}
 
 
 def write_pictures(model: gan.GAN, params, key, out: pathlib.Path) -> list[str]:
@@ -223,9 +233,6 @@ def main(argv=None) -> dict:
         return time_steps(model, tx, train, config, n)
 
     workdir.mkdir(parents=True, exist_ok=True)
-    clock = workdir / "elapsed_s.json"  # wall time summed over resumed processes
-    offset = json.loads(clock.read_text())["elapsed_s"] if clock.exists() else 0.0
-    t0 = time.time()
     result = fit(
         model,
         train,
@@ -242,9 +249,6 @@ def main(argv=None) -> dict:
         resume=True,
         progress=not args.no_progress,
     )
-    train_time = offset + time.time() - t0
-    clock.write_text(json.dumps({"elapsed_s": train_time}))
-
     params = result.state.ema_params
     if args.smoke:
         classifier = train_classifier("mnist", steps=20, batch_size=16, progress=False)
@@ -255,6 +259,12 @@ def main(argv=None) -> dict:
     pictures = write_pictures(model, params, k_pic, workdir)
     sample = jax.jit(lambda p, k: to_unit(model.sample(p, k, len(test))))
     stats = image_sample_statistics(np.asarray(sample(params, k_stat)), test, train[:2000])
+    samples = draw(model, params, k_cls, config["class_histogram_samples"])
+    scores = score(samples, np.asarray(load_mnist("test").x)[: config["quality_test_examples"]], classifier)
+    results_dir = pathlib.Path(args.results_dir)
+    # the samples the class histogram and FID were computed from (no prompt, no intended class: -1)
+    write_samples(results_dir / f"{name}_samples.npz", samples, np.full(len(samples), ""),
+                  np.full(len(samples), -1), model=args.model)
     train_recs = [r for r in result.history if r["kind"] == "train"]
     out = {
         "script": "experiments/gan_mnist.py",
@@ -263,20 +273,21 @@ def main(argv=None) -> dict:
         "sample_statistics": stats,
         "sample_statistics_note": "classifier-free statistics of EMA samples against the first "
         f"{len(test)} test images (genjax.registry.gan.image_sample_statistics)",
-        "class_histogram": class_coverage(
-            model, params, k_cls, classify_fn=classifier.logits, num=config["class_histogram_samples"]
-        ),
+        **scores,
+        "quality_note": f"{len(samples)} EMA samples ({name}_samples.npz) under the domain classifier "
+        "(genjax.metrics.features.get_classifier('mnist')) against the first "
+        f"{config['quality_test_examples']} test images; FID in its feature space, not Inception's",
         "classifier_test_accuracy": classifier.test_accuracy,
         "final_d_loss": train_recs[-1].get("d_loss") if train_recs else None,
         "final_g_loss": train_recs[-1].get("g_loss") if train_recs else None,
         "pictures": [str(workdir / p) for p in pictures],
-        "train_wall_time_s": round(train_time, 1),
+        "train_wall_time_s": round(result.train_time_s, 1),  # fit's, summed over resumed processes
         "resumed_from_step": result.resumed_from,
     }
     # the one writer of results: adds "run" (command, commit, machine, device, versions), atomically
-    write_result(pathlib.Path(args.results_dir) / f"{name}.json", out, program="experiments/gan_mnist.py",
+    write_result(results_dir / f"{name}.json", out, program="experiments/gan_mnist.py",
                  argv=sys.argv[1:] if argv is None else argv)
-    print(json.dumps({k: out[k] for k in ("steps", "sample_statistics", "train_wall_time_s")}, indent=2))
+    print(json.dumps({k: out[k] for k in ("steps", "sample_statistics", "sample_quality", "train_wall_time_s")}, indent=2))
     return out
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from genjax.results import read_samples
 
 pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not usable")
 
@@ -156,6 +157,10 @@ def test_gan_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
     assert saved["steps"] == 4 and out["steps"] == 4
     hist = saved["class_histogram"]  # under a throw-away 20-step classifier in the smoke run
     assert sum(hist["counts"]) == 100 and 1 <= hist["classes_covered"] <= 10
+    q = saved["sample_quality"]  # FID & co. of the same 100 samples against 100 test images
+    assert np.isfinite(q["fid"]) and q["fid"] > 0 and 0.0 <= q["precision"] <= 1.0 and 0.0 <= q["recall"] <= 1.0
+    samples = read_samples(tmp_path / "r" / "gan_mnist_dcgan_smoke_samples.npz")
+    assert samples["samples"].shape == (100, 28, 28) and samples["samples"].dtype == np.uint8
     assert 0.0 <= saved["classifier_test_accuracy"] <= 1.0
     stats = saved["sample_statistics"]
     assert 0.0 <= stats["pixel_histogram_tv"] <= 1.0 and stats["diversity_ratio"] > 0
