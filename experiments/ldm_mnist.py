@@ -71,7 +71,7 @@ from genjax.data.captions import source_dataset
 from genjax.metrics import features
 from genjax.registry import ldm as ldm_registry
 from genjax.registry.core import write_run_config
-from genjax.results import cached, params_fingerprint, write_result, write_samples
+from genjax.results import ResultParts, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -295,7 +295,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", default=str(HERE / "checkpoints" / "ldm_mnist"))
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="seconds-long run on digits-captions (tests use it)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a minutes-long run of the whole script on digits-captions with tiny networks")
     ap.add_argument("--only", choices=("singles", "pairs"), default=None,
                     help="train only that part's pipelines (to run the parts side by side) and stop; the results "
                     "are written by a run without --only, which restores what is trained")
@@ -322,9 +323,8 @@ def main(argv=None) -> dict:
     model, params, data = latent["model"], latent["params"], latent["data"]
     # every part of the results below is saved in the work dir when done (keyed by the parameters'
     # fingerprint and the config), so a results step cut off part-way resumes at the next part
-    parts = workdir / f"{name}_results_parts"
+    parts = ResultParts(workdir / f"{name}_results_parts", config)
     fp = {"latent": params_fingerprint(params), "pixel": params_fingerprint(pixel["params"])}
-    ckey = lambda *k: (*k, json.dumps(config, sort_keys=True, default=str))
 
     def prompts_and_scores(p):  # the main figures at the default guidance: every digit and attribute prompt
         ps, x = ldm_registry.generate_for_prompts(p["model"], p["params"], p["data"], jax.random.PRNGKey(11),
@@ -333,16 +333,14 @@ def main(argv=None) -> dict:
         scores = ldm_registry.score_samples(p["model"], p["data"], ps, x, jax.random.PRNGKey(12), classifier=p["clf"])
         return ps, np.asarray(x), scores
 
-    ps, x, main_scores = cached(parts / "latent_main.pkl", ckey("latent_main", fp["latent"]),
-                                lambda: prompts_and_scores(latent))
-    _, _, pixel_scores = cached(parts / "pixel_main.pkl", ckey("pixel_main", fp["pixel"]),
-                                lambda: prompts_and_scores(pixel))
+    ps, x, main_scores = parts("latent_main", fp["latent"], fn=lambda: prompts_and_scores(latent))
+    _, _, pixel_scores = parts("pixel_main", fp["pixel"], fn=lambda: prompts_and_scores(pixel))
 
     # guidance sweep: FID vs prompt accuracy on the digit prompts
     sweep_ps = _digit_prompts(data, config["sweep_per_digit"])
-    sweep = [{"guidance": w, **cached(parts / f"sweep_{w:g}.pkl", ckey("sweep", w, fp["latent"]),
-                                      lambda w=w: _quick_scores(model, params, data, sweep_ps, jax.random.PRNGKey(13),
-                                                                w, sampler, latent["clf"]))}
+    sweep = [{"guidance": w, **parts("sweep", w, fp["latent"], file=f"sweep_{w:g}",
+                                     fn=lambda w=w: _quick_scores(model, params, data, sweep_ps, jax.random.PRNGKey(13),
+                                                                  w, sampler, latent["clf"]))}
              for w in config["guidance_sweep"]]
     viz.guidance_sweep_plot([s["guidance"] for s in sweep], [s["fid"] for s in sweep], [s["prompt_acc"] for s in sweep],
                             workdir / f"{name}_guidance.png")
@@ -353,8 +351,7 @@ def main(argv=None) -> dict:
                 sampling_time(pixel["model"], pixel["params"], data, config["timing_samples"], g, sampler),
                 *step_times([latent, pixel]))
 
-    t_latent, t_pixel, step_latent, step_pixel = cached(parts / "timings.pkl",
-                                                        ckey("timings", fp["latent"], fp["pixel"]), timings)
+    t_latent, t_pixel, step_latent, step_pixel = parts("timings", fp["latent"], fp["pixel"], fn=timings)
     costs = cost(latent, pixel, step_latent, step_pixel)
     costs.update(latent_sample_s_per_image=round(t_latent, 5), pixel_sample_s_per_image=round(t_pixel, 5),
                  sampling_speedup=round(t_pixel / t_latent, 2))
@@ -373,10 +370,8 @@ def main(argv=None) -> dict:
                                             classifier=pair["clf"])
         return pair_ps, np.asarray(pair_x), scores
 
-    pair_ps, pair_x, pair_scores = cached(parts / "pairs.pkl", ckey("pairs", params_fingerprint(pair["params"])),
-                                          pair_part)
-    ae_figures = cached(parts / "autoencoder.pkl", ckey("autoencoder", fp["latent"]),
-                        lambda: autoencoder_figures(latent, jax.random.PRNGKey(16)))
+    pair_ps, pair_x, pair_scores = parts("pairs", params_fingerprint(pair["params"]), fn=pair_part)
+    ae_figures = parts("autoencoder", fp["latent"], fn=lambda: autoencoder_figures(latent, jax.random.PRNGKey(16)))
 
     results_dir = pathlib.Path(args.results_dir)
     as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)

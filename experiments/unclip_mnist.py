@@ -67,7 +67,7 @@ from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
 from genjax.registry.core import write_run_config
-from genjax.results import cached, params_fingerprint, write_result, write_samples
+from genjax.results import ResultParts, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -286,7 +286,8 @@ def main(argv=None) -> dict:
                     help="the latent diffusion experiment's work dir (its CLIP and autoencoder are shared)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="seconds-long run on digits-captions (tests use it)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a minutes-long run of the whole script on digits-captions with tiny networks")
     ap.add_argument("--only", choices=("singles", "pairs"), default=None)
     args = ap.parse_args(argv)
 
@@ -308,9 +309,8 @@ def main(argv=None) -> dict:
 
     # every part of the results below is saved in the work dir when done (keyed by the parameters'
     # fingerprint and the config), so a results step cut off part-way resumes at the next part
-    parts = workdir / f"{name}_results_parts"
+    parts = ResultParts(workdir / f"{name}_results_parts", config)
     fp = params_fingerprint(params)
-    ckey = lambda *k: (*k, json.dumps(config, sort_keys=True, default=str))
 
     def main_part():
         ps, x = ldm_registry.generate_for_prompts(model, params, data, jax.random.PRNGKey(11), guidance=g,
@@ -319,10 +319,10 @@ def main(argv=None) -> dict:
         return ps, np.asarray(x), ldm_registry.score_samples(model, data, ps, x, jax.random.PRNGKey(12),
                                                              classifier=single["clf"])
 
-    ps, x, main_scores = cached(parts / "main.pkl", ckey("main", fp), main_part)
-    ablation = cached(parts / "prior_ablation.pkl", ckey("prior_ablation", fp), lambda: prior_ablation(single, config))
-    var = cached(parts / "variations.pkl", ckey("variations", fp), lambda: variations(single, config, workdir, name))
-    diffs = cached(parts / "text_diffs.pkl", ckey("text_diffs", fp), lambda: text_diffs(single, config, workdir, name))
+    ps, x, main_scores = parts("main", fp, fn=main_part)
+    ablation = parts("prior_ablation", fp, fn=lambda: prior_ablation(single, config))
+    var = parts("variations", fp, fn=lambda: variations(single, config, workdir, name))
+    diffs = parts("text_diffs", fp, fn=lambda: text_diffs(single, config, workdir, name))
 
     def timing():
         timing_ps = _digit_prompts(data, max(1, config["timing_samples"] // 10))
@@ -331,7 +331,7 @@ def main(argv=None) -> dict:
         n_timed = len(_draw(model, params, timing_ps, jax.random.PRNGKey(1), config))
         return (time.perf_counter() - t0) / n_timed
 
-    per_sample = cached(parts / "timing.pkl", ckey("timing", fp), timing)
+    per_sample = parts("timing", fp, fn=timing)
     nfe, nfe_rule = t2i_network_evaluations(model, {"sampler_steps": config["sampler"]["steps"]})
     cost = {"sample_s_per_image": round(per_sample, 5), "network_evaluations": nfe, "nfe_convention": nfe_rule,
             "convention": "compiled sampler, prior and decoder, over the digit prompts; network evaluations counted "
@@ -347,8 +347,7 @@ def main(argv=None) -> dict:
         return pair_ps, np.asarray(pair_x), ldm_registry.score_samples(pair["model"], pair["data"], pair_ps, pair_x,
                                                                        jax.random.PRNGKey(15), classifier=pair["clf"])
 
-    pair_ps, pair_x, pair_scores = cached(parts / "pairs.pkl", ckey("pairs", params_fingerprint(pair["params"])),
-                                          pair_part)
+    pair_ps, pair_x, pair_scores = parts("pairs", params_fingerprint(pair["params"]), fn=pair_part)
 
     results_dir = pathlib.Path(args.results_dir)
     as_uint8 = lambda a: np.round(np.clip(np.asarray(a)[..., 0], 0, 1) * 255).astype(np.uint8)

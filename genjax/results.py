@@ -352,3 +352,21 @@ def cached(path: str | os.PathLike, key: Any, fn):
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL))
     return value
+
+
+class ResultParts:
+    """The parts of one long results step, each saved when done (by :func:`cached`) in
+    ``directory`` under a key that ends in the run's ``config``, so a results step cut off
+    part-way resumes at its first unfinished part and a changed config recomputes them all.
+
+    ``parts("pairs", fingerprint, fn=work)`` is ``cached(directory / "pairs.pkl", ("pairs",
+    fingerprint, config as JSON), work)``; ``file=`` names the file when one part has several
+    (``parts("sweep", w, fp, fn=..., file=f"sweep_{w:g}")``).
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: Mapping[str, Any]):
+        self.directory = pathlib.Path(directory)
+        self._config = json.dumps(config, sort_keys=True, default=str)
+
+    def __call__(self, name: str, *key: Any, fn, file: str | None = None):
+        return cached(self.directory / f"{file or name}.pkl", (name, *key, self._config), fn)

@@ -194,6 +194,28 @@ def test_cached_leaves_nothing_when_the_work_fails(tmp_path):
     assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_result_parts_key_each_part_by_name_key_and_config(tmp_path):
+    config = {"steps": 10, "guidance": [1, 3]}
+    parts = results.ResultParts(tmp_path / "parts", config)
+    calls = []
+
+    def work(v):
+        calls.append(v)
+        return v
+
+    assert parts("main", "fp1", fn=lambda: work(1)) == 1 and parts("main", "fp1", fn=lambda: work(2)) == 1
+    assert calls == [1]
+    # the file and its key are those of cached(dir / "main.pkl", (name, *key, config as sorted JSON))
+    want_key = ("main", "fp1", json.dumps(config, sort_keys=True, default=str))
+    assert results.cached(tmp_path / "parts" / "main.pkl", want_key, lambda: work(3)) == 1 and calls == [1]
+    assert parts("main", "fp2", fn=lambda: work(4)) == 4  # other parameters: recomputed
+    assert parts("sweep", 3, "fp1", file="sweep_3", fn=lambda: work(5)) == 5
+    assert (tmp_path / "parts" / "sweep_3.pkl").is_file()
+    other_config = results.ResultParts(tmp_path / "parts", {**config, "steps": 11})
+    assert other_config("sweep", 3, "fp1", file="sweep_3", fn=lambda: work(6)) == 6  # another config: recomputed
+    assert calls == [1, 4, 5, 6]
+
+
 def test_params_fingerprint_follows_the_values():
     p = {"w": jax.numpy.ones((2, 3)), "b": jax.numpy.zeros(3)}
     assert results.params_fingerprint(p) == results.params_fingerprint({"w": np.ones((2, 3), np.float32),
