@@ -635,6 +635,7 @@ def fit(
     bar = _progress(progress and main_process, start, num_steps)
     window: list[dict] = []
     step = start
+    saved_at = (start, time_before)  # (step, the run's seconds) of the last checkpoint written
 
     def indices(at: int, count: int) -> np.ndarray:
         if not multi:
@@ -703,8 +704,9 @@ def fit(
                 log.append(records)
             if ckpt is not None and ((checkpoint_every and step % checkpoint_every == 0) or step == num_steps):
                 ckpt.save(state)
+                saved_at = (step, round(time_before + time.perf_counter() - t_start, 3))  # as recorded
                 if main_process:
-                    _write_train_time(out, ckpt.steps(), step, time_before + time.perf_counter() - t_start)
+                    _write_train_time(out, ckpt.steps(), step, saved_at[1])
     finally:
         if bar is not None:
             bar.close()
@@ -712,8 +714,11 @@ def fit(
             ckpt.close()
     _write_curves(out, history, main_process)
     elapsed = time.perf_counter() - t_start
+    # a run that ends on a checkpoint reports the seconds recorded with it, as a later restore
+    # of that checkpoint does (not the checkpoint's closing and the curves written after it)
+    train_time = saved_at[1] if ckpt is not None and saved_at[0] == step else time_before + elapsed
     return FitResult(state, history, out, resumed_from, elapsed, num_seeds if multi else None,
-                     _diverged(state, counts, on_nonfinite, multi), time_before + elapsed)
+                     _diverged(state, counts, on_nonfinite, multi), train_time)
 
 
 def _diverged(state, counts, on_nonfinite, multi):
