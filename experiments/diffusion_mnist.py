@@ -273,25 +273,15 @@ def main(argv=None) -> dict:
     mc = config["model"]
     model = dif.ddpm_image(shape, base=mc["base"], channel_mult=tuple(mc["channel_mult"]),
                            num_res_blocks=mc["num_res_blocks"], T=mc["T"], schedule=mc["schedule"])
-    T = model.num_steps
     steps = config["steps"]
     lr = optax.warmup_cosine_decay_schedule(0.0, config["lr"], config["warmup_steps"], steps)
 
-    clock = workdir / "elapsed_s.json"  # training wall time summed over resumed processes
-    offset = json.loads(clock.read_text())["elapsed_s"] if clock.exists() else 0.0
-    t0 = time.time()
-
-    def tick(params, key):
-        clock.write_text(json.dumps({"elapsed_s": offset + time.time() - t0}))
-        return {}
-
     # the learning-rate schedule is always the pinned one (so --steps stops the pinned run early)
     res = fit(model, x_train, num_steps=steps if args.steps is None else args.steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
-              seed=config["seed"], out_dir=workdir / "run", eval_fn=tick, log_every=max(1, steps // 30),
+              seed=config["seed"], out_dir=workdir / "run", log_every=max(1, steps // 30),
               eval_every=config["checkpoint_every"], checkpoint_every=config["checkpoint_every"],
               steps_per_dispatch=max(1, min(100, steps // 30)), resume=True, progress=not args.no_progress)
-    train_time = offset + time.time() - t0
-    clock.write_text(json.dumps({"elapsed_s": train_time}))
+    train_time = res.train_time_s  # fit's: summed over resumed processes, a restore adds nothing
     params = res.state.params
     train_recs = [r for r in res.history if r.get("kind", "train") == "train" and "loss" in r]
     sec_per_step = train_time / max(1, steps - (res.resumed_from or 0)) if not res.resumed_from else None
