@@ -41,8 +41,10 @@ another job (this process at nice 19, so an upper bound): realnvp 1.04 s, glow 0
 at nice 19); on the idle machine roughly a third of that, i.e. the three models' 5000
 steps in about an hour.
 
-Figures reached (``--size cpu``, all 10k test images; the JSON's wall times are those of
-the last, evaluation-only pass, the training times are below)::
+Figures reached (``--size cpu``, all 10k test images; the JSON's ``train_wall_time_s`` is
+fit's recorded training time, summed over resumed processes, so the evaluation-only pass
+that gathers all three models reports it too; these runs predate that, their training
+times are below)::
 
     GENJAX_DATA_DIR=../shared/data nice -n 19 python experiments/flows_mnist.py --models maf
     -> maf: 2.158 test bits/dim (train 2.129), 5000 steps, 12.1M params,
