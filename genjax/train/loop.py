@@ -63,8 +63,9 @@ class FitResult:
     seconds over every call that trained it: this call's plus, when it resumed, those
     recorded with the checkpoint it resumed from (``train_time.json`` in ``out_dir``, one
     entry per kept checkpoint; a resume past an interruption thus counts the time up to
-    the last checkpoint of every earlier call). A call that finds the run finished trains
-    nothing and adds nothing: restoring a run never inflates its train time.
+    the last checkpoint of every earlier call). A call that ends on its final checkpoint
+    reports the seconds recorded with it; one that finds the run finished trains nothing
+    and adds nothing: restoring a run never changes its train time.
     """
 
     state: TrainState
