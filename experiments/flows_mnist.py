@@ -33,7 +33,8 @@ Commands (resumable: checkpoints under ``--workdir``; re-run to continue)::
 the JSON, results file suffixed ``_steps<N>``), ``--smoke`` is a seconds-long run on
 256 images with tiny flows (tests use it). Writes ``experiments/results/flows_mnist.json``
 (``flows_mnist_gpu.json`` for ``--size gpu``) and sample grids
-``<workdir>/<name>/<model>/samples.png`` (T = 1 and T = 0.7).
+``<workdir>/<name>/<model>-<digest>/samples.png`` (T = 1 and T = 0.7); the digest is of the
+model's config and the training settings, so a changed config never resumes an old run.
 
 Cost. ``--size cpu``, one jitted Adam step at batch 64, measured while the machine ran
 another job (this process at nice 19, so an upper bound): realnvp 1.04 s, glow 0.64 s
@@ -73,6 +74,7 @@ the CPU size and shorter runs land higher.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pathlib
 import sys
@@ -166,6 +168,16 @@ def build(name: str, config: dict) -> flows.Flow:
     return flows.Flow(base.layers, (784,), name="maf", data_levels=lv, logit_alpha=alpha)
 
 
+def run_dir(workdir: pathlib.Path, name: str, config: dict) -> pathlib.Path:
+    """``<workdir>/<model>-<digest>``: the digest covers the model's config and the training
+    settings, so a changed config starts a new run instead of resuming one trained under
+    another (the test-set size is left out: it changes the evaluation, not the training)."""
+    key = {"model": name, "model_config": config["models"][name],
+           **{k: v for k, v in config.items() if k not in ("models", "test_examples")}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return workdir / f"{name}-{digest}"
+
+
 def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdir: pathlib.Path, progress: bool) -> dict:
     model = build(name, config)
     flat = model.data_shape == (784,)
@@ -174,7 +186,7 @@ def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdi
     steps = config["steps"]
     sched = optax.warmup_cosine_decay_schedule(0.0, config["lr"], config["warmup_steps"], steps)
     tx = optax.chain(optax.clip_by_global_norm(config["grad_clip_norm"]), optax.adam(sched))
-    wd = workdir / name
+    wd = run_dir(workdir, name, config)
     res = fit(model, x_train, num_steps=steps, batch_size=config["batch_size"], optimizer=tx, seed=config["seed"],
               out_dir=wd, log_every=max(1, min(500, steps)), checkpoint_every=max(1, min(5000, steps // 10)),
               steps_per_dispatch=max(1, min(100, steps)), resume=True, progress=progress,

@@ -76,3 +76,23 @@ def test_flows_mnist_sizes(load_experiment):
         assert cpu["models"][m]["features"] < gpu["models"][m]["features"]
     with pytest.raises(ValueError, match="size must be one of cpu, gpu"):
         mod.get_config("tpu")
+
+
+def test_flows_mnist_run_dir_is_keyed_by_config(tmp_path, load_experiment):
+    """A changed model or training config gets its own run folder (no silent resume of a
+    run trained under another config); the test-set size does not change it."""
+    mod = load_experiment("flows_mnist")
+    c = mod.get_config()
+    d = mod.run_dir(tmp_path, "glow", c)
+    assert d.parent == tmp_path and d.name.startswith("glow-")
+    assert mod.run_dir(tmp_path, "glow", mod.get_config()) == d
+    other = mod.get_config()
+    other["models"]["glow"]["preprocess"] = "center" if c["models"]["glow"]["preprocess"] != "center" else "logit"
+    assert mod.run_dir(tmp_path, "glow", other) != d
+    assert mod.run_dir(tmp_path, "realnvp", other) == mod.run_dir(tmp_path, "realnvp", c)
+    lr = mod.get_config()
+    lr["lr"] = 2 * c["lr"]
+    assert mod.run_dir(tmp_path, "realnvp", lr) != mod.run_dir(tmp_path, "realnvp", c)
+    fewer = mod.get_config()
+    fewer["test_examples"] = 100
+    assert mod.run_dir(tmp_path, "maf", fewer) == mod.run_dir(tmp_path, "maf", c)
