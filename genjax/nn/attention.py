@@ -11,7 +11,8 @@ condition sequence (e.g. text tokens' embeddings), with a mask for padding.
   concatenated and a dense output projection to ``x``'s width. With ``context = x`` it is
   self-attention (``causal=True``: causal self-attention, as in a text transformer).
 * ``CrossAttentionBlock``: residual ``x + CrossAttention(GroupNorm(x), context)`` over the
-  ``H * W`` positions of an NHWC feature map (the UNet's block, as in latent diffusion).
+  ``H * W`` positions of an NHWC feature map (the UNet's block, as in latent diffusion),
+  optionally with a learned position embedding on the queries.
 
 The softmax runs in float32 whatever ``dtype`` the projections compute in.
 """
@@ -114,16 +115,26 @@ class CrossAttention(nn.Module):
 
 class CrossAttentionBlock(nn.Module):
     """Residual cross-attention over the ``H * W`` positions: ``(b, H, W, C) -> same``,
-    ``x + CrossAttention(GroupNorm(x), context, mask)``."""
+    ``x + CrossAttention(GroupNorm(x) [+ P], context, mask)``.
+
+    ``query_positions``: add a learned ``(H, W, C)`` position embedding ``P`` (initialised
+    N(0, 0.02^2), as ViT's) to the queries' input only, so each position can ask for the
+    part of the condition that belongs there ("a 3 on the left and a 7 on the right"); the
+    keys and values (the condition) are unchanged.
+    """
 
     num_heads: int = 1
     num_groups: int = 8
     dtype: Any = None
+    query_positions: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         b, hgt, wid, c = x.shape
         h = nn.GroupNorm(num_groups=math.gcd(c, self.num_groups), epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+        if self.query_positions:
+            pos = self.param("query_pos", nn.initializers.normal(0.02), (hgt, wid, c), jnp.float32)
+            h = h + pos.astype(h.dtype)
         out = CrossAttention(self.num_heads, dtype=self.dtype, name="attn")(h.reshape(b, hgt * wid, c), context, mask)
         if self.dtype is not None:
             x = x.astype(self.dtype)

@@ -104,3 +104,44 @@ def test_unet_context_off_is_the_plain_unet_and_on_attends(key, rng):
         net.apply(q, x, t)
     with pytest.raises(ValueError, match="built without use_context=True"):
         plain.apply(p, x, t, None, ctx)
+
+
+def test_cross_attention_block_query_positions(key, rng):
+    """``query_positions`` adds a learned (H, W, C) table to the queries' input only: the block
+    equals the plain block applied with the table folded into the query projection's input
+    (computed here by hand), and it lets two positions with the same features attend differently."""
+    x = jnp.zeros((1, 2, 3, 8), jnp.float32)  # every position alike: only the table tells them apart
+    ctx = jnp.asarray(rng.normal(size=(1, 4, 5)), jnp.float32)
+    block = CrossAttentionBlock(num_heads=2, query_positions=True)
+    params = block.init(key, x, ctx)
+    pos = params["params"]["query_pos"]
+    assert pos.shape == (2, 3, 8) and 0.005 < float(jnp.std(pos)) < 0.05
+    pos = jax.random.normal(jax.random.PRNGKey(3), pos.shape)
+    params["params"]["query_pos"] = pos
+    out = np.asarray(block.apply(params, x, ctx))
+    assert np.abs(out[0, 0, 0] - out[0, 1, 2]).max() > 1e-4  # positions differ now
+    # independent computation: GroupNorm of a constant map is 0, so the queries see only the table
+    a = params["params"]["attn"]
+    q = (np.asarray(pos).reshape(6, 8) @ np.asarray(a["q"]["kernel"]) + np.asarray(a["q"]["bias"])).reshape(1, 6, 2, 4)
+    k = (np.asarray(ctx) @ np.asarray(a["k"]["kernel"]) + np.asarray(a["k"]["bias"])).reshape(1, 4, 2, 4)
+    v = (np.asarray(ctx) @ np.asarray(a["v"]["kernel"]) + np.asarray(a["v"]["bias"])).reshape(1, 4, 2, 4)
+    att = _np_attention(q, k, v, np.ones((1, 4), bool)).reshape(1, 6, 8)
+    want = att @ np.asarray(a["out"]["kernel"], np.float64) + np.asarray(a["out"]["bias"])
+    np.testing.assert_allclose(out.reshape(1, 6, 8), want, rtol=1e-4, atol=1e-5)
+    # without the option there is no table and every position of a constant map gets the same output
+    plain = CrossAttentionBlock(num_heads=2)
+    pp = plain.init(key, x, ctx)
+    assert "query_pos" not in pp["params"]
+    po = np.asarray(plain.apply(pp, x, ctx))
+    np.testing.assert_allclose(po[0, 0, 0], po[0, 1, 2], atol=1e-6)
+
+
+def test_unet_cross_attention_has_query_positions(key):
+    x = jnp.zeros((2, 8, 8, 1))
+    t = jnp.array([3.0, 500.0])
+    ctx = jnp.ones((2, 5, 6))
+    net = UNet(base=8, channel_mult=(1, 2), num_res_blocks=1, num_heads=2, use_context=True)
+    q = net.init(key, x, t, None, ctx)
+    assert q["params"]["mid_xattn"]["query_pos"].shape == (4, 4, 16)
+    off = UNet(base=8, channel_mult=(1, 2), num_res_blocks=1, num_heads=2, use_context=True, query_positions=False)
+    assert "query_pos" not in off.init(key, x, t, None, ctx)["params"]["mid_xattn"]
