@@ -89,7 +89,7 @@ from genjax.data.images import load_mnist
 from genjax.metrics.likelihood import bits_per_dim
 from genjax.registry.flows import DEQUANTIZATION_CONVENTION, log_likelihoods, tempered_samples
 from genjax.results import write_result
-from genjax.train import fit
+from genjax.train import fit, side_by_side_step_times
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -185,7 +185,10 @@ def run_dir(workdir: pathlib.Path, name: str, config: dict) -> pathlib.Path:
     return workdir / f"{name}-{digest}"
 
 
-def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdir: pathlib.Path, progress: bool) -> dict:
+def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdir: pathlib.Path,
+            progress: bool) -> tuple[dict, tuple]:
+    """Trains (or restores) one flow and evaluates it; returns its results record and the
+    ``(model, optimizer, state, batch)`` its train step is timed with."""
     model = build(name, config)
     flat = model.data_shape == (784,)
     x_train = train.reshape(len(train), -1) if flat else train
@@ -208,6 +211,7 @@ def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdi
                         tempered_samples(model, params, jax.random.PRNGKey(1), 64, (1.0, 0.7))):
         viz.save_image_grid(wd / fname, s.reshape(-1, 28, 28, 1), ncol=8, scale=2)
     train_recs = [r for r in res.history if r["kind"] == "train"]
+    timed = (model, tx, res.state, x_train[: config["batch_size"]])
     return {
         "model": name,
         "test_nll_nats": nll,
@@ -224,7 +228,7 @@ def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdi
         "eval_wall_time_s": round(eval_s, 1),
         "resumed_from_step": res.resumed_from,
         "samples": [str(wd / "samples.png"), str(wd / "samples_t0.7.png")],
-    }
+    }, timed
 
 
 def main(argv=None) -> dict:
@@ -253,7 +257,12 @@ def main(argv=None) -> dict:
 
     train = np.asarray(load_mnist("train").x)[: config["train_examples"]]
     test = np.asarray(load_mnist("test").x)[: config["test_examples"]]
-    results = {m: run_one(m, config, train, test, workdir, not args.no_progress) for m in names}
+    runs = {m: run_one(m, config, train, test, workdir, not args.no_progress) for m in names}
+    results = {m: r for m, (r, _) in runs.items()}
+    # the CPU budget of each model: its train step timed side by side with the others' (same
+    # load), since the runs' wall-clock times depend on what else the machine ran
+    for m, t in zip(names, side_by_side_step_times([timed for _, timed in runs.values()])):
+        results[m]["step_s_side_by_side"] = round(t, 4)
     out = {
         "script": "experiments/flows_mnist.py",
         "config": config,

@@ -72,7 +72,7 @@ from genjax.metrics import features
 from genjax.registry import ldm as ldm_registry
 from genjax.registry.core import write_run_config
 from genjax.results import ResultParts, params_fingerprint, write_result, write_samples
-from genjax.train import Stage, fit_stages
+from genjax.train import Stage, fit_stages, side_by_side_step_times
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -228,29 +228,16 @@ def sampling_time(model, params, data, num: int, guidance, sampler) -> float:
 
 def step_times(pipelines: list[dict], *, steps: int = 5, rounds: int = 3) -> list[float]:
     """Seconds per train step of each pipeline's diffusion stage, measured side by side in this
-    process (compiled first; ``rounds`` interleaved rounds of ``steps`` steps each, median), so the
-    machine's load is the same for every pipeline: the fair basis of the train-time ratio. The
-    wall-clock train times of the runs themselves depend on what else ran beside them."""
-    from genjax.train.loop import make_step
-
-    runs = []
+    process (:func:`genjax.train.side_by_side_step_times`), so the machine's load is the same for
+    every pipeline: the fair basis of the train-time ratio. The wall-clock train times of the
+    runs themselves depend on what else ran beside them."""
+    runs, kwargs = [], []
     for p in pipelines:
         kw = p["stage"].fit_kwargs
-        step = jax.jit(make_step(p["model"], kw["optimizer"], transform=kw.get("transform"), ema_decay=kw.get("ema_decay")))
         batch = jax.tree_util.tree_map(lambda a: np.asarray(a)[: kw["batch_size"]], p["train_data"])
-        state = p["result"].results[p["stage"].name].state
-        jax.block_until_ready(step(state, batch))  # compile
-        runs.append((step, state, batch))
-    times = [[] for _ in runs]
-    for _ in range(rounds):
-        for i, (step, state, batch) in enumerate(runs):
-            t0 = time.perf_counter()
-            s = state
-            for _ in range(steps):
-                s, _m = step(s, batch)
-            jax.block_until_ready(s)
-            times[i].append((time.perf_counter() - t0) / steps)
-    return [float(np.median(t)) for t in times]
+        runs.append((p["model"], kw["optimizer"], p["result"].results[p["stage"].name].state, batch))
+        kwargs.append({"transform": kw.get("transform"), "ema_decay": kw.get("ema_decay")})
+    return side_by_side_step_times(runs, steps=steps, rounds=rounds, step_kwargs=kwargs)
 
 
 def _first_at(curve: list[dict], fid) -> dict | None:

@@ -26,6 +26,7 @@ from genjax.train.sharding import (
 from genjax.train.stages import Stage, StagesResult, fit_stages, stage_params
 from genjax.train.state import TrainState
 from genjax.train.step import apply_update, ema_update, make_multi_step, make_train_step, with_transform
+from genjax.train.timing import side_by_side_step_times
 
 __all__ = [
     "CURVES_FILE",
@@ -57,6 +58,7 @@ __all__ = [
     "replicate",
     "restore_params",
     "seed_keys",
+    "side_by_side_step_times",
     "shard_batch",
     "split_run_key",
     "stage_params",

@@ -61,6 +61,7 @@ def test_flows_mnist_smoke(tmp_path, monkeypatch, data_dir, load_experiment):
         assert r["test_bits_per_dim"] == pytest.approx(r["test_nll_nats"] / (784 * math.log(2)) + 8.0, rel=1e-6)
         assert r["test_bits_per_dim"] > 1.0 and r["test_bits_per_dim"] < 20.0, (name, r)
         assert all(pathlib.Path(p).is_file() for p in r["samples"])
+        assert r["step_s_side_by_side"] > 0  # each model's CPU budget, timed beside the others
     # the pinned (full) config is the one documented: multi-scale Glow on 28x28 needs 2 levels
     full = mod.get_config()
     assert full["models"]["glow"]["num_levels"] == 2 and full["data_levels"] == 256
