@@ -1,7 +1,8 @@
 """Stable Diffusion in miniature on captioned MNIST (issue 19): text-to-image latent diffusion.
 
-Setting (pinned in ``get_config``; both diffusion models at Adam 1e-3 after a 500-step warmup, the same for both so the cost comparison stays fair), every part from the library (``genjax train ldm`` /
-``genjax train ddpm-text`` run the same stages):
+Setting (pinned in ``get_config``; both diffusion models at Adam 1e-3 after a 500-step warmup,
+the same for both so the cost comparison stays fair), every part from the library
+(``genjax train ldm`` / ``genjax train ddpm-text`` run the same stages):
 
 1. **Text encoder**: a CLIP trained from scratch per data set (``genjax train clip``: small
    towers, 1500 steps of 128), frozen; its token states are what the UNets cross-attend to.
