@@ -1,6 +1,6 @@
 """Stable Diffusion in miniature on captioned MNIST (issue 19): text-to-image latent diffusion.
 
-Setting (pinned in ``get_config``; both diffusion models at Adam 1e-3 after a 500-step warmup,
+Setting (pinned in ``get_config``; every diffusion model at Adam 1e-3 after a 500-step warmup,
 the same for both so the cost comparison stays fair), every part from the library
 (``genjax train ldm`` / ``genjax train ddpm-text`` run the same stages):
 
@@ -87,7 +87,7 @@ def get_config(size: str = "cpu") -> dict:
         "ldm": {"ae_steps": 3000 if cpu else 20000, "steps": 10000 if cpu else 100000, "batch_size": 128, "lr": 1e-3,
                 "eval_every": 1000 if cpu else 5000},
         "pixel": {"steps": 3000 if cpu else 100000, "batch_size": 128, "lr": 1e-3, "eval_every": 500 if cpu else 5000},
-        "pairs": {"ae_steps": 3000 if cpu else 20000, "steps": 6000 if cpu else 100000, "batch_size": 128, "lr": 3e-4},
+        "pairs": {"ae_steps": 3000 if cpu else 20000, "steps": 6000 if cpu else 100000, "batch_size": 128, "lr": 1e-3},
         "ema_decay": 0.995,
         "curve_per_digit": 50,  # the FID curve of both models: 500 samples of the 10 digit prompts
         "guidance": 3.0,
