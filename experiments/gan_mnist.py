@@ -51,8 +51,8 @@ CPU, shared with other jobs, so wall times are upper bounds):
   covered, KL to uniform 0.103 nats (max 2.303), largest class 21.0% ("9"), smallest
   3.0% ("1"). Domain-classifier FID 57.5 against the 10k test images, precision 0.25,
   recall 0.76. Sample statistics against 1000 test images: mean-image RMSE 0.057,
-  pixel-std ratio 1.02, diversity ratio 1.04, nearest-neighbour distance ratio 1.23. (Before issue 22, linen's default init: KL
-  0.152, "1" at 1.3%; no FID measured.)
+  pixel-std ratio 1.02, diversity ratio 1.04, nearest-neighbour distance ratio 1.23.
+  (Before issue 22, linen's default init: KL 0.152, "1" at 1.3%; no FID measured.)
 
 * ``stylegan`` (with StyleGAN2's pieces, issue 22; 2026-12-07, commit 41176fe): 6000
   steps in 1.9 h (next to three other jobs); samples are clean, varied digits. Class
