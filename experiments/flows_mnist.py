@@ -69,7 +69,6 @@ the CPU size and shorter runs land higher.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import sys
@@ -83,7 +82,7 @@ from genjax import flows, viz
 from genjax.data.images import load_mnist
 from genjax.metrics.likelihood import bits_per_dim
 from genjax.registry.flows import DEQUANTIZATION_CONVENTION, log_likelihoods, tempered_samples
-from genjax.results import write_result
+from genjax.results import config_digest, write_result
 from genjax.train import fit, side_by_side_step_times
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -176,8 +175,7 @@ def run_dir(workdir: pathlib.Path, name: str, config: dict) -> pathlib.Path:
     another (the test-set size is left out: it changes the evaluation, not the training)."""
     key = {"model": name, "model_config": config["models"][name],
            **{k: v for k, v in config.items() if k not in ("models", "test_examples")}}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return workdir / f"{name}-{digest}"
+    return workdir / f"{name}-{config_digest(key, length=10)}"
 
 
 def run_one(name: str, config: dict, train: np.ndarray, test: np.ndarray, workdir: pathlib.Path,

@@ -161,7 +161,6 @@ steps), so about 65 min per logistic objective on the grid; the whole experiment
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pathlib
@@ -179,7 +178,7 @@ from genjax import viz
 from genjax.data import synthetic
 from genjax.metrics import mode_coverage
 from genjax.nn.fourier import FourierDiscriminator
-from genjax.results import write_result
+from genjax.results import config_digest, write_result
 from genjax.train import CURVES_FILE, FitResult, fit, seed_keys, split_run_key
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -416,7 +415,7 @@ def run_fingerprint(config: dict, data_name: str, objective: str) -> str:
 def checkpoint_dir(config: dict, workdir: pathlib.Path, data_name: str, objective: str) -> pathlib.Path:
     """The run's ``fit`` directory (chunk checkpoints, ``metrics.jsonl``, ``train_time.json``):
     named by the run config's hash, so a changed config starts afresh."""
-    fp = hashlib.sha256(run_fingerprint(config, data_name, objective).encode()).hexdigest()[:12]
+    fp = config_digest(run_config(config, data_name, objective), length=12)
     return workdir / "checkpoints" / f"{data_name}_{objective}_{fp}"
 
 

@@ -45,7 +45,6 @@ Figures reached: to be filled from the committed JSON.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import shutil
@@ -63,7 +62,7 @@ from genjax.metrics import features, sample_quality
 from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
-from genjax.results import params_fingerprint, write_result
+from genjax.results import config_digest, params_fingerprint, write_result
 from genjax.train import Stage, fit, fit_stages, restore_params
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -151,8 +150,10 @@ def load_ldm(c: dict, workdir: pathlib.Path, smoke: bool):
     return result.models[last], result.params[last], data
 
 
-def _point_key(name: str, sampler: str, steps, config: dict, fingerprint: str) -> str:
-    return json.dumps([name, fingerprint, sampler, steps, config["num_samples"], config["seed"], config["chunk"]])
+def _point_fields(name: str, sampler: str, steps, config: dict, fingerprint: str) -> list:
+    """What one point's samples depend on: its key in ``points.jsonl`` is their JSON, the folder
+    of its sample chunks their :func:`~genjax.results.config_digest`."""
+    return [name, fingerprint, sampler, steps, config["num_samples"], config["seed"], config["chunk"]]
 
 
 def load_points(path: pathlib.Path) -> dict:
@@ -180,13 +181,14 @@ def fid_curve(name: str, model, params, data, real: np.ndarray, clf, config: dic
     fingerprint = params_fingerprint(params)
 
     def fid_of(sampler: str, steps: int | None) -> dict:
-        pk = _point_key(name, sampler, steps, config, fingerprint)
+        fields = _point_fields(name, sampler, steps, config, fingerprint)
+        pk = json.dumps(fields)
         if pk in done:
             print(json.dumps({"model": name, "resumed": True, **done[pk]}), flush=True)
             return done[pk]
         t0 = time.perf_counter()
         kw = {"sampler": sampler, "steps": steps, **({"guidance": guidance} if guidance is not None else {})}
-        chunks = None if points is None else points.with_suffix("") / hashlib.sha256(pk.encode()).hexdigest()[:16]
+        chunks = None if points is None else points.with_suffix("") / config_digest(fields, length=16)
         x = draw_samples(model, params, key, n, chunk=config["chunk"], cache=cache, cond=cond, sample_kwargs=kw,
                          resume_dir=chunks)
         q = sample_quality.sample_quality(real, x, clf, kid_subsets=10, kid_subset_size=min(500, n), seed=0)

@@ -315,6 +315,28 @@ def read_samples(path: str | os.PathLike) -> dict:
     return _sample_fields(x, data["prompts"], data["labels"], extra)
 
 
+def config_digest(config: Any, length: int = 12) -> str:
+    """A short hash (``length`` hex digits) of a JSON-able config: the sha256 of its JSON with
+    sorted keys (tuples written as lists, anything else JSON cannot write as its ``str``), so
+    two equal configs give one digest whatever their key order. The name under which a run or
+    a finished piece of work is saved, so a changed config starts afresh instead of resuming
+    work done under another (``flows_mnist``'s run folders, ``gan_mixture``'s checkpoint
+    folders, ``samplers_mnist``'s sample chunks).
+
+    Examples:
+      >>> config_digest({"lr": 1e-3, "steps": 10}) == config_digest({"steps": 10, "lr": 1e-3})
+      True
+      >>> len(config_digest([1, 2], length=16))
+      16
+    """
+    import hashlib
+
+    if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= 64:
+        raise ValueError(f"length: expected an int in [1, 64] (hex digits of a sha256), got {length!r}")
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def params_fingerprint(params) -> str:
     """A short hash (16 hex digits) of a parameter tree's bytes: the key under which work done
     with these parameters is saved, so a retrained model never reuses an old result. (The bytes

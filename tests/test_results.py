@@ -223,3 +223,19 @@ def test_params_fingerprint_follows_the_values():
     q = {"w": p["w"].at[1, 2].add(1e-3), "b": p["b"]}
     assert results.params_fingerprint(q) != results.params_fingerprint(p)
     assert len(results.params_fingerprint(p)) == 16
+
+
+def test_config_digest_is_of_the_config_not_its_key_order():
+    import hashlib
+    import json
+
+    a = {"lr": 1e-3, "model": {"depth": 2, "widths": (16, 32)}, "steps": 10}
+    b = {"steps": 10, "model": {"widths": [16, 32], "depth": 2}, "lr": 1e-3}  # other order, tuple as list
+    assert results.config_digest(a) == results.config_digest(b)
+    assert len(results.config_digest(a)) == 12 and len(results.config_digest(a, length=10)) == 10
+    # the digest the experiments' existing run folders are named by: sha256 of the sorted-key JSON
+    assert results.config_digest(b, length=10) == hashlib.sha256(json.dumps(a, sort_keys=True).encode()).hexdigest()[:10]
+    for changed in ({**a, "lr": 2e-3}, {**a, "model": {"depth": 3, "widths": (16, 32)}}, {**a, "seed": 0}):
+        assert results.config_digest(changed) != results.config_digest(a)
+    with pytest.raises(ValueError, match="length"):
+        results.config_digest(a, length=0)
