@@ -71,7 +71,7 @@ from genjax import cli, registry, viz
 from genjax.data.captions import source_dataset
 from genjax.metrics import features
 from genjax.registry import ldm as ldm_registry
-from genjax.registry.core import write_run_config
+from genjax.registry import write_run_config
 from genjax.results import ResultParts, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages, side_by_side_step_times
 

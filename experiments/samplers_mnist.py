@@ -82,10 +82,9 @@ def get_config() -> dict:
         # experiments/diffusion_mnist.py get_config("mnist"): the model it trains
         "ddpm": {"run": "diffusion_mnist/run", "base": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "T": 1000,
                  "schedule": "linear", "data": "mnist"},
-        # experiments/ldm_mnist.py get_config("cpu"): the ldm pipeline on mnist-captions
-        "ldm": {"run": "ldm-mnist-captions", "clip_run": "clip-mnist-captions", "data": "mnist-captions",
-                "size": "small", "captions_per_image": 8, "ae_steps": 3000, "steps": 10000, "batch_size": 128,
-                "lr": 3e-4, "ema_decay": 0.995, "guidance": 3.0},
+        # experiments/ldm_mnist.py's ldm pipeline on mnist-captions: restored from its run directory,
+        # sampled on the 10 digit prompts at its default guidance
+        "ldm": {"run": "ldm-mnist-captions", "guidance": 3.0},
     }
 
 
@@ -93,8 +92,8 @@ def smoke_config() -> dict:
     c = get_config()
     c.update(nfe=[3, 5], num_samples=16, chunk=16)
     c["ddpm"].update(run="ddpm_smoke/run", base=8, channel_mult=[1], T=10, data="digits", train_steps=3)
-    c["ldm"].update(run="ldm-smoke", clip_run="clip-smoke", data="digits-captions", size="tiny", ae_steps=3, steps=3,
-                    batch_size=8, train=True)
+    c["ldm"].update(run="ldm-smoke", data="digits-captions", size="tiny", captions_per_image=8, ae_steps=3, steps=3,
+                    batch_size=8, lr=1e-3, ema_decay=0.995)
     return c
 
 
@@ -129,25 +128,26 @@ def load_ddpm(c: dict, workdir: pathlib.Path, smoke: bool):
 
 
 def load_ldm(c: dict, workdir: pathlib.Path, smoke: bool):
-    """The latent diffusion model of ``experiments/ldm_mnist.py``, restored by ``fit_stages(train=False)``
-    (``--smoke``: a tiny pipeline trained here, its CLIP stage included)."""
-    spec = registry.get_model_spec("ldm")
-    data = registry.load_data(c["data"], seed=0)
-    clip_run = workdir / c["clip_run"]
-    if not smoke and not (clip_run / "config.json").exists():
-        raise FileNotFoundError(f"no CLIP run in {str(clip_run)!r}: run experiments/ldm_mnist.py first")
-    given = {"size": c["size"], "clip_run": None if smoke else str(clip_run), "captions_per_image": c["captions_per_image"],
-             "ae_steps": c["ae_steps"], **({"clip_steps": 3} if smoke else {})}
-    opts = registry.resolve_options(spec, given)
-    run_config = {"steps": c["steps"], "batch_size": c["batch_size"], "lr": c["lr"], "ema_decay": c["ema_decay"],
-                  "options": opts, "log_every": 250, "checkpoint_every": 500, "steps_per_dispatch": 250,
-                  "on_nonfinite": "raise"}
+    """The latent diffusion model of ``experiments/ldm_mnist.py``, restored from its run directory
+    (``<ldm-workdir>/ldm-mnist-captions``, whose ``config.json`` says how it was trained) by
+    ``registry.restore_run``, never trained here (``--smoke``: a tiny pipeline, its CLIP stage
+    included, trained here first and recorded the same way)."""
     out = workdir / c["run"]
-    stages: list[Stage] = spec.stages(data, run_config, run_dir=out)
-    result = fit_stages(stages, spec.train_data(data, opts), seed=0, out_dir=out, resume=True, progress=False,
-                        train=bool(c.get("train")))
-    last = stages[-1].name
-    return result.models[last], result.params[last], data
+    if smoke:
+        spec = registry.get_model_spec("ldm")
+        data = registry.load_data(c["data"], seed=0)
+        opts = registry.resolve_options(spec, {"size": c["size"], "captions_per_image": c["captions_per_image"],
+                                               "ae_steps": c["ae_steps"], "clip_steps": 3})
+        run_config = {"steps": c["steps"], "batch_size": c["batch_size"], "lr": c["lr"], "ema_decay": c["ema_decay"],
+                      "options": opts, "log_every": 1, "checkpoint_every": c["steps"], "steps_per_dispatch": 1}
+        fit_stages(spec.stages(data, run_config, run_dir=out), registry.train_data(spec, data, opts), seed=0,
+                   out_dir=out, resume=True, progress=False)
+        registry.write_run_config(out, "ldm", data.name, 0, run_config)
+    elif not (out / "config.json").exists():
+        raise FileNotFoundError(f"no latent diffusion run in {str(out)!r}: run experiments/ldm_mnist.py first "
+                                "(this script restores it, never trains it)")
+    run = registry.restore_run(out)
+    return run.model, run.params, run.data
 
 
 def _point_fields(name: str, sampler: str, steps, config: dict, fingerprint: str) -> list:

@@ -33,6 +33,20 @@ def _optimizer(config: dict):
     return registry.get_model_spec(config["model"]).optimizer(config)
 
 
+def _read_config(run_dir) -> dict:
+    """``registry.read_run_config`` (the registry imported on use: ``genjax --help`` stays fast)."""
+    from genjax import registry
+
+    return registry.read_run_config(run_dir)
+
+
+def _train_data(spec, data, options: dict, num: int | None = None):
+    """``registry.train_data``: what ``fit`` trains on (its first ``num`` examples)."""
+    from genjax import registry
+
+    return registry.train_data(spec, data, options, num)
+
+
 def _flag(option_name: str) -> str:
     return "--" + option_name.replace("_", "-")
 
@@ -206,18 +220,6 @@ def _write_json_atomic(path: pathlib.Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def _read_config(run_dir: pathlib.Path) -> dict:
-    path = run_dir / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"run directory {str(run_dir)!r} has an unreadable config.json ({type(e).__name__}: {e})") from e
-    missing = [k for k in ("model", "data") if k not in config] if isinstance(config, dict) else ["(not a JSON object)"]
-    if missing:
-        raise ValueError(f"run directory {str(run_dir)!r} has a config.json without {missing}: not a genjax run configuration")
-    return config
-
-
 def _unique_dir(parent: pathlib.Path, name: str) -> pathlib.Path:
     d, i = parent / name, 2
     while d.exists():
@@ -265,14 +267,6 @@ def _check_int_lists(opts: dict, spec) -> None:
                 registry.int_tuple(value)
             except ValueError as e:
                 raise ValueError(f"{_flag(name)}: {e}") from None
-
-
-def _train_data(spec, data, options: dict, num: int | None = None):
-    """What ``fit`` trains on (its first ``num`` examples): the spec's ``train_data`` (e.g.
-    images with their captions) or the images ``data.train``."""
-    if spec.train_data is not None:
-        return spec.train_data(data, options, num)
-    return data.train if num is None else data.train[:num]
 
 
 def _preflight(model, data, transform, config: dict, first=None) -> None:
@@ -593,30 +587,14 @@ def _stage_names(run_dir: pathlib.Path) -> list[str]:
 
 
 def _load_run(run_dir: str, data_dir=None):
+    """``registry.restore_run`` of ``run_dir``, its data loaded with the command line's
+    data-not-found message: ``(run_dir, config, spec, data, model, params, step)``."""
     from genjax import registry
-    from genjax.train import restore_params
 
-    rd = pathlib.Path(run_dir)
-    if not rd.exists():
-        raise FileNotFoundError(f"run directory {str(rd)!r} does not exist (`genjax runs` lists the runs under runs/)")
-    if not (rd / "config.json").exists():
-        raise FileNotFoundError(f"run directory {str(rd)!r} has no config.json: not a genjax run directory")
-    config = _read_config(rd)
-    spec = registry.get_model_spec(config["model"])
+    config = registry.read_run_config(run_dir)
     data = _load_data(config["data"], data_dir, config["seed"])
-    model = spec.build(data, config["options"])
-    if spec.stages is not None:  # the trained pipeline, restored stage by stage (never trained here)
-        from genjax.train import fit_stages
-
-        stages = spec.stages(data, config, run_dir=rd, data_dir=data_dir)
-        result = fit_stages(stages, _train_data(spec, data, config["options"]), seed=config["seed"], out_dir=rd,
-                            train=False, progress=False)
-        last = stages[-1].name
-        return rd, config, spec, data, result.models[last], result.params[last], int(stages[-1].num_steps)
-    state = restore_params(rd, model, _train_data(spec, data, config["options"], 2), optimizer=_optimizer(config),
-                           ema=config.get("ema_decay") is not None, transform=spec.transform(model, data))
-    params = state.ema_params if state.ema_params is not None else state.params
-    return rd, config, spec, data, model, params, int(state.step)
+    run = registry.restore_run(run_dir, data, data_dir=data_dir)
+    return pathlib.Path(run_dir), run.config, run.spec, data, run.model, run.params, run.step
 
 
 def cmd_sample(args) -> int:
@@ -798,7 +776,7 @@ def _run_row(run_dir: pathlib.Path) -> dict | None:
     """One row of ``genjax runs``; None for a directory that is not a run."""
     try:
         config = _read_config(run_dir)
-    except ValueError:
+    except (ValueError, FileNotFoundError):
         return None
     stages = _stage_names(run_dir)
     records = _metric_records(run_dir / stages[-1] if stages else run_dir)

@@ -41,6 +41,17 @@ def test_train_sample_eval_on_digits(tmp_path, capsys):
     assert ev["num_test_examples"] == 20 and ev["step"] == 40 and ev["test_nll_nats"] > 0
     assert ev["test_bits_per_dim"] == pytest.approx(ev["test_nll_nats"] / (64 * np.log(2)), rel=1e-6)
 
+    # the library API mirrors the command: registry.restore_run gives back what `genjax sample` samples
+    from genjax import registry
+
+    restored = registry.restore_run(run)
+    assert restored.config == config and restored.step == 40 and restored.spec.name == "vae"
+    assert restored.data.name == "digits" and restored.model.latent_dim == 4
+    with pytest.raises(ValueError, match="data: the run .* was trained on 'digits'"):
+        registry.restore_run(run, registry.load_data("two-moons"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        registry.restore_run(tmp_path / "no-such-run")
+
 
 def test_resume_continues_and_second_run_gets_new_dir(tmp_path, capsys):
     assert _train(tmp_path, "--latent-dim", "2", "--hidden", "8", "--name", "r") == 0

@@ -3,7 +3,8 @@ any work, a queue, one worker thread that batches compatible requests onto a sam
 once per shape, the results and the gallery.
 
 A request draws what ``genjax sample`` draws for the same settings: the run restored by the
-command line's loader (``cli._load_run``, handed in as :class:`ServedRun`), the prompt
+command line's loader (``cli._load_run``: ``registry.restore_run`` with the command line's data
+errors, handed in as :class:`ServedRun`), the prompt
 tokenized by ``registry.ldm.prompt_tokens`` (the tokenizer's error names an unknown word), the
 key of ``draw_samples``' first chunk, ``fold_in(PRNGKey(seed), 0)`` (``--variations-of``:
 ``PRNGKey(seed)``), and the grid drawn by ``viz.image_grid`` at ``registry.image_scale``. So the
