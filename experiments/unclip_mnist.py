@@ -66,7 +66,7 @@ from genjax.metrics import features
 from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
-from genjax.registry.core import write_run_config
+from genjax.registry import write_run_config
 from genjax.results import ResultParts, params_fingerprint, write_result, write_samples
 from genjax.train import Stage, fit_stages
 
