@@ -440,7 +440,8 @@ def fit(
         (e.g. ``genjax.data.dynamic_binarize``).
       eval_fn: ``eval_fn(params, key) -> dict`` run every ``eval_every`` steps and at
         the end; the EMA parameters are passed when EMA is on.
-      log_every: steps between metric records (each the mean over its window).
+      log_every: steps between metric records (each the mean over its window; with
+        ``on_nonfinite="skip"``, over the window's applied updates: ``"nan"`` if none was).
       checkpoint_every: steps between checkpoints (one is always written at the end).
       steps_per_dispatch: steps fused in one ``lax.scan`` per host dispatch (for a
         convolutional step on CPU: one Python loop of jitted steps per chunk, see
@@ -673,7 +674,7 @@ def fit(
                         + (f"last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint was written")
                     )
                 counts += (~finite).sum(axis=0)
-            window.append(metrics)
+            window.append({**metrics, "_applied": finite if skip else np.ones_like(finite)})
             step = stop
             if on_chunk is not None:
                 on_chunk(step, {"finite": finite if multi else finite[:, 0],
@@ -684,9 +685,13 @@ def fit(
             records = []
             if step % log_every == 0 or step == num_steps:
                 merged = {k: np.concatenate([w[k] for w in window]) for k in window[0]}
+                applied = merged.pop("_applied")
                 for i in range(num_seeds):
                     rec = {"step": step, "kind": "train", **({"seed": i} if multi else {})}
-                    rec.update({k: _jsonable(np.mean(v[:, i])) for k, v in merged.items()})
+                    # the window's mean over the updates applied ("skip": a dropped update's
+                    # non-finite loss would make the record inf; its count is skipped_updates)
+                    ok = applied[:, i]
+                    rec.update({k: _jsonable(np.mean(v[ok, i]) if ok.any() else np.nan) for k, v in merged.items()})
                     if count_name is not None:
                         rec[count_name] = int(counts[i])
                     records.append(rec)

@@ -234,6 +234,10 @@ def test_nonfinite_skip_completes_and_counts():
     assert int(result.state.step) == 8
     np.testing.assert_array_equal(result.state.params["w"], [5.0, 5.0])  # updates from step 5 dropped
     assert [(r["step"], r["skipped_updates"]) for r in result.history] == [(2, 0), (4, 0), (6, 1), (8, 3)]
+    # each record is the mean over its window's applied updates (step s sees w = s - 1, loss -2(s - 1)):
+    # steps 5-6 are the loss of step 5 alone (not NaN from the dropped step 6); 7-8 applied none
+    assert [r["loss"] for r in result.history] == [-1.0, -5.0, -8.0, "nan"]
+    assert [r["w0"] for r in result.history] == [0.5, 2.5, 4.0, "nan"]
 
 
 def test_vae_diverging_learning_rate_raises(digits):
