@@ -39,9 +39,10 @@ Command (resumable: re-run it after an interruption; every stage checkpoints in 
     GENJAX_DATA_DIR=../shared/data nohup python experiments/ldm_mnist.py > ldm_mnist.log 2>&1 &
 
 (``--only singles`` / ``--only pairs`` train one part's pipelines and stop, so the two can run
-side by side (``--only latent`` / ``--only pixel`` split the singles further); the command without ``--only`` then restores them and writes the results. Each part
-of the results step is saved when done in ``<workdir>/ldm_mnist_results_parts/``, keyed by the
-models' parameter fingerprints and the config, so a cut-off results step resumes too.)
+side by side; ``--only latent`` / ``--only pixel`` split the singles further; the command
+without ``--only`` then restores them and writes the results. Each part of the results step is
+saved when done in ``<workdir>/ldm_mnist_results_parts/``, keyed by the models' parameter
+fingerprints and the config, so a cut-off results step resumes too.)
 
 ``--size gpu`` is the accelerator config (bigger networks, longer schedules; results file
 ``ldm_mnist_gpu.json``); ``--smoke`` runs the whole script on digits-captions with tiny networks

@@ -63,7 +63,7 @@ from genjax.metrics import text_to_image as t2i
 from genjax.metrics.evaluation import draw_samples
 from genjax.registry import ldm as ldm_registry
 from genjax.results import config_digest, params_fingerprint, write_result
-from genjax.train import Stage, fit, fit_stages, restore_params
+from genjax.train import fit, fit_stages, restore_params
 
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = ("ddpm", "ldm")

@@ -636,6 +636,7 @@ def fit(
     stops = _stops(start, num_steps, [steps_per_dispatch, log_every, eval_every or 0, checkpoint_every or 0])
     bar = _progress(progress and main_process, start, num_steps)
     window: list[dict] = []
+    applied: list[np.ndarray] = []  # per chunk, (K, S): which steps' updates were applied
     step = start
     saved_at = (start, time_before)  # (step, the run's seconds) of the last checkpoint written
 
@@ -674,7 +675,8 @@ def fit(
                         + (f"last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint was written")
                     )
                 counts += (~finite).sum(axis=0)
-            window.append({**metrics, "_applied": finite if skip else np.ones_like(finite)})
+            window.append(metrics)
+            applied.append(finite if skip else np.ones_like(finite))
             step = stop
             if on_chunk is not None:
                 on_chunk(step, {"finite": finite if multi else finite[:, 0],
@@ -685,17 +687,17 @@ def fit(
             records = []
             if step % log_every == 0 or step == num_steps:
                 merged = {k: np.concatenate([w[k] for w in window]) for k in window[0]}
-                applied = merged.pop("_applied")
+                ok_steps = np.concatenate(applied)
                 for i in range(num_seeds):
                     rec = {"step": step, "kind": "train", **({"seed": i} if multi else {})}
                     # the window's mean over the updates applied ("skip": a dropped update's
                     # non-finite loss would make the record inf; its count is skipped_updates)
-                    ok = applied[:, i]
+                    ok = ok_steps[:, i]
                     rec.update({k: _jsonable(np.mean(v[ok, i]) if ok.any() else np.nan) for k, v in merged.items()})
                     if count_name is not None:
                         rec[count_name] = int(counts[i])
                     records.append(rec)
-                window = []
+                window, applied = [], []
             if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
                 all_params = state.ema_params if state.ema_params is not None else state.params
                 if mesh is not None:
