@@ -100,62 +100,64 @@ below) over the true modes (thin red rings; a dropped mode is an empty ring), an
 ``gan_mixture_smoke.json``).
 
 Figures reached (8 seeds, EMA generator; modes captured / % high quality, mean ± std;
-train time on the shared 2-core CPU; ``experiments/results/gan_mixture.json`` has the
-per-seed figures, the raw generator's and the KL to uniform; measured with the script's
-own vmapped loop, ``code_version`` 1, before it moved onto ``fit``: another random stream
-of the same training, which the full re-run replaces)::
+train time: ``fit``'s recorded training time, summed over resumed processes, one core
+per run beside other jobs; ``experiments/results/gan_mixture.json`` has the per-seed
+figures, the raw generator's and the KL to uniform). Re-run whole on 2026-12-07 with the
+library's one trainer (``fit(seeds=8)``, ``code_version`` 2) and the per-pack penalty
+(issue 17, A2); "before" is the script's own vmapped loop (``code_version`` 1: another
+random stream of the same training) with the defective packed penalty (*)::
 
-    grid  minimax (the seed's game)  25.00 ± 0.00 / 97.9 ± 0.4    52 min   meets the goal
-    grid  non_saturating             24.88 ± 0.33 / 97.4 ± 0.6    99 min   seed 7: 24 modes
-    grid  wgan (clipping)            21.75 ± 1.39 /  3.1 ± 0.7    43 min   a diffuse cloud
-    grid  wgan_gp                    20.50 ± 2.12 /  3.8 ± 1.1    69 min   a diffuse cloud (*)
-    ring  minimax                     1.62 ± 2.60 /  1.7 ± 4.3    23 min   saturates (7 of 8 seeds)
-    ring  non_saturating              8.00 ± 0.00 / 97.8 ± 0.4    36 min   meets the goal
-    ring  wgan (clipping)             8.00 ± 0.00 / 12.4 ± 3.6    12 min   every mode, imprecise
-    ring  wgan_gp                     7.62 ± 0.48 / 12.3 ± 3.0    18 min   seeds 0, 6, 7: 7 modes (*)
+                                     after                         train    before
+    grid  minimax (the seed's game)  25.00 ± 0.00 / 97.7 ± 0.3    191 min   25.00 / 97.9   meets the goal
+    grid  non_saturating             24.88 ± 0.33 / 97.9 ± 0.4    139 min   24.88 / 97.4   seed 5: 24 modes
+    grid  wgan (clipping)            21.38 ± 0.99 /  3.4 ± 0.7     49 min   21.75 /  3.1   a diffuse cloud
+    grid  wgan_gp                    18.12 ± 2.09 /  3.9 ± 1.9     79 min   20.50 /  3.8 (*)   a diffuse cloud
+    ring  minimax                     0.38 ± 0.70 /  0.0 ± 0.1     40 min    1.62 /  1.7   saturates (every seed)
+    ring  non_saturating              8.00 ± 0.00 / 97.9 ± 0.5     41 min    8.00 / 97.8    meets the goal
+    ring  wgan (clipping)             8.00 ± 0.00 / 11.7 ± 2.1     24 min    8.00 / 12.4   every mode, imprecise
+    ring  wgan_gp                     8.00 ± 0.00 / 28.6 ± 27.3     45 min    7.62 / 12.3 (*)   every mode, imprecise
 
-(*) measured with the defective packed penalty (see below); being re-run with the fix.
+(*) the defective packed penalty (below).
 
-Whole run: ``python experiments/gan_mixture.py`` (8 runs, 5.9 h of training on the
-shared CPU, spread over three sessions by its resume); the raw generator's figures are
-within 0.75 modes and 0.7 points of high quality of the EMA's on every row. The ring's
-rows are pack 16; with pack 8 (the earlier pin) they were: min-max 1.25 ± 2.63 /
-10.1 ± 26.5, non-saturating 7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6, WGAN-GP 8.00 / 74.1 ± 14.4.
+Whole run: ``python experiments/gan_mixture.py`` (8 runs, 10.1 h of training on the shared
+CPU, spread over several sessions by its resume; the last re-run trained two runs at a time,
+one per core, with ``--data``/``--objectives`` subsets, then the whole command reused the 8
+finished runs and wrote the JSON); the raw generator's figures are within 0.88 modes and 0.3 points of high quality of the
+EMA's on every row. The ring's rows are pack 16; with pack 8 (an earlier pin, code_version 1)
+they were: min-max 1.25 ± 2.63 / 10.1 ± 26.5, non-saturating 7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6.
 
 So on the grid the seed's saturating min-max game, with PacGAN packing and a Fourier
-discriminator, keeps every mode on every seed at 97.9% high quality, and on the ring the
-non-saturating GAN with pack 16 keeps all 8 modes on every seed at 97.8%: past PacGAN4's
+discriminator, keeps every mode on every seed at 97.7% high quality, and on the ring the
+non-saturating GAN with pack 16 keeps all 8 modes on every seed at 97.9% high quality: past PacGAN4's
 24.8 / 93.6 on both counts (the goal). The same table shows the weaker objectives
 honestly. The min-max game collapses on the ring, whose modes are 5x narrower
-(std 0.01): the discriminator wins at once (mean D loss 0.016 after 2000 steps, 1.6e-6
-after 10k with pack 8) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no gradient:
-the saturation Goodfellow et al. (2014) warn of; one seed in eight (seed 7) escapes it
-and draws the whole ring. The Wasserstein objectives rarely drop a mode (the ring's
-WGAN keeps all 8 on every seed) but are imprecise: 3-17% of samples land within 3 std.
-A likely reason: within 3 std of a mode (0.0375 in the grid's scaled units, 0.03 on the
-ring) a 1-Lipschitz critic can change by at most that much, so its gradient barely tells
-a sample at a mode's centre from one beside it.
+(std 0.01): the discriminator wins at once (mean D loss 0.009 after 2000 steps, 5e-6
+after 6000) and G's loss ``log(1 - D(G(z)))`` sits at ~0 with no gradient: the
+saturation Goodfellow et al. (2014) warn of; no seed of this run escapes it (in the
+code_version 1 stream one seed in eight did and drew the whole ring). The Wasserstein
+objectives rarely drop a mode (the ring's WGAN keeps all 8 on every seed) but are
+imprecise: 2-17% of samples land within 3 std. A likely reason: within 3 std of a mode
+(0.0375 in the grid's scaled units, 0.03 on the ring) a 1-Lipschitz critic can change by
+at most that much, so its gradient barely tells a sample at a mode's centre from one
+beside it.
 
-The WGAN-GP rows above (and the ring's pack-8 figure, 74%) were measured with a defective
-penalty: the critic repeated each pack's score to its ``k`` examples and the penalty, the
-per-example gradient of the sum of scores, pulled ``k`` times each example's slice of the
-pack's gradient to norm 1 (with ``eps`` drawn per example), which pulls the pack's gradient
-norm to about ``1 / sqrt(k)`` when the slices are alike (0.35 at pack 8, 0.25 at pack 16)
-instead of 1. So the earlier
-"more packing hurt WGAN-GP on the ring (74% high quality with pack 8, 12% with pack 16)"
-measured a tighter Lipschitz bound, not packing. The library now packs
-(``GAN(pack=k)``: one score, one ``eps`` and one penalty per pack, the gradient taken
-with respect to the whole concatenated pack); the WGAN-GP rows are re-run with it. First
-figure with the per-pack penalty (2026-12-06, the same pinned config, run on the shared CPU):
-ring WGAN-GP, pack 16: **8.00 ± 0.00 modes / 28.9 ± 24.9% high quality** (EMA; raw 8.00 /
-28.2; per seed 14.4, 17.4, 12.7, 74.0, 11.5, 18.3, 69.8, 12.8), against 7.62 / 12.3 with
-the defective penalty. The grid WGAN-GP row and the committed JSON (which still holds the
-defective rows) wait for the full re-run of this script.
+(*) The code_version 1 WGAN-GP rows (and the ring's pack-8 figure, 74%) were measured with
+a defective penalty: the critic repeated each pack's score to its ``k`` examples and the
+penalty, the per-example gradient of the sum of scores, pulled ``k`` times each example's
+slice of the pack's gradient to norm 1 (with ``eps`` drawn per example), which pulls the
+pack's gradient norm to about ``1 / sqrt(k)`` when the slices are alike (0.35 at pack 8,
+0.25 at pack 16) instead of 1. So the earlier "more packing hurt WGAN-GP on the ring (74%
+high quality with pack 8, 12% with pack 16)" measured a tighter Lipschitz bound, not
+packing, and is withdrawn. The library now packs (``GAN(pack=k)``: one score, one ``eps``
+and one penalty per pack, the gradient taken with respect to the whole concatenated pack).
+With it: grid 18.12 / 3.9 (was 20.50 / 3.8), ring 8.00 / 28.6 ± 27.3 (was 7.62 / 12.3; a first
+per-pack run on 2026-12-06, same config, gave 8.00 / 28.9 ± 24.9 with two seeds near 70%).
 
-Cost on this project's 2-core CPU (idle, 8 seeds at once):
-33 ms per generator step for the logistic objectives, 132 ms for WGAN-GP (5 critic
-steps), so about 65 min per logistic objective on the grid; the whole experiment took
-5.9 hours of training on the shared CPU (above); a GPU is many times faster.
+Cost on this project's 2-core CPU (8 seeds at once): idle, both cores, 33 ms per generator
+step for the logistic objectives and 132 ms for WGAN-GP (5 critic steps), so about 65 min
+per logistic objective on the grid; pinned to one core each (the 2026-12-07 re-run, two runs
+side by side), about 40 ms and 195 ms. The whole experiment took 10.1 hours of training
+(above); a GPU is many times faster.
 """
 
 from __future__ import annotations
