@@ -122,9 +122,10 @@ random stream of the same training) with the defective packed penalty (*)::
 Whole run: ``python experiments/gan_mixture.py`` (8 runs, 10.1 h of training on the shared
 CPU, spread over several sessions by its resume; the last re-run trained two runs at a time,
 one per core, with ``--data``/``--objectives`` subsets, then the whole command reused the 8
-finished runs and wrote the JSON); the raw generator's figures are within 0.88 modes and 0.3 points of high quality of the
-EMA's on every row. The ring's rows are pack 16; with pack 8 (an earlier pin, code_version 1)
-they were: min-max 1.25 ± 2.63 / 10.1 ± 26.5, non-saturating 7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6.
+finished runs and wrote the JSON); the raw generator's figures are within 0.88 modes and
+0.3 points of high quality of the EMA's on every row. The ring's rows are pack 16; with pack 8
+(an earlier pin, code_version 1) they were: min-max 1.25 ± 2.63 / 10.1 ± 26.5,
+non-saturating 7.88 / 98.6, WGAN 8.00 / 24.8 ± 6.6.
 
 So on the grid the seed's saturating min-max game, with PacGAN packing and a Fourier
 discriminator, keeps every mode on every seed at 97.7% high quality, and on the ring the
