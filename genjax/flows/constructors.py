@@ -283,8 +283,14 @@ def glow(
     * ``out_log_scale``: the couplings' last conv is zero-initialised with a learned
       per-channel output scale ``exp(3 logs)`` (Glow's ``Conv2dZeros``).
 
-    Still simplified: ``scale_fn="sigmoid"`` is Glow's ``sigmoid(raw + 2)`` scale; no
-    class-conditional prior; widths and depth are CPU-sized in the experiments.
+    ``scale_fn`` (:func:`~genjax.flows.coupling.bounded_log_scale`): ``"sigmoid"`` is the
+    released code's ``sigmoid(raw + 2)`` (the default); ``"sigmoid2"`` (``2 sigmoid(raw)``,
+    the identity at a zero conditioner, at most 2x per coupling) trains faster without the
+    compounding expansions of ``"tanh"`` (``exp(3 tanh(raw / 3))``), which can send an
+    unusual input to an infinite NLL in a deep flow (``experiments/flows_mnist.py``).
+
+    Still simplified: no class-conditional prior; widths and depth are CPU-sized in the
+    experiments.
 
     Examples:
       >>> flow = glow((8, 8, 1), num_levels=2, num_steps=2, features=8)

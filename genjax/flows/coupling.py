@@ -21,7 +21,7 @@ import numpy as np
 
 from genjax.types import Array
 
-SCALE_FNS = ("tanh", "sigmoid")
+SCALE_FNS = ("tanh", "sigmoid", "sigmoid2")
 
 
 def bounded_log_scale(raw: Array, *, scale_fn: str = "tanh", bound: float = 3.0) -> Array:
@@ -30,11 +30,18 @@ def bounded_log_scale(raw: Array, *, scale_fn: str = "tanh", bound: float = 3.0)
     * ``"tanh"``: ``bound * tanh(raw / bound)`` -- identity near 0 (so a zero-initialised
       conditioner gives the identity map), never beyond ``+-bound``.
     * ``"sigmoid"``: ``log sigmoid(raw + 2)`` -- Glow's choice: scale in (0, 1), 0.88 at 0.
+    * ``"sigmoid2"``: ``log(2 sigmoid(raw))`` -- scale in (0, 2), exactly 1 at 0 (a
+      zero-initialised conditioner is the identity, as with tanh) and slope 1/2 there
+      (Glow's sigmoid has 0.12). A coupling can expand by at most 2x, so expansions cannot
+      compound over many couplings the way ``exp(3)`` per coupling can on an input unlike
+      the training data.
     """
     if scale_fn == "tanh":
         return bound * jnp.tanh(raw / bound)
     if scale_fn == "sigmoid":
         return jax.nn.log_sigmoid(raw + 2.0)
+    if scale_fn == "sigmoid2":
+        return jnp.log(2.0) + jax.nn.log_sigmoid(raw)
     raise ValueError(f"unknown scale_fn {scale_fn!r}; valid choices: {', '.join(SCALE_FNS)}")
 
 

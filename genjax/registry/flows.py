@@ -27,6 +27,7 @@ import numpy as np
 
 from genjax import viz
 from genjax.flows.constructors import PREPROCESS
+from genjax.flows.coupling import SCALE_FNS
 from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import (DataBundle, ModelSpec, Option, boolean, image_scale, int_tuple, no_transform, sample_in_chunks,
                                   unsupported)
@@ -78,7 +79,7 @@ def _build(name: str):
                 data.shape, num_levels=levels, num_steps=opts["num_steps"], features=opts["features"],
                 num_blocks=opts["num_blocks"], data_levels=data.num_levels, logit_alpha=opts["logit_alpha"],
                 preprocess=opts["preprocess"], split_prior=opts["split_prior"], learn_top=opts["learn_top"],
-                out_log_scale=opts["out_log_scale"],
+                out_log_scale=opts["out_log_scale"], scale_fn=opts["scale_fn"],
             )
         elif name == "maf":
             if image:
@@ -205,6 +206,8 @@ _OPTIONS = {
         "split_prior": Option(boolean, True, "learned prior on each factored-out half (Glow)"),
         "learn_top": Option(boolean, True, "learned top prior (Glow)"),
         "out_log_scale": Option(boolean, True, "couplings' zero-initialised last conv with a learned log-scale (Glow)"),
+        "scale_fn": Option(str, "sigmoid", "couplings' scale: sigmoid (Glow's sigmoid(h + 2)), sigmoid2 (2 sigmoid(h): "
+                           "at most 2x per coupling; flows_mnist's) or tanh (exp(3 tanh(h / 3)))", SCALE_FNS),
     },
     "maf": {
         "num_layers": Option(int, 5, "MADE layers"),

@@ -10,7 +10,7 @@ from PIL import Image
 
 from genjax import cli
 from genjax.registry import flows as flow_specs
-from genjax.registry.core import boolean
+from genjax.registry.core import boolean, load_data
 
 _COMMON = ["--steps", "2", "--steps-per-dispatch", "2", "--log-every", "2", "--checkpoint-every", "2", "--no-progress"]
 _TINY = {
@@ -113,6 +113,22 @@ def test_glow_on_off_options_parse_words():
     opts = flow_specs.SPECS["glow"].options
     assert all(opts[k].type is boolean and opts[k].default is True for k in ("split_prior", "learn_top", "out_log_scale"))
     assert opts["preprocess"].default == "center"
+
+
+@pytest.mark.parametrize("scale_fn", ["sigmoid", "sigmoid2", "tanh"])
+def test_glow_scale_fn_option_reaches_every_coupling(scale_fn):
+    spec = flow_specs.SPECS["glow"]
+    opts = {k: o.default for k, o in spec.options.items()} | {"scale_fn": scale_fn, "num_steps": 1, "features": 4}
+    flow = spec.build(load_data("digits", download=False), opts)
+    fns = [l.scale_fn for l in _all_layers(flow.layers) if type(l).__name__ == "AffineCouplingLayer"]
+    assert len(fns) == 3 and set(fns) == {scale_fn}  # 1 step in each of digits' 3 levels
+    assert spec.options["scale_fn"].default == "sigmoid"  # Glow's
+
+
+def _all_layers(layers):
+    for l in layers:
+        yield l
+        yield from _all_layers(getattr(l, "layers", ()))
 
 
 def test_density_grid_is_top_row_first():

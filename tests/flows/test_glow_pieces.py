@@ -8,8 +8,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import genjax.flows as F
+from genjax.flows.coupling import SCALE_FNS
 from genjax.flows.layers import chain_layers
 
 
@@ -94,8 +96,26 @@ def test_glow_defaults_and_the_centred_input(key, rng):
     assert logit.logit_alpha == 0.05 and not isinstance(logit.layers[0], F.ShiftLayer)
 
 
-def test_whole_glow_log_det_matches_slogdet_of_the_jacobian_in_float64(key, rng):
-    flow = F.glow((4, 4, 1), num_levels=2, num_steps=2, features=4, num_blocks=1)
+def test_coupling_log_scales_against_their_closed_forms():
+    raw = np.linspace(-30.0, 30.0, 601)
+    closed = {
+        "tanh": 3.0 * np.tanh(raw / 3.0),
+        "sigmoid": -np.logaddexp(0.0, -(raw + 2.0)),  # log sigmoid(raw + 2)
+        "sigmoid2": np.log(2.0) - np.logaddexp(0.0, -raw),  # log(2 sigmoid(raw))
+    }
+    assert set(closed) == set(SCALE_FNS)
+    for name, want in closed.items():
+        got = np.asarray(F.bounded_log_scale(jnp.asarray(raw, jnp.float32), scale_fn=name))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+    s2 = np.asarray(F.bounded_log_scale(jnp.asarray(raw, jnp.float32), scale_fn="sigmoid2"))
+    assert s2.max() <= np.log(2.0) + 1e-6 and F.bounded_log_scale(jnp.zeros(()), scale_fn="sigmoid2") == 0.0
+    slope = jax.grad(lambda r: F.bounded_log_scale(r, scale_fn="sigmoid2"))(0.0)
+    np.testing.assert_allclose(slope, 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale_fn", SCALE_FNS)
+def test_whole_glow_log_det_matches_slogdet_of_the_jacobian_in_float64(key, rng, scale_fn):
+    flow = F.glow((4, 4, 1), num_levels=2, num_steps=2, features=4, num_blocks=1, scale_fn=scale_fn)
     x32 = jnp.asarray(rng.uniform(0.05, 0.95, (2, 4, 4, 1)), jnp.float32)
     params = _perturb(flow.init(key, x32), key, 0.1)  # every piece away from its start
     with jax.enable_x64(True):
