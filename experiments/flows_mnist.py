@@ -38,20 +38,21 @@ the JSON, results file suffixed ``_steps<N>``), ``--smoke`` is a seconds-long ru
 model's config and the training settings, so a changed config never resumes an old run.
 
 Cost. ``--size cpu``, one jitted Adam step at batch 64, timed side by side in the run that
-writes the JSON (``step_s_side_by_side``, same load for the three): realnvp 0.545 s,
-glow 0.540 s, maf 0.107 s; so RealNVP and Glow train at the same CPU budget.
+writes the JSON (``step_s_side_by_side``, same load for the three): realnvp 0.679 s,
+glow 0.687 s, maf 0.135 s; so RealNVP and Glow train at the same CPU budget.
 
 Figures reached (``--size cpu``, all 10k test images; ``train_wall_time_s`` is fit's
 recorded training time, summed over resumed processes, under whatever else ran)::
 
-    GENJAX_DATA_DIR=../shared/data python experiments/flows_mnist.py     (JSON at commit c9075b5)
-    -> realnvp (ActNorm + tanh couplings): 1.441 test bits/dim (median 1.468; train 1.447),
-       0.35M params, 0 skipped updates (anchor: RealNVP 1.06)
-    -> glow (2 levels x 8 steps, 48 features, GLOW_PIECES): 1.486 (median 1.512; train
-       1.490), 0.79M params; before issue 22's pieces: 1.691 (2 x 4 steps, 64 features,
-       sigmoid scale, N(0, I) priors); with the pieces and the paper's x - 0.5 input:
-       2.047. Still 0.045 above RealNVP at the same budget (the Glow paper's ordering is
-       not reached at this size; anchor: Glow 1.05 after full GPU training)
+    GENJAX_DATA_DIR=../shared/data python experiments/flows_mnist.py     (JSON at commit 041fd28)
+    -> glow (2 levels x 16 steps, 32 features, GLOW_PIECES with the 2 sigmoid(h) scale):
+       1.435 test bits/dim (median 1.463; train 1.440), 0.76M params, 0 skipped updates:
+       below RealNVP at the same budget, the Glow paper's ordering (anchor: Glow 1.05 after
+       full GPU training). Before issue 22: 1.691 (2 x 4 steps, 64 features, sigmoid(h + 2),
+       N(0, I) priors); with the pieces at 2 x 8 x 48 and the tanh scale: 1.486; the
+       scales tried on the way are in ``GLOW_PIECES``'s comment
+    -> realnvp (ActNorm + tanh couplings): 1.441 (median 1.468; train 1.447), 0.35M params,
+       0 skipped updates (anchor: RealNVP 1.06)
     -> maf: 2.265 (median 2.171; train 2.134), 12.1M params (an earlier run of the same
        config: 2.158; loss spikes in the 500-step windows at 500-1000 and 2000-2500 this
        time; anchors: MAF 1.89, MADE 2.04)
@@ -140,7 +141,7 @@ def get_config(size: str = "cpu") -> dict:
             "warmup_steps": 200,
             "models": {
                 "realnvp": {"num_scales": 3, "features": 32, "num_blocks": 1, "actnorm": True},
-                # 2 levels x 16 steps of 32 features: 0.575 s per step side by side (RealNVP 0.562);
+                # 2 levels x 16 steps of 32 features: 0.687 s per step side by side (RealNVP 0.679);
                 # deeper beat wider (2 x 8 x 48: 1.486 test bits/dim with the tanh scale)
                 "glow": {"num_levels": 2, "num_steps": 16, "features": 32, "num_blocks": 1, **GLOW_PIECES},
                 "maf": {"num_layers": 5, "hidden": [1024]},
