@@ -17,10 +17,15 @@ hand-written jitted JAX step of the same model with the same random draws and th
 update (no metrics, no checks), and the library step's parts, each jitted and timed
 alone: the discriminator's and the generator's gradient (``model.d_loss`` /
 ``model.g_loss``), each player's Adam update, the metrics and non-finite checks (global
-gradient norms, ``isfinite``) and the step's key derivation.
+gradient norms, ``isfinite``) and the step's key derivation. Then the step that
+``train_step`` times (``share_fakes=True``: one draw of fakes per step, as the seed code
+draws one ``z``; ``G(z)`` computed once, G's gradient pulled back through it) beside the
+minimal step with that one draw, which computes ``G(z)`` twice as the seed's PyTorch code does.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -107,17 +112,20 @@ def gan_step_keys(state_key, step):
     return jax.random.split(k_fake, 4)[0], jax.random.split(k_g, 4)[0]
 
 
-def minimal_gan_step(model, tx):
+def minimal_gan_step(model, tx, *, shared: bool = False):
     """The straightforward step of a logistic non-saturating GAN with ``pack = 1`` (e.g. ``seed_gan``):
     D's Adam update on ``softplus(-D(x)) + softplus(D(G(z1)))``, then G's on
     ``softplus(-D'(G(z2)))`` against the updated D, with the library step's draws
     (:func:`gan_step_keys`). State ``(params, {"generator", "discriminator"} Adam states, key, step)``;
-    returns the new state (un-jitted). The reference for the library step's speed and numbers."""
+    returns the new state (un-jitted). The reference for the library step's speed and numbers.
+    ``shared``: ``z1 = z2`` (the seed code's one draw per step, ``share_fakes``), ``G(z)``
+    still computed twice as the seed's PyTorch code does."""
     gen, disc = model.generator, model.discriminator
 
     def step(state, x):
         params, opt, key, i = state
         kz1, kz2 = gan_step_keys(key, i)
+        kz1 = kz2 if shared else kz1
         z1, z2 = (jax.random.normal(k, (x.shape[0], model.latent_dim)) for k in (kz1, kz2))
         fake = jax.lax.stop_gradient(gen.apply(params["generator"], z1))
 
@@ -144,7 +152,9 @@ def _gan_rows(batch: int, settings: Settings) -> list[dict]:
     state = TrainState.create(model.init(jax.random.PRNGKey(1), x), tx, jax.random.PRNGKey(2))
     copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # each donating stepper its own buffers
     minimal = jax.jit(lambda s, b: (minimal_gan_step(model, tx)(s, b), None), donate_argnums=0)
-    m_state = (copy(state.params), copy(state.opt_state), jnp.copy(state.key), jnp.copy(state.step))
+    minimal_shared = jax.jit(lambda s, b: (minimal_gan_step(model, tx, shared=True)(s, b), None), donate_argnums=0)
+    m_state = lambda: (copy(state.params), copy(state.opt_state), jnp.copy(state.key), jnp.copy(state.step))
+    shared = dataclasses.replace(model, share_fakes=True)
     p, o = state.params, state.opt_state
 
     def player_grad(player):
@@ -166,7 +176,10 @@ def _gan_rows(batch: int, settings: Settings) -> list[dict]:
     keys = jax.jit(gan_step_keys)
     parts = [
         ("library step (make_step, donated)", Stepper(jax.jit(make_step(model, tx), donate_argnums=0), copy(state), x)),
-        ("minimal jitted JAX step (same draws)", Stepper(minimal, m_state, x)),
+        ("minimal jitted JAX step (same draws)", Stepper(minimal, m_state(), x)),
+        ("library step, share_fakes (one draw, G(z) once)",
+         Stepper(jax.jit(make_step(shared, tx), donate_argnums=0), copy(state), x)),
+        ("minimal jitted JAX step, one draw (G(z) twice, as the seed's PyTorch code)", Stepper(minimal_shared, m_state(), x)),
         ("D gradient (d_loss: G forward, D on real and fake)", _loop(g_d, p, state.key, x)),
         ("G gradient (g_loss: G and D forward, both backward)", _loop(g_g, p, state.key, x)),
         ("D Adam update", _loop(adam("discriminator"), grads["discriminator"], o["discriminator"], p["discriminator"])),

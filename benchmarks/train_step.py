@@ -9,10 +9,13 @@ and is given as a fraction of the matmul peak measured in the same run.
 FLOPs per step (dense layer ``in x out`` at batch ``b`` is ``F = 2 b in out`` forward):
 - VAE: forward ``F_enc + F_dec``, weight gradients the same again, input gradients the
   same less the first encoder layer (its input is data): ``3 (F_enc + F_dec) - F_enc1``.
-- GAN (one D update then one G update, each with its own fakes): D step: G forward,
-  D forward on real and fake (``2 F_D``), D weight and input gradients (no input
-  gradient of D's first layer); G step: G and D forward, D input gradients, G weight and
-  input gradients (none for G's first layer): ``4 F_G - F_G1 + 8 F_D - 2 F_D1``.
+- GAN (one D update then one G update on one draw of fakes, as the seed code draws one
+  ``z`` per step: ``seed_gan(share_fakes=True)``): G forward once; D step: D forward on
+  real and fake (``2 F_D``), D weight and input gradients (no input gradient of D's first
+  layer); G step: D forward, D input gradients, G weight and input gradients (none for
+  G's first layer): ``3 F_G - F_G1 + 8 F_D - 2 F_D1``. The seed's PyTorch code computes
+  ``G(z)`` a second time for G's loss (``+ F_G``), as genjax's default step does with its
+  second draw (``share_fakes=False``; ``breakdown`` times both genjax steps side by side).
 """
 
 from __future__ import annotations
@@ -53,13 +56,14 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def step_flops(model: str, batch: int) -> float:
-    """Matmul FLOPs of one ideal train step (see the module docstring)."""
+def step_flops(model: str, batch: int, *, share_fakes: bool = True) -> float:
+    """Matmul FLOPs of one ideal train step (see the module docstring); ``share_fakes=False``:
+    the GAN step with a second draw of fakes for G (one more G forward)."""
     if model == "vae":
         return 3 * (dense_flops(batch, VAE_ENC) + dense_flops(batch, VAE_DEC)) - dense_flops(batch, VAE_ENC[:1])
     if model == "gan":
         f_g, f_d = dense_flops(batch, GAN_G), dense_flops(batch, GAN_D)
-        return 4 * f_g - dense_flops(batch, GAN_G[:1]) + 8 * f_d - 2 * dense_flops(batch, GAN_D[:1])
+        return (3 + (not share_fakes)) * f_g - dense_flops(batch, GAN_G[:1]) + 8 * f_d - 2 * dense_flops(batch, GAN_D[:1])
     raise ValueError(f"model must be 'vae' or 'gan', got {model!r}")
 
 
@@ -118,7 +122,7 @@ def genjax_stepper(model: str, batch: int) -> Stepper:
         tx = optax.adam(1e-3)
         step = make_train_step(m.loss, tx)
     else:
-        m = seed_gan(DATA_DIM, 100)
+        m = seed_gan(DATA_DIM, 100, share_fakes=True)  # the seed code's step: one z per step for both players
         x = jax.random.uniform(k_data, (batch, DATA_DIM), minval=-1.0, maxval=1.0)
         tx = gan_adam(2e-4, b1=0.5)
         step = jax.jit(make_step(m, tx), donate_argnums=0)

@@ -252,7 +252,12 @@ class GenerativeModel(Protocol):
 
 @runtime_checkable
 class AdversarialModel(Protocol):
-    """Two-player models: params are ``{"generator": ..., "discriminator": ...}``."""
+    """Two-player models: params are ``{"generator": ..., "discriminator": ...}``.
+
+    Optional (see :func:`genjax.train.adversarial.make_adversarial_step`): ``n_critic``,
+    ``split_critic_batch``, ``clip``, ``update_stats``, and ``share_fakes`` with
+    ``train_fakes(params, key, batch)`` and a ``fakes=`` keyword on both losses.
+    """
 
     log_prob_kind: LogProbKind
 

@@ -246,7 +246,8 @@ def test_breakdown_quick_json(tmp_path, monkeypatch):
     monkeypatch.setattr(breakdown, "GAN_BATCHES", (4,))
     entry = _run(tmp_path, "breakdown")
     one, two, *gan_rows, dispatch = entry["rows"]
-    assert [r["case"].split(": ")[1].split(" ")[0] for r in gan_rows] == ["library", "minimal", "D", "G", "D", "G", "metrics", "keys"]
+    assert [r["case"].split(": ")[1].split(" ")[0] for r in gan_rows] == ["library", "minimal", "library", "minimal", "D", "G", "D", "G", "metrics", "keys"]
+    assert "share_fakes" in gan_rows[2]["case"] and "one draw" in gan_rows[3]["case"]
     for r in gan_rows:  # each part's time against the library step's
         assert r["batch"] == 4 and _positive(r["full ms"])
         np.testing.assert_allclose(r["share of step"], r["full ms"] / gan_rows[0]["full ms"], rtol=1e-9, atol=0)
@@ -331,13 +332,14 @@ def test_vae_step_flops_match_the_jaxpr(batch):
     assert train_step.step_flops("vae", batch) == _dot_flops(jaxpr.jaxpr)
 
 
-@pytest.mark.parametrize("batch", [5])
-def test_gan_step_flops_match_the_jaxpr(batch):
-    model, tx = seed_gan(784, 100), gan_adam(2e-4, b1=0.5)
+@pytest.mark.parametrize("share_fakes", [True, False])
+def test_gan_step_flops_match_the_jaxpr(share_fakes, batch=5):
+    """The benchmarked step (one draw of fakes, G forward once) and the default (two draws)."""
+    model, tx = seed_gan(784, 100, share_fakes=share_fakes), gan_adam(2e-4, b1=0.5)
     x = np.zeros((batch, 784), np.float32)
     state = TrainState.create(model.init(jax.random.PRNGKey(0), x), tx, jax.random.PRNGKey(1))
     jaxpr = jax.make_jaxpr(make_step(model, tx))(state, x)
-    assert train_step.step_flops("gan", batch) == _dot_flops(jaxpr.jaxpr)
+    assert train_step.step_flops("gan", batch, share_fakes=share_fakes) == _dot_flops(jaxpr.jaxpr)
 
 
 def test_step_flops_rejects_unknown_model():

@@ -96,6 +96,13 @@ class GAN:
         ``"identity"`` (see the module docstring).
       input_scale: with ``data_range="identity"``, the networks see ``input_scale * x``
         and samples come back divided by it.
+      share_fakes: one draw of fakes per step for both players, as the seed chapter's
+        training code does (one ``z``; D's loss on ``G(z)`` detached, then G's on
+        ``D'(G(z))``). The two-player step then computes ``G(z)`` once, keeps its
+        pullback, and gets G's gradient through it (the same gradient as recomputing
+        ``G(z)``: G's parameters do not change in between). Default False: each player
+        draws its own ``z`` (Goodfellow et al.'s algorithm 1). Needs ``n_critic = 1`` and
+        no path-length penalty (its gradient is not through the shared fakes).
     """
 
     generator: nn.Module
@@ -119,6 +126,7 @@ class GAN:
     pl_interval: int = 1
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
+    share_fakes: bool = False
 
     log_prob_kind = "none"
     condition = NO_CONDITION  # unconditional: sample's ``cond`` must be None
@@ -164,6 +172,14 @@ class GAN:
             raise ValueError(f"pl_decay must be in (0, 1], got {self.pl_decay!r}")
         if self.pl_weight > 0 and not self.is_style:
             raise ValueError("pl_weight > 0 (path-length regularisation) needs a StyleGenerator generator")
+        if not isinstance(self.share_fakes, bool):
+            raise ValueError(f"share_fakes must be True or False, got {self.share_fakes!r}")
+        if self.share_fakes and (self.n_critic != 1 or self.pl_weight > 0):
+            raise ValueError(
+                "share_fakes=True shares one draw of fakes between one critic update and the generator's: it "
+                f"needs n_critic=1 (got {self.n_critic}) and pl_weight=0 (got {self.pl_weight}: the path-length "
+                "gradient does not go through the fakes)"
+            )
 
     @property
     def is_style(self) -> bool:
@@ -403,6 +419,17 @@ class GAN:
             return jax.random.uniform(key, (num, self.latent_dim), minval=-1.0, maxval=1.0)
         return jax.random.normal(key, (num, self.latent_dim))
 
+    def train_fakes(self, params: Params, key: PRNGKeyArray, batch: Batch) -> Array:
+        """The fakes :meth:`g_loss` draws from ``key`` for ``batch`` (as many as it has
+        examples; networks space, before packing): what the two-player step computes once
+        per step with ``share_fakes`` and passes to both losses as ``fakes``."""
+        return self._train_fakes(params, key, batch_x(batch).shape[0])
+
+    def _check_fakes(self, fakes: Array, num: int) -> None:
+        if tuple(fakes.shape) != (num, *self.data_shape):
+            raise ValueError(f"fakes: expected shape {(num, *self.data_shape)} (one per example of the batch), "
+                             f"got {tuple(fakes.shape)}")
+
     def _train_fakes(self, params: Params, key: PRNGKeyArray, num: int) -> Array:
         """Generated training examples: fresh ``z``, and style mixing with probability p."""
         k_z, k_mix, k_cross, k_noise = jax.random.split(key, 4)
@@ -445,10 +472,11 @@ class GAN:
         return term, {"pl_penalty": pen, "pl_mean": mean, "pl_length": length}
 
     # ------------------------------------------------------------------ objectives
-    def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
+    def d_loss(self, params: Params, key: PRNGKeyArray, batch: Batch, *, fakes: Array | None = None) -> tuple[Array, Metrics]:
         """Discriminator loss (mean over the batch; over its packs with ``pack > 1``) and metrics.
 
-        Fakes are generated with fresh ``z`` (no gradient to the generator). Metrics:
+        Fakes are generated with fresh ``z`` (no gradient to the generator), or given as
+        ``fakes`` (:meth:`train_fakes`' output, one per example; ``share_fakes``). Metrics:
         ``d_loss``; ``d_real`` / ``d_fake`` (mean logit / critic score); ``p_real`` /
         ``p_fake`` (mean ``sigmoid``, logistic losses); ``gp`` and ``r1`` when used.
         """
@@ -457,7 +485,11 @@ class GAN:
         real_p = self.pack_batch(self.to_model(x), name="batch")
         self.check_params(params, batch_size=x.shape[0])
         k_fake, k_gp = jax.random.split(key)
-        fake = jax.lax.stop_gradient(self._train_fakes(params, k_fake, x.shape[0]))
+        if fakes is None:
+            fakes = self._train_fakes(params, k_fake, x.shape[0])
+        else:
+            self._check_fakes(fakes, x.shape[0])
+        fake = jax.lax.stop_gradient(fakes)
         fake_p = self.pack_batch(fake)
         critic = lambda v: self.critic(params, v)  # on packs: penalties per pack
         real_s, fake_s = self._critic_pair(params, real_p, fake_p)
@@ -488,10 +520,12 @@ class GAN:
         loss = jnp.mean(per)
         return loss, {"d_loss": loss, **metrics}
 
-    def g_loss(self, params: Params, key: PRNGKeyArray, batch: Batch) -> tuple[Array, Metrics]:
+    def g_loss(self, params: Params, key: PRNGKeyArray, batch: Batch, *, fakes: Array | None = None) -> tuple[Array, Metrics]:
         """Generator loss on as many fresh fakes as ``batch`` has examples, and metrics.
 
         The batch only sets that number (its shape is checked; its values are unused).
+        ``fakes``: the fakes to score instead of drawing them (``share_fakes``: the
+        loss is then a function of them, and the step pulls its gradient back to G).
         With ``pl_weight > 0`` the path-length term is added (metrics ``pl_penalty``,
         ``pl_mean``, ``pl_length``; its key is ``fold_in(key, 1)``).
         """
@@ -499,7 +533,11 @@ class GAN:
         _checks.batch_shape("batch", x, self.data_shape)
         self.pack_batch(x, name="batch")  # the divisibility check, before any work
         self.check_params(params, batch_size=x.shape[0])
-        fake_s = self.critic(params, self.pack_batch(self._train_fakes(params, key, x.shape[0])))  # fakes: networks space
+        if fakes is None:
+            fakes = self._train_fakes(params, key, x.shape[0])  # networks space
+        else:
+            self._check_fakes(fakes, x.shape[0])
+        fake_s = self.critic(params, self.pack_batch(fakes))
         if self.loss_kind == "minimax":
             per = obj.minimax_g_loss(fake_logits=fake_s)
         elif self.loss_kind == "non_saturating":

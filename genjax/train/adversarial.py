@@ -4,6 +4,8 @@ It knows only the :class:`~genjax.types.AdversarialModel` protocol: ``d_loss`` a
 ``g_loss`` over params ``{"generator", "discriminator"}``, plus the optional attributes
 ``n_critic`` (default 1), ``split_critic_batch`` (default False), ``clip`` (WGAN
 weight clipping of the critic after each of its updates; default None) and
+``share_fakes`` (default False; then the model also has ``train_fakes(params, key, batch)``
+and its losses take ``fakes=``: see :func:`make_adversarial_step`) and
 ``update_stats(previous, updated, key, batch, metrics) -> generator params`` (running
 statistics that are not trained, e.g. StyleGAN's ``w_avg``: called after each step with
 the generator params before and after it, a key, the generator's batch and metrics). Both players
@@ -75,6 +77,15 @@ def make_adversarial_step(
     left DCGAN's MNIST step (batch 64) at 2.9 s on this project's 2-core CPU, against
     0.55 s without it.
 
+    With ``model.share_fakes`` (``n_critic = 1``) both players score one draw of fakes,
+    ``model.train_fakes(params, k_g, batch)``, computed once with its pullback
+    (``jax.vjp``): the critic's loss gets them (detached) as ``fakes=``, the generator's
+    loss is differentiated with respect to them and the result pulled back to G's
+    parameters, so ``G(z)``'s forward pass runs once per step instead of twice. The
+    generator's gradient is the one its loss would give on its own with ``k_g`` (G's
+    parameters do not change in between); only the critic's fakes differ from the
+    default (they are the generator's draw, not one from ``k_d``).
+
     A model's ``update_stats`` hook then replaces the new generator params (its running
     statistics; it gets ``fold_in(key, 3)``). With EMA, ``state.ema_params["generator"]``
     is ``decay * ema + (1 - decay) * G`` (so also an average of the statistics) and
@@ -107,6 +118,9 @@ def make_adversarial_step(
     split = bool(getattr(model, "split_critic_batch", False)) and n > 1
     project = _clipper(getattr(model, "clip", None))
     update_stats = getattr(model, "update_stats", None)
+    share = bool(getattr(model, "share_fakes", False))
+    if share and n != 1:
+        raise ValueError(f"share_fakes needs n_critic=1 (one critic update per draw), got n_critic={n}")
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(state.key, state.step)
@@ -123,8 +137,14 @@ def make_adversarial_step(
         else:
             d_batches, g_batch = None, batch
 
+        shared = {}
+        if share:  # G(z) once, with its pullback; both players score it
+            d_now = state.params["discriminator"]
+            shared["fakes"], pullback = jax.vjp(
+                lambda gp: model.train_fakes({"generator": gp, "discriminator": d_now}, k_g, g_batch), g_params)
+
         def d_loss(dp, k, b):
-            return model.d_loss({"generator": g_params, "discriminator": dp}, k, b)
+            return model.d_loss({"generator": g_params, "discriminator": dp}, k, b, **shared)
 
         def critic_update(carry, inputs):
             d_params, d_opt = carry
@@ -147,9 +167,17 @@ def make_adversarial_step(
         def g_loss(gp, k, b):
             return model.g_loss({"generator": gp, "discriminator": d_params}, k, b)
 
+        def g_through_fakes(gp, k, b):  # share_fakes: d loss / d fakes, pulled back through G
+            def on_fakes(f):
+                return model.g_loss({"generator": gp, "discriminator": d_params}, k, b, fakes=f)
+
+            out, d_fakes = jax.value_and_grad(on_fakes, has_aux=True)(shared["fakes"])
+            return out, pullback(d_fakes)[0]
+
         ema = state.ema_params
         g = apply_update(g_loss, optimizer.generator, g_params, state.opt_state["generator"], k_g, g_batch,
-                         skip_nonfinite=skip_nonfinite, ema=None if ema is None else ema["generator"], ema_decay=ema_decay)
+                         skip_nonfinite=skip_nonfinite, ema=None if ema is None else ema["generator"], ema_decay=ema_decay,
+                         value_and_grad=g_through_fakes if share else None)
         if ema is not None:
             ema = {"generator": g.ema, "discriminator": d_params}
         g_new = g.params

@@ -62,16 +62,21 @@ def apply_update(
     project: Callable[[Params], Params] | None = None,
     ema: Params | None = None,
     ema_decay: float | None = None,
+    value_and_grad: Callable | None = None,
 ) -> Update:
     """One optimizer update of ``params``: the update every train step is made of.
 
-    Gradient of ``loss_fn(params, key, batch) -> (loss, metrics)``, its global norm,
+    Gradient of ``loss_fn(params, key, batch) -> (loss, metrics)`` (by ``value_and_grad
+    (params, key, batch) -> ((loss, metrics), grads)`` when given: a step that already
+    holds part of the computation, e.g. the two-player step's shared fakes), its global norm,
     ``finite`` (loss and norm are finite), the optax update, then ``project`` (e.g. WGAN
     weight clipping) on the new parameters, then (given ``ema`` and ``ema_decay``) the
     EMA ``decay * ema + (1 - decay) * params``. With ``skip_nonfinite`` a non-finite
     update is dropped: the old ``params``, ``opt_state`` and ``ema`` are returned.
     """
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, batch)
+    if value_and_grad is None:
+        value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, metrics), grads = value_and_grad(params, key, batch)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, new_opt = tx.update(grads, opt_state, params)

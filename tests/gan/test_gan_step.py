@@ -242,6 +242,68 @@ def test_library_step_equals_the_straightforward_step(key, rng):
     chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-4, atol=1e-4)
 
 
+def test_shared_fakes_step_equals_the_step_that_recomputes_them(key, rng):
+    """``share_fakes``: G(z) computed once and G's gradient pulled back through it gives the
+    params of the hand-written step that draws one ``z`` and computes ``G(z)`` twice (the
+    seed's PyTorch code), to float tolerance over three steps; and not those of the default
+    step (two draws), so the comparison could fail."""
+    from benchmarks.breakdown import minimal_gan_step
+
+    adam = optax.adam(1e-2, b1=0.5, eps=1e-3)  # as in the test above (a large step; eps 1e-3)
+    tx = gan.GANOptimizer(generator=adam, discriminator=adam)
+    model = gan.seed_gan(16, 4, share_fakes=True)
+    x = jnp.asarray(rng.uniform(-1, 1, (8, 16)), jnp.float32)
+    state = TrainState.create(model.init(key, x), tx, jax.random.fold_in(key, 1))
+    lib = jax.jit(genjax.train.make_step(model, tx))
+    ref, two_draws = jax.jit(minimal_gan_step(model, tx, shared=True)), jax.jit(minimal_gan_step(model, tx))
+    ref_state = other = (state.params, state.opt_state, state.key, state.step)
+    for _ in range(3):
+        state, _ = lib(state, x)
+        ref_state, other = ref(ref_state, x), two_draws(other, x)
+    chex.assert_trees_all_close(state.params, ref_state[0], rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(state.opt_state, ref_state[1], rtol=1e-4, atol=1e-4)
+    gap = max(np.abs(a - b).max() for a, b in zip(_leaves(state.params["discriminator"]), _leaves(other[0]["discriminator"])))
+    assert gap > 1e-3
+
+
+@pytest.mark.parametrize("make", ["mlp", "dcgan"])
+def test_shared_fakes_one_step_by_hand(key, rng, make):
+    """One SGD step with ``share_fakes`` against the losses' own gradients: D's on the
+    generator's draw of fakes (``train_fakes`` with the step's generator key), then G's
+    from ``g_loss`` itself (which draws the same fakes again) against the updated D."""
+    if make == "mlp":
+        model, x = tiny_gan(share_fakes=True), _x(rng, 8)
+    else:  # batch-norm generator, image fakes
+        model = gan.dcgan((8, 8, 1), latent_dim=4, width=4, share_fakes=True)
+        x = jnp.asarray(rng.uniform(-1, 1, (4, 8, 8, 1)), jnp.float32)
+    lr = 0.1
+    tx = gan.GANOptimizer(generator=optax.sgd(lr), discriminator=optax.sgd(lr))
+    state = TrainState.create(model.init(key, x), tx, jax.random.fold_in(key, 1))
+    new, metrics = jax.jit(genjax.train.make_step(model, tx))(state, x)
+    _, k_d, k_g = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
+    p = state.params
+    fakes = model.train_fakes(p, k_g, x)
+    d_grad = jax.grad(lambda dp: model.d_loss({**p, "discriminator": dp}, jax.random.split(k_d, 1)[0], x, fakes=fakes)[0])(
+        p["discriminator"])
+    d_new = jax.tree_util.tree_map(lambda a, g: a - lr * g, p["discriminator"], d_grad)
+    g_grad = jax.grad(lambda gp: model.g_loss({"generator": gp, "discriminator": d_new}, k_g, x)[0])(p["generator"])
+    g_new = jax.tree_util.tree_map(lambda a, g: a - lr * g, p["generator"], g_grad)
+    chex.assert_trees_all_close(new.params["discriminator"], d_new, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(new.params["generator"], g_new, rtol=1e-5, atol=1e-6)
+    assert _changed(new.params["generator"], p["generator"]) and bool(metrics["finite"])
+
+
+def test_shared_fakes_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="share_fakes=True .* needs n_critic=1"):
+        tiny_gan(share_fakes=True, loss_kind="wgan_gp", n_critic=3)
+    with pytest.raises(ValueError, match="share_fakes must be True or False"):
+        tiny_gan(share_fakes=1)
+    model = tiny_gan(share_fakes=True)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"fakes: expected shape \(4, 2\)"):
+        model.d_loss(params, jax.random.PRNGKey(0), jnp.zeros((4, 2)), fakes=jnp.zeros((3, 2)))
+
+
 @pytest.mark.parametrize("overrides", [dict(pack=2), dict(fourier_features=4, loss_kind="wgan_gp"), dict(r1_weight=1.0)])
 def test_one_critic_call_scores_as_two(key, rng, overrides):
     """A row-wise discriminator scores ``[real; fake]`` in one call: the D loss, its metrics and
