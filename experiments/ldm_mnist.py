@@ -11,10 +11,12 @@ the same for both so the cost comparison stays fair), every part from the librar
    stand-in for LPIPS), no discriminator, 3000 steps of 64; reconstruction error and the FID of reconstructions
    on the 10000 test images. The latent scale factor (1/std) is computed on 10000 train images.
 3. **Latent UNet** (stage 2): the text-conditioned DDPM (``genjax.ldm.text_ddpm``: one level
-   at 7x7, base 64, self- and cross-attention after every block; T = 1000, linear schedule,
+   at 7x7, base 64, self- and cross-attention after every block; T = 1000, Stable Diffusion's
+   ``scaled_linear`` schedule (sqrt(beta) linear over 0.00085..0.012, final sqrt(abar) 0.068),
    captions dropped with p = 0.1) on the scaled latents, 5000 steps of 128, EMA 0.995.
 4. **Pixel baseline**: the same DDPM (same UNet class, same frozen text encoder) on the
-   28x28 pixels (3 levels 28/14/7, base 32), 3000 steps (2.78 s/step measured side by side: ~2.3 h).
+   28x28 pixels (3 levels 28/14/7, base 32; DDPM's ``linear`` schedule 1e-4..0.02, the pixel
+   model's own), 3000 steps (2.78 s/step measured side by side: ~2.3 h).
 
 Measured (``experiments/results/ldm_mnist.json``; the samples the figures come from in
 ``experiments/results/ldm_mnist_samples.npz`` and ``ldm_mnist_pair_samples.npz``: uint8

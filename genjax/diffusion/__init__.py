@@ -45,6 +45,7 @@ from genjax.diffusion.schedules import (
     cosine_schedule,
     geometric_sigmas,
     linear_schedule,
+    scaled_linear_schedule,
     schedule_from_betas,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "eps_matching_loss",
     "geometric_sigmas",
     "linear_schedule",
+    "scaled_linear_schedule",
     "ode_log_prob",
     "ode_sample",
     "pc_sample",

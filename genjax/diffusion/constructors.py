@@ -15,14 +15,21 @@ from genjax.nn.unet import UNet, check_image_size
 from genjax.types import Condition
 
 
+#: The discrete schedules by name (``genjax train ... --schedule``).
+SCHEDULES = ("linear", "scaled_linear", "cosine")
+
+
 def _discrete_schedule(schedule: str, T: int) -> sch.DiscreteSchedule:
-    """``"linear"`` (DDPM's 1e-4..0.02 at T=1000, scaled by 1000/T so that abar_T stays
-    small for short chains) or ``"cosine"``."""
+    """``"linear"`` (DDPM's 1e-4..0.02 at T=1000), ``"scaled_linear"`` (Stable Diffusion's
+    for latents: sqrt(beta) linear over 0.00085..0.012 at T=1000), both with betas scaled by
+    1000/T so that abar_T stays where it is for other chain lengths, or ``"cosine"``."""
     T = _checks.positive_int("T", T)
-    _checks.one_of("schedule", schedule, ("linear", "cosine"))
+    _checks.one_of("schedule", schedule, SCHEDULES)
     if schedule == "cosine":
         return sch.cosine_schedule(T)
     scale = 1000.0 / T
+    if schedule == "scaled_linear":
+        return sch.scaled_linear_schedule(T, beta_min=min(8.5e-4 * scale, 0.5), beta_max=min(1.2e-2 * scale, 0.999))
     return sch.linear_schedule(T, beta_min=min(1e-4 * scale, 0.5), beta_max=min(2e-2 * scale, 0.999))
 
 

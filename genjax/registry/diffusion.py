@@ -37,6 +37,7 @@ import numpy as np
 
 from genjax import viz
 from genjax.data.pipeline import uniform_dequantize
+from genjax.diffusion.constructors import SCHEDULES
 from genjax.diffusion.sampling import FAST_SAMPLERS
 from genjax.metrics.evaluation import evaluate
 from genjax.registry.core import (DataBundle, ModelSpec, Option, image_scale, int_tuple, no_transform, sample_in_chunks,
@@ -243,7 +244,7 @@ _IMAGE = {
 _OPTIONS = {
     "ddpm": {
         "T": Option(int, None, "diffusion steps (default 100 on 2-D data, 1000 on images)"),
-        "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
+        "schedule": Option(str, "linear", "beta schedule", SCHEDULES),
         "sampler": Option(str, "ddpm", _DDPM_SAMPLER_HELP, ("ddpm", "ddim", *_FAST)),
         "num_classes": Option(int, None, "images: class-conditional with classifier-free guidance on a captioned set's "
                                          "labels (e.g. 10 on mnist-captions; default: unconditional)"),
@@ -252,7 +253,7 @@ _OPTIONS = {
     },
     "ddpm-mlp": {
         "T": Option(int, 200, "diffusion steps"),
-        "schedule": Option(str, "linear", "beta schedule", ("linear", "cosine")),
+        "schedule": Option(str, "linear", "beta schedule", SCHEDULES),
         "sampler": Option(str, "ddpm", _DDPM_SAMPLER_HELP, ("ddpm", "ddim", *_FAST)),
         "hidden": Option(str, "256,256,256", "residual-MLP denoiser widths"),
         "emb_dim": Option(int, 64, "time-embedding dimension"),

@@ -32,6 +32,7 @@ from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
 from genjax.gan.step import gan_adam
 from genjax.ldm.autoencoder import kl_autoencoder, latent_scale
+from genjax.diffusion.constructors import SCHEDULES
 from genjax.ldm.constructors import SIZES, latent_diffusion, text_ddpm
 from genjax.ldm.models import LatentDiffusion
 from genjax.metrics import features
@@ -193,10 +194,10 @@ def front_stages(data: DataBundle, config: dict, *, data_dir=None, latent: bool 
 
 def ddpm_options(config: dict, tok=None) -> dict:
     """The text-conditioned DDPM's keywords of ``config``'s size and options (condition, null
-    caption, UNet depth and heads, ``T``, ``p_uncond``)."""
+    caption, UNet depth and heads, ``T``, ``p_uncond``, ``schedule``)."""
     opts, size, tok = config["options"], SIZES[config["options"]["size"]], tok or caption_tokenizer()
     return dict(null_tokens=_null_tokens(tok), num_res_blocks=size["res"], num_heads=size["heads"],
-                T=opts["T"] or size["T"], p_uncond=opts["p_uncond"])
+                T=opts["T"] or size["T"], p_uncond=opts["p_uncond"], schedule=opts["schedule"])
 
 
 def unet_fit_kwargs(config: dict) -> dict:
@@ -357,6 +358,9 @@ def pipeline_options(latent: bool) -> dict:
         "clip_steps": Option(int, 1500, "steps of the CLIP stage (batch 128)"),
         "T": Option(int, None, "diffusion steps (default: the size's, 1000)"),
         "p_uncond": Option(float, 0.1, "caption-drop probability in training (classifier-free guidance)"),
+        # Stable Diffusion's own schedule on latents; DDPM's on pixels (each model its paper's)
+        "schedule": Option(str, "scaled_linear" if latent else "linear", "the diffusion model's beta schedule",
+                           SCHEDULES),
     }
     if latent:
         opts.update({

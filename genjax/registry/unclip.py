@@ -74,7 +74,7 @@ def stages(data: DataBundle, config: dict, *, run_dir=None, data_dir=None,
                                     scale_factor=ldm_registry._scale(ae, ae_params, data, run_dir, stage="decoder"),
                                     base=size["base"], channel_mult=size["latent_mult"], num_res_blocks=size["res"],
                                     num_heads=size["heads"], vector_tokens=opts["vector_tokens"], T=ddpm_kw["T"],
-                                    p_uncond=ddpm_kw["p_uncond"])
+                                    p_uncond=ddpm_kw["p_uncond"], schedule=ddpm_kw["schedule"])
         return UnCLIP(*front.clip(frozen), prior(frozen), frozen["prior"], decoder, num_candidates=opts["num_candidates"],
                       prior_guidance=opts["prior_guidance"])
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from genjax.diffusion.constructors import discrete_schedule
 from genjax.diffusion import (
     VESDE,
     DiscreteVPSDE,
@@ -19,12 +20,14 @@ from genjax.diffusion import (
     cosine_schedule,
     geometric_sigmas,
     linear_schedule,
+    scaled_linear_schedule,
     schedule_from_betas,
 )
 
 
 @pytest.mark.parametrize("make", [lambda: linear_schedule(100), lambda: linear_schedule(1000),
-                                  lambda: cosine_schedule(50), lambda: cosine_schedule(1000)])
+                                  lambda: cosine_schedule(50), lambda: cosine_schedule(1000),
+                                  lambda: scaled_linear_schedule(1000)])
 def test_discrete_schedule_contract(make):
     s = make()
     b = np.asarray(s.betas, np.float64)
@@ -48,6 +51,21 @@ def test_linear_and_cosine_closed_forms():
     # where no beta was clipped (all but the last), alpha-bar is exactly f(t+1)/f(0)
     np.testing.assert_allclose(np.asarray(c.alphas_cumprod)[unclipped], abar[unclipped], rtol=2e-5, atol=1e-7)
     assert float(c.betas[-1]) == pytest.approx(0.999, rel=1e-6)
+
+
+def test_scaled_linear_is_stable_diffusions_schedule():
+    """sqrt(beta) evenly spaced; at T = 1000 its last sqrt(abar) is Stable Diffusion's 0.068265
+    (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed", sec. 3.1),
+    against DDPM's pixel schedule ending near 0.0064; the constructors' name scales it by 1000/T."""
+    s = scaled_linear_schedule(5, beta_min=0.01, beta_max=0.09)
+    np.testing.assert_allclose(s.betas, [0.01, 0.0225, 0.04, 0.0625, 0.09], rtol=1e-6)
+    sd = discrete_schedule("scaled_linear", 1000)
+    assert float(np.sqrt(sd.alphas_cumprod[-1])) == pytest.approx(0.068265, abs=2e-5)
+    assert float(np.sqrt(discrete_schedule("linear", 1000).alphas_cumprod[-1])) == pytest.approx(0.00635, abs=2e-5)
+    short = np.asarray(discrete_schedule("scaled_linear", 100).betas, np.float64)
+    np.testing.assert_allclose(short, np.linspace(np.sqrt(8.5e-3), np.sqrt(0.12), 100) ** 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="schedule"):
+        discrete_schedule("sqrt_linear", 1000)
 
 
 @pytest.mark.parametrize("T", [1, 2, 50])
