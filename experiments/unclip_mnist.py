@@ -12,10 +12,11 @@ the same stages):
    timestep, noised embedding, query], predicting the clean embedding (MSE), T = 1000 cosine
    schedule, caption dropped with p = 0.1; sampled with DDIM (64 steps), 2 candidates per caption,
    the one with the higher dot product with the text embedding kept; 10000 steps of 256.
-3. **Decoder**: the latent DDPM (the same UNet as the latent diffusion model: 7x7x4 latents, base
-   64, scaled_linear schedule) conditioned on the CLIP image embedding (added to the timestep embedding and projected into
-   4 context tokens for cross-attention), embedding zeroed with p = 0.1; 5000 steps of 128 at 1e-3, EMA
-   0.995 (the latent model's budget). No upsampler: 28x28 is the final size.
+3. **Decoder**: the latent DDPM (the same UNet and schedule as the latent diffusion model: 7x7x4
+   latents, base 64, scaled_linear) conditioned on the CLIP image embedding (added to the timestep
+   embedding and projected into 4 context tokens for cross-attention), embedding zeroed with
+   p = 0.1; 5000 steps of 128 at 1e-3, EMA 0.995 (the latent model's budget). No upsampler: 28x28
+   is the final size.
 
 Measured (``experiments/results/unclip_mnist.json``; samples in ``unclip_mnist_samples.npz`` and
 ``unclip_mnist_pair_samples.npz`` as the latent diffusion experiment writes them), at decoder

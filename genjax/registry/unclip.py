@@ -14,7 +14,6 @@ IMAGE`` (a .png / .npy, or ``test:N`` for the N-th test image).
 
 from __future__ import annotations
 
-import optax
 
 from genjax.clip import pick_caption
 from genjax.ldm.constructors import SIZES
