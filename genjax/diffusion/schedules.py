@@ -95,6 +95,16 @@ def schedule_from_betas(betas) -> DiscreteSchedule:
     return DiscreteSchedule(betas=jnp.asarray(b, jnp.float32), alphas_cumprod=jnp.asarray(abar, jnp.float32))
 
 
+def _beta_range(num_steps, beta_min, beta_max) -> tuple[int, float, float]:
+    """The checked ``(T, beta_min, beta_max)`` of a schedule spaced between two betas."""
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    beta_min = _checks.positive_float("beta_min", beta_min)
+    beta_max = _checks.positive_float("beta_max", beta_max)
+    if not beta_min <= beta_max < 1.0:
+        raise ValueError(f"need 0 < beta_min <= beta_max < 1, got beta_min={beta_min}, beta_max={beta_max}")
+    return num_steps, beta_min, beta_max
+
+
 def linear_schedule(num_steps: int, *, beta_min: float = 1e-4, beta_max: float = 2e-2) -> DiscreteSchedule:
     """DDPM's linear schedule: ``beta[t]`` evenly spaced from ``beta_min`` to ``beta_max``.
 
@@ -108,11 +118,7 @@ def linear_schedule(num_steps: int, *, beta_min: float = 1e-4, beta_max: float =
     Raises:
       ValueError: on a non-positive ``num_steps`` or betas outside ``(0, 1)``.
     """
-    num_steps = _checks.positive_int("num_steps", num_steps)
-    beta_min = _checks.positive_float("beta_min", beta_min)
-    beta_max = _checks.positive_float("beta_max", beta_max)
-    if not beta_min <= beta_max < 1.0:
-        raise ValueError(f"need 0 < beta_min <= beta_max < 1, got beta_min={beta_min}, beta_max={beta_max}")
+    num_steps, beta_min, beta_max = _beta_range(num_steps, beta_min, beta_max)
     return schedule_from_betas(np.linspace(beta_min, beta_max, num_steps, dtype=np.float64))
 
 
@@ -129,11 +135,7 @@ def scaled_linear_schedule(num_steps: int, *, beta_min: float = 8.5e-4, beta_max
     Raises:
       ValueError: on a non-positive ``num_steps`` or betas outside ``(0, 1)``.
     """
-    num_steps = _checks.positive_int("num_steps", num_steps)
-    beta_min = _checks.positive_float("beta_min", beta_min)
-    beta_max = _checks.positive_float("beta_max", beta_max)
-    if not beta_min <= beta_max < 1.0:
-        raise ValueError(f"need 0 < beta_min <= beta_max < 1, got beta_min={beta_min}, beta_max={beta_max}")
+    num_steps, beta_min, beta_max = _beta_range(num_steps, beta_min, beta_max)
     return schedule_from_betas(np.linspace(np.sqrt(beta_min), np.sqrt(beta_max), num_steps, dtype=np.float64) ** 2)
 
 
