@@ -197,7 +197,9 @@ def ddpm_options(config: dict, tok=None) -> dict:
     caption, UNet depth and heads, ``T``, ``p_uncond``, ``schedule``)."""
     opts, size, tok = config["options"], SIZES[config["options"]["size"]], tok or caption_tokenizer()
     return dict(null_tokens=_null_tokens(tok), num_res_blocks=size["res"], num_heads=size["heads"],
-                T=opts["T"] or size["T"], p_uncond=opts["p_uncond"], schedule=opts["schedule"])
+                T=opts["T"] or size["T"], p_uncond=opts["p_uncond"],
+                # a run recorded before the option existed was trained on DDPM's linear schedule
+                schedule=opts.get("schedule", "linear"))
 
 
 def unet_fit_kwargs(config: dict) -> dict:

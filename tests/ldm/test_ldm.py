@@ -192,3 +192,18 @@ def test_train_ldm_rejects_data_without_captions(tmp_path, capsys, tiny_ldm_args
     assert cli.main(["train", "ldm", "--data", "digits", "--out", str(tmp_path), *tiny_ldm_args]) != 0
     assert "has no captions" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_schedule_defaults_and_runs_recorded_before_the_option():
+    """The latent pipeline diffuses on Stable Diffusion's scaled_linear schedule, the pixel
+    baseline on DDPM's linear one; a run whose config predates the option was trained on linear."""
+    from genjax.registry import ldm as ldm_registry
+
+    assert registry.resolve_options(registry.get_model_spec("ldm"), {})["schedule"] == "scaled_linear"
+    assert registry.resolve_options(registry.get_model_spec("ddpm-text"), {})["schedule"] == "linear"
+    old = {"options": {"size": "tiny", "T": None, "p_uncond": 0.1}}
+    assert ldm_registry.ddpm_options(old)["schedule"] == "linear"
+    new = {"options": {**old["options"], "schedule": "scaled_linear"}}
+    assert ldm_registry.ddpm_options(new)["schedule"] == "scaled_linear"
+    with pytest.raises(ValueError, match="schedule"):
+        registry.resolve_options(registry.get_model_spec("ldm"), {"schedule": "quadratic"})
