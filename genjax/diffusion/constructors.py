@@ -22,7 +22,7 @@ SCHEDULES = ("linear", "scaled_linear", "cosine")
 def _discrete_schedule(schedule: str, T: int) -> sch.DiscreteSchedule:
     """``"linear"`` (DDPM's 1e-4..0.02 at T=1000), ``"scaled_linear"`` (Stable Diffusion's
     for latents: sqrt(beta) linear over 0.00085..0.012 at T=1000), both with betas scaled by
-    1000/T so that abar_T stays where it is for other chain lengths, or ``"cosine"``."""
+    1000/T so that abar_T stays small for short chains (near its T=1000 value), or ``"cosine"``."""
     T = _checks.positive_int("T", T)
     _checks.one_of("schedule", schedule, SCHEDULES)
     if schedule == "cosine":

@@ -30,9 +30,9 @@ from genjax.results import atomic_write
 from genjax.clip import CLIP, FrozenTextEncoder, pick_caption  # FrozenTextEncoder: also importable from here
 from genjax.data import captions as caption_data
 from genjax.data.tokenizer import caption_tokenizer
+from genjax.diffusion.constructors import SCHEDULES
 from genjax.gan.step import gan_adam
 from genjax.ldm.autoencoder import kl_autoencoder, latent_scale
-from genjax.diffusion.constructors import SCHEDULES
 from genjax.ldm.constructors import SIZES, latent_diffusion, text_ddpm
 from genjax.ldm.models import LatentDiffusion
 from genjax.metrics import features
